@@ -1,0 +1,79 @@
+"""Array namespaces: one interface, NumPy and CuPy backends.
+
+Every piece of rnncore maths is written once against an array namespace ``xp``
+(``numpy`` or ``cupy``), chosen from the arrays it is handed: NumPy in, NumPy
+out; CuPy in, CuPy out. CuPy is optional and imported only when present.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+try:  # pragma: no cover - exercised only where CuPy is installed
+    import cupy as _cupy
+except ImportError:  # pragma: no cover - the CPU-only case
+    _cupy = None
+
+__all__ = ["FLOAT_DTYPES", "float_dtype", "namespace", "to_numpy"]
+
+#: The floating dtypes rnncore computes in.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def namespace(*arrays: Any) -> ModuleType:
+    """Return the array namespace (``numpy`` or ``cupy``) of ``arrays``.
+
+    Parameters
+    ----------
+    *arrays
+        Arrays, scalars or ``None``; ``None`` and Python scalars are ignored.
+
+    Returns
+    -------
+    module
+        ``cupy`` if any argument is a CuPy array, else ``numpy``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> namespace(np.zeros(3), None).__name__
+    'numpy'
+    """
+    if _cupy is not None and any(isinstance(a, _cupy.ndarray) for a in arrays):
+        return _cupy
+    return np
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """Return ``array`` as a NumPy array, copying from the device if needed."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def float_dtype(dtype: Any, *, what: str) -> np.dtype:
+    """Return the float dtype to compute in for data of ``dtype``.
+
+    float32 and float64 stay as they are; booleans and integers are promoted to
+    float64. Anything else (complex, strings, objects) cannot be computed with
+    and raises a ``TypeError`` that names ``what`` was given.
+
+    Examples
+    --------
+    >>> float_dtype(np.int32, what="x")
+    dtype('float64')
+    """
+    dtype = np.dtype(dtype)
+    if dtype in FLOAT_DTYPES:
+        return dtype
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    raise TypeError(
+        f"{what} has dtype {dtype}, which rnncore cannot compute with; "
+        "expected float32 or float64 (integers and booleans are promoted to float64)"
+    )

@@ -1,0 +1,298 @@
+"""The cell interface shared by every recurrent layer.
+
+A cell is one recurrent layer: parameters held as plain NumPy arrays, maths written
+once against an array namespace. Arrays are time-major: ``x`` is ``(T, B, F)``
+and outputs are ``(T, B, H)``, as in PyTorch's default layout.
+
+Missing values: a step where any feature of ``x`` is NaN for a series is *missing*
+for that series. Its transition is the identity (the state carries over unchanged)
+and its output is NaN. Series that start late, end early or are all NaN need no
+special handling.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from ..backend import float_dtype, namespace
+
+__all__ = ["Cell", "State"]
+
+#: A cell's recurrent state: one ``(B, H)`` array, or a tuple of them (LSTM's ``(h, c)``).
+State = Any
+
+
+class Cell(ABC):
+    """One recurrent layer.
+
+    Parameters
+    ----------
+    params
+        The parameter arrays, by name (as :meth:`state_dict` returns them).
+    **options
+        Cell-specific options (see each subclass), recorded by :meth:`config`.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is missing, unexpected, of the wrong shape, or not finite.
+    TypeError
+        If a parameter is not a floating-point array.
+    """
+
+    #: Number of gate blocks stacked in the rows of the input weight.
+    n_blocks: ClassVar[int] = 1
+    #: The parameter whose shape ``(n_blocks * H, F)`` gives the cell's sizes.
+    weight_name: ClassVar[str] = "weight"
+    #: Names of the tuple entries of the state (``("h",)`` for a single array).
+    state_names: ClassVar[tuple[str, ...]] = ("h",)
+    #: Options that only shape :meth:`init` and are not part of the cell.
+    init_only: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Mapping[str, Any], **options: Any) -> None:
+        self.options = self._check_options(options)
+        if self.weight_name not in params:
+            raise ValueError(
+                f"{type(self).__name__} parameters lack {self.weight_name!r}; got {sorted(params)}"
+            )
+        weight = np.asarray(params[self.weight_name])
+        if weight.ndim != 2 or weight.shape[0] % self.n_blocks:
+            raise ValueError(
+                f"{type(self).__name__}.{self.weight_name} has shape {weight.shape}; "
+                f"expected (hidden_size * {self.n_blocks}, input_size)"
+            )
+        self.hidden_size = weight.shape[0] // self.n_blocks
+        self.input_size = weight.shape[1]
+        self.params = self._check_params(params)
+        self._cast_cache: dict[tuple[str, np.dtype], dict[str, Any]] = {}
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        input_size: int,
+        hidden_size: int,
+        *,
+        seed: int | None = 0,
+        dtype: Any = np.float32,
+        **options: Any,
+    ) -> Self:
+        """Create a cell with freshly initialised parameters.
+
+        Parameters
+        ----------
+        input_size, hidden_size
+            Features in, hidden units.
+        seed
+            Seed of the random generator (``None`` for fresh entropy).
+        dtype
+            float32 or float64.
+        **options
+            Cell-specific options.
+
+        Examples
+        --------
+        >>> from rnncore import MinGRU
+        >>> MinGRU.init(3, 8, seed=1).hidden_size
+        8
+        """
+        for name, size in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(size, int | np.integer) or size < 1:
+                raise ValueError(f"{name} must be a positive integer; got {size!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64; got {dtype}")
+        rng = np.random.default_rng(seed)
+        params = cls._init_params(rng, int(input_size), int(hidden_size), **options)
+        cell_options = {k: v for k, v in options.items() if k not in cls.init_only}
+        return cls({k: v.astype(dtype) for k, v in params.items()}, **cell_options)
+
+    @classmethod
+    @abstractmethod
+    def _init_params(
+        cls, rng: np.random.Generator, input_size: int, hidden_size: int, **options: Any
+    ) -> dict[str, np.ndarray]:
+        """Draw initial parameters (float64; :meth:`init` casts them)."""
+
+    @classmethod
+    def from_state_dict(cls, mapping: Mapping[str, Any], **options: Any) -> Self:
+        """Build a cell from a mapping of parameter arrays, as :meth:`state_dict` gives.
+
+        Arrays may be NumPy arrays or anything ``numpy.asarray`` accepts.
+        """
+        return cls({k: np.asarray(v) for k, v in mapping.items()}, **options)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The parameters as plain NumPy arrays, by name."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable description: type, sizes and options."""
+        return {
+            "type": type(self).__name__,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "options": dict(self.options),
+        }
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The parameters' dtype."""
+        return self.params[self.weight_name].dtype
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return (
+            f"{type(self).__name__}(input_size={self.input_size}, "
+            f"hidden_size={self.hidden_size}, dtype={self.dtype}{opts})"
+        )
+
+    # -- validation ---------------------------------------------------------------
+
+    @classmethod
+    def _check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Validate cell options; cells with options override this."""
+        if options:
+            raise TypeError(f"{cls.__name__} takes no options; got {sorted(options)}")
+        return {}
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The expected shape of every parameter."""
+        rows = self.n_blocks * self.hidden_size
+        return {"weight": (rows, self.input_size), "bias": (rows,)}
+
+    def _check_params(self, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        name = type(self).__name__
+        shapes = self.param_shapes()
+        missing = sorted(set(shapes) - set(params))
+        extra = sorted(set(params) - set(shapes))
+        if missing or extra:
+            raise ValueError(
+                f"{name} parameters do not match: missing {missing}, unexpected {extra}; "
+                f"expected exactly {sorted(shapes)}"
+            )
+        dtype = np.asarray(params[self.weight_name]).dtype
+        return {
+            key: check_param(f"{name}.{key}", params[key], shape, dtype)
+            for key, shape in shapes.items()
+        }
+
+    # -- running --------------------------------------------------------------------
+
+    def params_for(self, xp: ModuleType, dtype: np.dtype) -> dict[str, Any]:
+        """The parameters as ``xp`` arrays of ``dtype`` (cached per namespace and dtype)."""
+        key = (xp.__name__, np.dtype(dtype))
+        if key not in self._cast_cache:
+            self._cast_cache[key] = {k: xp.asarray(v, dtype=dtype) for k, v in self.params.items()}
+        return self._cast_cache[key]
+
+    def prepare_input(self, x: Any) -> tuple[ModuleType, Any, Any]:
+        """Validate ``x`` and split off its missing steps.
+
+        Returns
+        -------
+        xp
+            The array namespace of ``x``.
+        x
+            ``x`` as a float array of shape ``(T, B, F)`` with missing steps set to 0.
+        missing
+            Boolean ``(T, B, 1)``: True where any feature is NaN.
+        """
+        xp = namespace(x)
+        x = xp.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(
+                f"x has {x.ndim} dimensions (shape {x.shape}); expected 3: (time, batch, feature)"
+            )
+        if x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[2]} features (shape {x.shape}); "
+                f"{type(self).__name__} expects input_size={self.input_size}"
+            )
+        x = x.astype(float_dtype(x.dtype, what="x"), copy=False)
+        missing = xp.isnan(x).any(axis=2, keepdims=True)
+        return xp, (xp.where(missing, 0, x) if missing.any() else x), missing
+
+    def prepare_state(self, xp: ModuleType, h0: State, batch: int, dtype: np.dtype) -> State:
+        """Validate ``h0`` (zeros when ``None``) as this cell's state for ``batch`` series."""
+        shape = (batch, self.hidden_size)
+        if h0 is None:
+            parts = tuple(xp.zeros(shape, dtype) for _ in self.state_names)
+        else:
+            parts = (h0,) if len(self.state_names) == 1 else tuple(h0)
+            if len(parts) != len(self.state_names):
+                raise ValueError(
+                    f"{type(self).__name__} state is {self.state_names}; got {len(parts)} arrays"
+                )
+            parts = tuple(xp.asarray(p) for p in parts)
+            for name, part in zip(self.state_names, parts, strict=True):
+                if part.shape != shape:
+                    raise ValueError(
+                        f"{type(self).__name__} initial state {name} has shape {part.shape}; "
+                        f"expected (batch, hidden_size) = {shape}"
+                    )
+            parts = tuple(
+                p.astype(float_dtype(p.dtype, what="h0")).astype(dtype, copy=False) for p in parts
+            )
+        return parts[0] if len(parts) == 1 else parts
+
+    @abstractmethod
+    def __call__(self, x: Any, h0: State = None) -> tuple[Any, State]:
+        """Run the layer over ``x``.
+
+        Parameters
+        ----------
+        x
+            ``(T, B, F)`` inputs; NaN marks a missing step.
+        h0
+            Initial state ``(B, H)`` (LSTM: the pair ``(h, c)``); zeros if ``None``.
+
+        Returns
+        -------
+        y
+            ``(T, B, H)`` outputs, NaN at missing steps.
+        state
+            The state after the last step (``h0`` when ``T = 0``).
+        """
+
+
+def check_param(what: str, value: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Return parameter ``value`` as a fresh NumPy array after checking it.
+
+    Raises
+    ------
+    TypeError
+        If it is not float32/float64, or not of ``dtype`` (parameters share one dtype).
+    ValueError
+        If its shape is not ``shape`` or it holds NaN or inf.
+    """
+    value = np.asarray(value)
+    if value.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{what} has dtype {value.dtype}; expected float32 or float64")
+    if value.dtype != dtype:
+        raise TypeError(
+            f"{what} has dtype {value.dtype} but the other parameters have {dtype}; "
+            "all parameters must share one dtype"
+        )
+    if value.shape != shape:
+        raise ValueError(f"{what} has shape {value.shape}; expected {shape}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"{what} contains NaN or inf; parameters must be finite")
+    return np.array(value)
+
+
+def uniform(rng: np.random.Generator, bound: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Draw ``U(-bound, bound)`` (PyTorch's default initialisation for recurrent layers)."""
+    return rng.uniform(-bound, bound, size=shape)
+
+
+def fan_in_bound(size: int) -> float:
+    """``1 / sqrt(size)``, the bound of PyTorch's default initialisation."""
+    return 1.0 / math.sqrt(size)
