@@ -1,0 +1,1 @@
+"""Prefect flows: the batch jobs of rnnflow, built from the tasks in :mod:`tasks`."""

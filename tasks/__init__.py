@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over rnncore that pass paths, chunk plans and small arrays."""
