@@ -5,6 +5,8 @@ cells written once against an array namespace, and models stacking them.
 """
 
 from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
+from .chunked import ConvergenceError
+from .labelled import RNNAccessor, run
 from .model import Model, Readout
 from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
 from .serialization import ModelFileError
@@ -18,16 +20,19 @@ __all__ = [
     "LSTM",
     "QRNN",
     "Cell",
+    "ConvergenceError",
     "DiagonalLinear",
     "Elman",
     "MinGRU",
     "MinLSTM",
     "Model",
     "ModelFileError",
+    "RNNAccessor",
     "Readout",
     "__version__",
     "compose",
     "linear_scan",
+    "run",
     "scan_summary",
     "stitch",
 ]

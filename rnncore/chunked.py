@@ -1,0 +1,389 @@
+"""Run a :class:`~rnncore.Model` over a Dask array chunked along time and series.
+
+The array is time-major, ``(time, series, feature)``. Series chunks are
+independent; time chunks are joined by their boundary states, in one of three ways:
+
+``"stitch"`` (linear-state models, exact)
+    Each time chunk is summarised as an affine map without keeping its hidden
+    states, the summaries are joined by a log-depth prefix tree
+    (:func:`prefix_scan` over :func:`rnncore.compose`), and each chunk is run
+    again from its entry state. Multi-layer models do this layer by layer:
+    layer ``l``'s summaries are taken from the outputs of layers ``< l`` run
+    from their stitched entry states. The graph holds O(chunks x layers) tasks,
+    each touching one chunk.
+``"sequential"`` (any model, exact)
+    The state is carried from chunk to chunk along time; series chunks still run
+    in parallel.
+``"shooting"`` (any model, to a tolerance)
+    All time chunks run at once from guessed entry states; the entry states are
+    replaced by the previous chunks' exit states until they change by at most
+    ``tol`` (multiple shooting). After ``k`` sweeps the first ``k`` chunks are
+    exact, so ``n_time_chunks - 1`` sweeps always suffice. Only chunks whose entry
+    changed are run again. The sweeps are computed when the run is set up; the
+    outputs stay lazy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from .backend import float_dtype, namespace
+from .model import Model
+from .scan import compose, scan_summary
+from .states import pack_states, state_width, unpack_states
+
+__all__ = [
+    "METHODS",
+    "ChunkedRun",
+    "ConvergenceError",
+    "prefix_scan",
+    "resolve_method",
+    "run_chunked",
+]
+
+#: The ``method`` values :func:`run_chunked` accepts.
+METHODS = ("auto", "sequential", "parallel")
+
+T = TypeVar("T")
+
+
+class ConvergenceError(RuntimeError):
+    """Multiple shooting did not bring the boundary states within ``tol`` in ``max_iter`` sweeps."""
+
+
+@dataclass(frozen=True)
+class ChunkedRun:
+    """The lazy result of :func:`run_chunked`.
+
+    Attributes
+    ----------
+    output
+        ``(time, series, output)`` outputs, chunked like the input.
+    states
+        ``(series, layer, state_unit)`` final states (see :mod:`rnncore.states`).
+    method
+        ``"stitch"``, ``"sequential"`` or ``"shooting"``.
+    iterations
+        Sweeps made by ``"shooting"`` (``None`` otherwise).
+    boundary_change
+        The largest change of a boundary state in the last sweep, 0 once the
+        boundaries are an exact fixed point (``"shooting"``).
+    """
+
+    output: da.Array
+    states: da.Array
+    method: str
+    iterations: int | None = None
+    boundary_change: float | None = None
+
+
+def prefix_scan(items: Sequence[T], op: Callable[[T, T], T]) -> list[T]:
+    """Inclusive prefix of ``items`` under the associative ``op``, as a log-depth tree.
+
+    ``out[i] = op(...op(op(items[0], items[1]), items[2])..., items[i])``, computed
+    with about ``2 n`` applications of ``op`` in ``2 log2(n)`` levels: adjacent pairs
+    are combined, the pairs' prefix is taken recursively, and the even positions
+    are filled in from it. ``op`` may build graph nodes (Dask delayed calls) or
+    compute directly.
+
+    Examples
+    --------
+    >>> prefix_scan([1, 2, 3, 4, 5], lambda a, b: a + b)
+    [1, 3, 6, 10, 15]
+    """
+    n = len(items)
+    if n <= 1:
+        return list(items)
+    pairs = [op(items[i], items[i + 1]) for i in range(0, n - 1, 2)]
+    pair_prefix = prefix_scan(pairs, op)
+    out = [items[0]]
+    for i in range(1, n):
+        out.append(pair_prefix[i // 2] if i % 2 else op(pair_prefix[i // 2 - 1], items[i]))
+    return out
+
+
+def resolve_method(model: Model, method: str) -> str:
+    """Map a user's ``method`` to the strategy used: stitch, sequential or shooting."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method == "auto":
+        return "stitch" if model.is_linear_state else "sequential"
+    if method == "parallel":
+        return "stitch" if model.is_linear_state else "shooting"
+    return "sequential"
+
+
+def run_chunked(
+    model: Model,
+    x: da.Array,
+    h0: Any = None,
+    *,
+    method: str = "auto",
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+) -> ChunkedRun:
+    """Run ``model`` over the chunked ``(time, series, feature)`` array ``x``.
+
+    Parameters
+    ----------
+    model
+        The model to run.
+    x
+        Dask array ``(time, series, feature)``; NaN marks missing steps. The
+        feature axis is brought into one chunk; the time axis is never rechunked.
+    h0
+        Packed initial states ``(series, layer, state_unit)`` (a NumPy or CuPy
+        array, see :mod:`rnncore.states`), or ``None`` for zeros.
+    method
+        ``"auto"`` (stitch for linear-state models, sequential otherwise),
+        ``"sequential"``, or ``"parallel"`` (stitch, or shooting for nonlinear models).
+    tol
+        Largest boundary-state change at which shooting stops.
+    max_iter
+        Most shooting sweeps; ``None`` allows ``n_time_chunks - 1`` (always enough).
+
+    Returns
+    -------
+    ChunkedRun
+        Lazy outputs and final states, and how they were joined.
+
+    Raises
+    ------
+    ConvergenceError
+        If shooting has not converged after ``max_iter`` sweeps.
+    """
+    strategy = resolve_method(model, method)
+    if x.ndim != 3 or x.shape[2] != model.input_size:
+        raise ValueError(
+            f"x has shape {x.shape}; expected (time, series, {model.input_size} features)"
+        )
+    x = x.astype(float_dtype(x.dtype, what="x")).rechunk({2: -1})
+    graph = _Graph(model, x, strategy)
+    starts = np.cumsum((0, *x.chunks[1]))
+    h0_chunks = [
+        [None] * len(model.layers) if h0 is None else unpack_states(model, h0[s:e])
+        for s, e in itertools.pairwise(starts)
+    ]
+    n_time, n_series = len(x.chunks[0]), len(x.chunks[1])
+    iterations, change = None, None
+    if strategy == "shooting":
+        entries, iterations, change = _shoot(graph, h0_chunks, tol, max_iter)
+        finals = []
+        for j in range(n_series):
+            for i in range(n_time):
+                result = graph.run_block(i, j, graph.put("entry", entries[j][i]))
+                graph.output(i, j, graph.item(result, 0))
+            finals.append(graph.item(result, 1))
+    else:
+        join = _stitch if strategy == "stitch" else _carry
+        finals = [join(graph, j, h0_chunks[j]) for j in range(n_series)]
+    return ChunkedRun(
+        output=graph.output_array(),
+        states=graph.states_array(finals),
+        method=strategy,
+        iterations=iterations,
+        boundary_change=change,
+    )
+
+
+class _Graph:
+    """Builds the task graph of one run: ``(function, *args)`` tasks keyed by tuples."""
+
+    def __init__(self, model: Model, x: da.Array, strategy: str) -> None:
+        self.model, self.x = model, x
+        token = tokenize(x.name, model.fingerprint(), strategy)
+        self.name = f"rnncore-run-{token}"
+        self.states_name = f"rnncore-states-{token}"
+        self.tasks: dict[tuple, Any] = {}
+        self._counter = itertools.count()
+        self.model_key = self.put("model", model)
+
+    def _key(self, tag: str) -> tuple:
+        return (f"{self.name}-{tag}", next(self._counter))
+
+    def put(self, tag: str, value: Any) -> tuple:
+        """Store a literal value in the graph; returns its key."""
+        key = self._key(tag)
+        self.tasks[key] = value
+        return key
+
+    def call(self, tag: str, func: Callable, *args: Any) -> tuple:
+        """Add the task ``func(*args)`` (keys among ``args`` are replaced by their values)."""
+        key = self._key(tag)
+        self.tasks[key] = (func, *args)
+        return key
+
+    def item(self, key: tuple, index: int) -> tuple:
+        """The task ``value_of(key)[index]``."""
+        return self.call("item", operator.getitem, key, index)
+
+    def block(self, i: int, j: int) -> tuple:
+        """The key of input chunk ``(i, j)``."""
+        return (self.x.name, i, j, 0)
+
+    def run_block(self, i: int, j: int, entries: Any) -> tuple:
+        """``model(x_ij, entries)``: the pair ``(outputs, exit states)``."""
+        return self.call("block", _run_model, self.model_key, self.block(i, j), entries)
+
+    def output(self, i: int, j: int, key: tuple) -> None:
+        """Make ``key`` output chunk ``(i, j)``."""
+        self.tasks[(self.name, i, j, 0)] = key
+
+    def compose(self, first: Any, second: Any) -> tuple:
+        return self.call("compose", compose, first, second)
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[None]:
+        """Tasks added inside this block are dropped from the graph at its end."""
+        saved = dict(self.tasks)
+        try:
+            yield
+        finally:
+            self.tasks = saved
+
+    def compute(self, keys: list[tuple]) -> tuple:
+        """Compute ``keys`` now, on the active scheduler."""
+        graph = HighLevelGraph.from_collections(self.name, dict(self.tasks), [self.x])
+        return dask.compute(*(Delayed(key, graph, layer=self.name) for key in keys))
+
+    def output_array(self) -> da.Array:
+        graph = HighLevelGraph.from_collections(self.name, self.tasks, [self.x])
+        chunks = (*self.x.chunks[:2], (self.model.output_size,))
+        return da.Array(graph, self.name, chunks, meta=_meta(self.x, 3))
+
+    def states_array(self, finals: list[Any]) -> da.Array:
+        output = self.output_array()
+        tasks = {
+            (self.states_name, j, 0, 0): (pack_states, self.model_key, final)
+            for j, final in enumerate(finals)
+        }
+        graph = HighLevelGraph.from_collections(self.states_name, tasks, [output])
+        width = state_width(self.model)
+        chunks = (self.x.chunks[1], (len(self.model.layers),), (width,))
+        return da.Array(graph, self.states_name, chunks, meta=_meta(self.x, 3))
+
+
+# -- the three ways of joining time chunks (one series chunk at a time) ---------------
+
+
+def _stitch(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
+    """Exact parallel join of linear-state layers: summaries, prefix tree, rerun."""
+    n_time = len(graph.x.chunks[0])
+    entries: list[list[Any]] = []  # entries[l][i]: state entering chunk i; [l][n]: final
+    for layer in range(len(h0)):
+        summaries = [
+            graph.call(
+                "summary",
+                _layer_summary,
+                graph.model_key,
+                graph.block(i, j),
+                [entries[k][i] for k in range(layer)],
+                layer,
+            )
+            for i in range(n_time)
+        ]
+        if h0[layer] is None:
+            prefix = prefix_scan(summaries, graph.compose)
+            entries.append([None, *(graph.item(p, 1) for p in prefix)])
+        else:
+            start = graph.put("h0", (0.0, h0[layer]))
+            prefix = prefix_scan([start, *summaries], graph.compose)
+            entries.append([graph.put("h0", h0[layer]), *(graph.item(p, 1) for p in prefix[1:])])
+    for i in range(n_time):
+        result = graph.run_block(i, j, [layer_entries[i] for layer_entries in entries])
+        graph.output(i, j, graph.item(result, 0))
+    return [layer_entries[-1] for layer_entries in entries]
+
+
+def _carry(graph: _Graph, j: int, h0: list[Any]) -> Any:
+    """Exact sequential join: each chunk starts from the previous chunk's exit state."""
+    state: Any = graph.put("h0", h0)
+    for i in range(len(graph.x.chunks[0])):
+        result = graph.run_block(i, j, state)
+        graph.output(i, j, graph.item(result, 0))
+        state = graph.item(result, 1)
+    return state
+
+
+def _shoot(
+    graph: _Graph, h0: list[list[Any]], tol: float, max_iter: int | None
+) -> tuple[list[list[Any]], int, float]:
+    """Multiple shooting over all series chunks at once; returns the converged entries."""
+    n_time, n_series = len(graph.x.chunks[0]), len(graph.x.chunks[1])
+    limit = max(n_time - 1, 0) if max_iter is None else max_iter
+    entries = [[h0[j]] + [[None] * len(h0[j])] * (n_time - 1) for j in range(n_series)]
+    stale = [(i, j) for j in range(n_series) for i in range(n_time - 1)]
+    iterations, change = 0, 0.0
+    while stale:
+        if iterations == limit:
+            raise ConvergenceError(
+                f"multiple shooting did not converge in {limit} sweeps: the boundary states "
+                f"still changed by {change:.3g} > tol={tol:g}. Raise max_iter (at most "
+                f"{n_time - 1} sweeps are ever needed), raise tol, or use method='sequential'"
+            )
+        with graph.scratch():
+            exits = graph.compute(
+                [
+                    graph.item(graph.run_block(i, j, graph.put("entry", entries[j][i])), 1)
+                    for i, j in stale
+                ]
+            )
+        iterations += 1
+        changed, change = [], 0.0
+        for (i, j), new in zip(stale, exits, strict=True):
+            delta = _max_abs_difference(new, entries[j][i + 1])
+            change = max(change, delta)
+            entries[j][i + 1] = new
+            if delta > 0 and i + 1 < n_time - 1:
+                changed.append((i + 1, j))
+        if not changed:  # every boundary now equals its predecessor's exit: exact
+            change = 0.0
+        stale = changed if change > tol else []
+    return entries, iterations, change
+
+
+# -- block-level work (runs on the workers) ------------------------------------------
+
+
+def _run_model(model: Model, x: Any, entries: list[Any]) -> tuple[Any, list[Any]]:
+    return model(x, entries)
+
+
+def _layer_summary(model: Model, x: Any, entries: list[Any], layer: int) -> tuple[Any, Any]:
+    """Summary ``(A, B)`` of ``layer`` over one chunk, lower layers run from ``entries``."""
+    for cell, entry in zip(model.layers[:layer], entries, strict=True):
+        x, _ = cell(x, entry)
+    return scan_summary(*model.layers[layer].transition(x))
+
+
+def _max_abs_difference(new: list[Any], old: list[Any]) -> float:
+    """Largest absolute difference between two per-layer states (``None`` is zeros)."""
+    largest = 0.0
+    for new_layer, old_layer in zip(new, old, strict=True):
+        new_parts = _parts(new_layer)
+        old_parts = (None,) * len(new_parts) if old_layer is None else _parts(old_layer)
+        for n_part, o_part in zip(new_parts, old_parts, strict=True):
+            diff = abs(n_part if o_part is None else n_part - o_part)
+            if diff.size:
+                largest = max(largest, float(namespace(diff).nanmax(diff)))
+    return largest
+
+
+def _parts(state: Any) -> tuple[Any, ...]:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _meta(x: da.Array, ndim: int) -> Any:
+    return namespace(x._meta).empty((0,) * ndim, dtype=x.dtype)

@@ -1,0 +1,172 @@
+import itertools
+import math
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from dask.core import get_deps
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import rel_err
+
+from rnncore import CELLS, ConvergenceError, Model
+from rnncore.chunked import prefix_scan, resolve_method, run_chunked
+from rnncore.states import pack_states
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+@st.composite
+def chunking(draw, max_chunks=6, max_size=9):
+    """A partition into chunks, length-1 and uneven ones included."""
+    return tuple(draw(st.lists(st.integers(1, max_size), min_size=1, max_size=max_chunks)))
+
+
+def make_inputs(rng, steps, series, features, dtype, gaps):
+    x = rng.normal(size=(steps, series, features)).astype(dtype)
+    if gaps:
+        x[rng.uniform(size=x.shape[:2]) < 0.2] = np.nan
+        x[:, 0] = np.nan  # an all-NaN series
+        if series > 1:
+            x[: steps // 2, 1] = np.nan  # a late start
+    return x
+
+
+@given(
+    cell=st.sampled_from(sorted(CELLS)),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    time_chunks=chunking(),
+    series_chunks=chunking(max_chunks=3, max_size=4),
+    gaps=st.booleans(),
+    warm=st.booleans(),
+    method=st.sampled_from(["auto", "sequential"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_dask_run_equals_in_memory(
+    cell, dtype, time_chunks, series_chunks, gaps, warm, method, seed
+):
+    rng = np.random.default_rng(seed)
+    model = Model.init(cell, 2, [3, 4], output_size=2, seed=seed, dtype=dtype)
+    x = make_inputs(rng, sum(time_chunks), sum(series_chunks), 2, dtype, gaps)
+    h0 = None
+    if warm:
+        _, states = model(rng.normal(size=(3, x.shape[1], 2)).astype(dtype))
+        h0 = states
+    y, states = model(x, h0)
+    chunks = (time_chunks, series_chunks, (1, 1))
+    h0_packed = None if h0 is None else pack_states(model, h0)
+    with dask.config.set(scheduler="synchronous"):
+        result = run_chunked(model, da.from_array(x, chunks=chunks), h0_packed, method=method)
+        y_dask, states_dask = dask.compute(result.output, result.states)
+    assert y_dask.dtype == dtype and result.output.chunks[:2] == chunks[:2]
+    assert rel_err(y_dask, y) < TOL[dtype]
+    assert rel_err(states_dask, pack_states(model, states)) < TOL[dtype]
+
+
+@pytest.mark.parametrize("cell", ["Elman", "GRU", "LSTM"])
+def test_shooting_equals_sequential_and_reports_iterations(rng, cell):
+    model = Model.init(cell, 1, [8, 8], output_size=1, seed=3, dtype=np.float64)
+    x = da.from_array(rng.normal(size=(200, 6, 1)), chunks=(20, 3, 1))
+    with dask.config.set(scheduler="synchronous"):
+        sequential = run_chunked(model, x, method="sequential")
+        parallel = run_chunked(model, x, method="parallel", tol=1e-10)
+        y_seq, y_par = dask.compute(sequential.output, parallel.output)
+    assert parallel.method == "shooting" and sequential.method == "sequential"
+    assert 1 <= parallel.iterations <= 9
+    assert parallel.boundary_change <= 1e-10
+    np.testing.assert_allclose(y_par, y_seq, atol=1e-8)
+
+
+def test_shooting_ends_exact_after_n_minus_one_sweeps(rng):
+    model = Model.init("GRU", 1, [4], seed=1, dtype=np.float64)
+    x = da.from_array(rng.normal(size=(12, 2, 1)), chunks=(3, 2, 1))
+    with dask.config.set(scheduler="synchronous"):
+        result = run_chunked(model, x, method="parallel", tol=0.0)
+        y = result.output.compute()
+    assert result.iterations <= 3
+    np.testing.assert_array_equal(y, model(x.compute())[0])
+
+
+def test_shooting_reports_non_convergence(rng):
+    model = Model.init("LSTM", 1, [4], seed=1, dtype=np.float64)
+    x = da.from_array(rng.normal(size=(40, 2, 1)), chunks=(4, 2, 1))
+    with (
+        dask.config.set(scheduler="synchronous"),
+        pytest.raises(ConvergenceError, match="did not converge in 1 sweeps"),
+    ):
+        run_chunked(model, x, method="parallel", tol=1e-14, max_iter=1)
+
+
+def test_resolve_method():
+    linear, nonlinear = Model.init("MinGRU", 1, [2]), Model.init("GRU", 1, [2])
+    assert resolve_method(linear, "auto") == resolve_method(linear, "parallel") == "stitch"
+    assert resolve_method(nonlinear, "auto") == "sequential"
+    assert resolve_method(nonlinear, "parallel") == "shooting"
+    with pytest.raises(ValueError, match="method must be one of"):
+        resolve_method(linear, "fast")
+
+
+@given(st.lists(st.text(max_size=2), max_size=40))
+def test_prefix_scan_is_an_ordered_inclusive_prefix(items):
+    # String concatenation is associative but not commutative: order errors show.
+    assert prefix_scan(items, lambda a, b: a + b) == list(itertools.accumulate(items))
+
+
+def graph_shape(array):
+    """Number of tasks and the longest dependency chain of a Dask collection's graph."""
+    graph = dict(array.__dask_graph__())
+    dependencies, _ = get_deps(graph)
+    depth = {}
+    for key in _topological(dependencies):
+        depth[key] = 1 + max((depth[d] for d in dependencies[key]), default=0)
+    return len(graph), max(depth.values())
+
+
+def _topological(dependencies):
+    order, seen = [], set()
+    for root in dependencies:
+        stack = [(root, False)]
+        while stack:
+            key, done = stack.pop()
+            if done:
+                order.append(key)
+            elif key not in seen:
+                seen.add(key)
+                stack.append((key, True))
+                stack.extend((d, False) for d in dependencies[key] if d not in seen)
+    return order
+
+
+def test_stitch_graph_is_linear_in_chunks_and_log_deep():
+    model = Model.init("MinGRU", 1, [4, 4], output_size=1)
+    shapes = {}
+    for n in (8, 32, 128):
+        x = da.zeros((n * 4, 6, 1), chunks=(4, 3, 1))
+        result = run_chunked(model, x)
+        shapes[n] = graph_shape(result.output)
+    for n, (tasks, _) in shapes.items():
+        assert tasks <= 40 * n * 2, f"{tasks} tasks for {n} x 2 chunks"
+    per_chunk = [tasks / n for n, (tasks, _) in shapes.items()]
+    assert max(per_chunk) / min(per_chunk) < 1.3, per_chunk
+    depth_growth = shapes[128][1] - shapes[8][1]
+    # two layers, each with a tree of 2 log2(n) levels (plus getitem steps)
+    assert depth_growth <= 2 * 3 * math.log2(128 / 8), shapes
+    sequential = run_chunked(
+        model, da.zeros((128 * 4, 6, 1), chunks=(4, 3, 1)), method="sequential"
+    )
+    assert graph_shape(sequential.output)[1] > 128, "a carried state is n chunks deep"
+
+
+def test_feature_chunks_are_joined_but_time_chunks_kept(rng):
+    model = Model.init("QRNN", 4, [3])
+    x = da.from_array(rng.normal(size=(10, 2, 4)), chunks=(3, 1, 2))
+    result = run_chunked(model, x)
+    assert result.output.chunks == ((3, 3, 3, 1), (1, 1), (3,))
+    np.testing.assert_allclose(result.output.compute(), model(x.compute())[0], rtol=1e-12)
+
+
+def test_wrong_feature_count_is_refused():
+    model = Model.init("QRNN", 4, [3])
+    with pytest.raises(ValueError, match="expected \\(time, series, 4 features\\)"):
+        run_chunked(model, da.zeros((5, 2, 3)))

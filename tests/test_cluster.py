@@ -1,0 +1,37 @@
+"""rnncore.run on a real distributed LocalCluster with worker processes."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from distributed import Client, LocalCluster
+
+from rnncore import Model, run
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("cell", "method"),
+    [("MinGRU", "auto"), ("QRNN", "sequential"), ("LSTM", "auto"), ("GRU", "parallel")],
+)
+def test_run_on_local_cluster_equals_in_memory(client, cell, method):
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(30, 101, 1)).astype(np.float32)
+    values[rng.uniform(size=values.shape) < 0.1] = np.nan
+    data = xr.DataArray(values, dims=("series", "time", "feature"))
+    model = Model.init(cell, 1, [8, 4], output_size=1, seed=2)
+    expected = run(model, data)
+    result = run(model, data.chunk({"series": 7, "time": 13}), method=method, tol=1e-7)
+    computed = result.compute()
+    assert len(client.scheduler_info()["workers"]) == 2
+    xr.testing.assert_allclose(computed.output, expected.output, rtol=1e-5, atol=1e-5)
+    xr.testing.assert_allclose(computed.state, expected.state, rtol=1e-5, atol=1e-5)
