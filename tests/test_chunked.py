@@ -5,12 +5,13 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
 from dask.core import get_deps
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import rel_err
 
-from rnncore import CELLS, ConvergenceError, Model
+from rnncore import CELLS, ConvergenceError, Model, run
 from rnncore.chunked import prefix_scan, resolve_method, run_chunked
 from rnncore.states import pack_states
 
@@ -54,14 +55,17 @@ def test_dask_run_equals_in_memory(
         _, states = model(rng.normal(size=(3, x.shape[1], 2)).astype(dtype))
         h0 = states
     y, states = model(x, h0)
-    chunks = (time_chunks, series_chunks, (1, 1))
+    data = xr.DataArray(x, dims=("time", "series", "feature")).chunk(
+        {"time": time_chunks, "series": series_chunks}
+    )
     h0_packed = None if h0 is None else pack_states(model, h0)
     with dask.config.set(scheduler="synchronous"):
-        result = run_chunked(model, da.from_array(x, chunks=chunks), h0_packed, method=method)
-        y_dask, states_dask = dask.compute(result.output, result.states)
-    assert y_dask.dtype == dtype and result.output.chunks[:2] == chunks[:2]
-    assert rel_err(y_dask, y) < TOL[dtype]
-    assert rel_err(states_dask, pack_states(model, states)) < TOL[dtype]
+        result = run(model, data, h0=h0_packed, method=method)
+        assert result.output.chunks[:2] == (series_chunks, time_chunks)
+        computed = result.compute()
+    assert computed.output.dtype == dtype
+    assert rel_err(computed.output.values, y.transpose(1, 0, 2)) < TOL[dtype]
+    assert rel_err(computed.state.values, pack_states(model, states)) < TOL[dtype]
 
 
 @pytest.mark.parametrize("cell", ["Elman", "GRU", "LSTM"])
