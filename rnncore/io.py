@@ -1,0 +1,354 @@
+"""Datasets on disk: Zarr stores and NetCDF files, read lazily and never half-written.
+
+Reading
+-------
+:func:`open_dataset` opens a Zarr store (a directory) or a NetCDF file (``.nc``,
+``.nc4``, ``.netcdf``) lazily, as Dask arrays whose chunks are whole multiples of
+the storage chunks, grown along ``time`` and ``series`` to about a target size, so
+that no storage chunk is read by two tasks.
+
+Writing policy
+--------------
+An interrupted write never leaves anything at the target that looks complete:
+
+1. The data are written to a hidden temporary sibling of the target
+   (``.NAME.tmp-XXXXXXXX``, in the same directory: on the same file system, so that
+   the final rename is atomic).
+2. A Zarr store carries the attribute ``rnnflow_incomplete`` while it is written;
+   once every chunk is on disk it is replaced by ``rnnflow_complete`` (the UTC
+   time of completion).
+3. The finished temporary is renamed onto the target. A NetCDF file replaces an
+   existing file atomically (``os.replace``). An existing Zarr store is first
+   renamed aside (``.NAME.old-XXXXXXXX``) and deleted once the new one is in
+   place: at every moment the target is the old complete store, the new one, or
+   (for the instant between two renames) absent.
+
+A write that fails removes its temporary, once the Dask tasks still running have
+finished (under Dask's threaded scheduler; on a distributed cluster such a task may
+write into the temporary after it is gone and leave part of it behind). A process
+killed outright leaves its temporary behind, hidden, and :func:`open_dataset`
+refuses any store that carries ``rnnflow_incomplete``. Stores with neither marker
+(written by other tools) open as usual; the markers are storage bookkeeping and are
+not among the attributes :func:`open_dataset` returns. Writers racing for the same
+target are not guarded against: the last rename wins.
+
+Zarr stores are written in Zarr format 3 without consolidated metadata (not part
+of the format 3 specification); fixed-width strings, which have no format 3
+specification either, are stored as variable-length strings. The dataset given to
+a writer is never modified.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.threaded
+import xarray as xr
+import zarr
+from dask.base import get_scheduler
+from dask.delayed import Delayed
+from dask.system import CPU_COUNT
+
+__all__ = [
+    "COMPLETE",
+    "INCOMPLETE",
+    "NETCDF_SUFFIXES",
+    "open_dataset",
+    "write_netcdf",
+    "write_zarr",
+]
+
+#: Attribute of a Zarr store whose write finished: the UTC time it did.
+COMPLETE = "rnnflow_complete"
+#: Attribute of a Zarr store being written; still there, the write was interrupted.
+INCOMPLETE = "rnnflow_incomplete"
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+# The dimensions along which open_dataset grows chunks beyond the storage chunks.
+_GROW_DIMS = ("time", "series")
+_ENGINES = {"zarr": {"engine": "zarr", "consolidated": False}, "netcdf": {"engine": "h5netcdf"}}
+
+
+def open_dataset(
+    path: str | os.PathLike[str],
+    *,
+    chunks: str | Mapping[str, Any] = "auto",
+    target_chunk_bytes: int = 100 * 2**20,
+) -> xr.Dataset:
+    """Open a Zarr store or NetCDF file lazily, with Dask chunks aligned to storage.
+
+    Parameters
+    ----------
+    path
+        A Zarr store (a directory) or a NetCDF file (``.nc``, ``.nc4``, ``.netcdf``).
+    chunks
+        ``"auto"``: along every dimension a multiple of the storage chunk (of every
+        variable), grown along ``time`` then ``series`` while a chunk of the largest
+        variable stays within ``target_chunk_bytes`` (or up to the whole axis);
+        other dimensions keep the storage chunk. Unchunked (contiguous) NetCDF
+        variables count as having storage chunks of 1. A mapping from dimension to
+        chunk size is passed to :func:`xarray.open_dataset` as it is.
+    target_chunk_bytes
+        The size a chunk grows to under ``chunks="auto"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed; nothing is read but the metadata and the index coordinates.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is neither a directory nor a NetCDF file, cannot be read as
+        one, or is a Zarr store whose write was interrupted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> ds = xr.Dataset({"y": (("series", "time"), np.zeros((4, 1000), np.float32))})
+    >>> ds.y.encoding["chunks"] = (2, 100)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_zarr(ds, f"{tmp}/demo.zarr")
+    ...     open_dataset(path, target_chunk_bytes=2000).y.chunks
+    ((2, 2), (200, 200, 200, 200, 200))
+    """
+    path = Path(path)
+    kind = _kind(path)
+    if isinstance(chunks, str) and chunks != "auto":
+        raise ValueError(f"chunks must be 'auto' or a mapping of dimension to size; got {chunks!r}")
+    if not isinstance(chunks, str | Mapping):
+        raise TypeError(f"chunks must be 'auto' or a mapping of dimension to size; got {chunks!r}")
+    try:
+        probe = xr.open_dataset(path, chunks=None, **_ENGINES[kind])
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path} cannot be read as a {kind} dataset: {err}") from err
+    with probe:
+        if INCOMPLETE in probe.attrs:
+            raise ValueError(
+                f"{path} is marked {INCOMPLETE!r}: its write was interrupted and its data "
+                "may be partial; write it again"
+            )
+        if chunks == "auto":
+            chunks = _aligned_chunks(probe, target_chunk_bytes)
+    ds = xr.open_dataset(path, chunks=dict(chunks), **_ENGINES[kind])
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k != COMPLETE}
+    return ds
+
+
+def write_zarr(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``ds`` to a Zarr store at ``path``, atomically (see the module docstring).
+
+    Dask-backed variables are computed and written chunk by chunk, never loaded whole;
+    Dask chunks become the storage chunks unless a variable's ``encoding["chunks"]``
+    says otherwise.
+
+    Parameters
+    ----------
+    ds
+        The dataset; it is not modified.
+    path
+        The store to create; missing parent directories are created.
+    overwrite
+        Replace an existing file or store at ``path``, once the new store is complete.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is false.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import xarray as xr
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_zarr(xr.Dataset({"y": ("time", [1.0, 2.0])}), f"{tmp}/a.zarr")
+    ...     open_dataset(path).y.values.tolist()
+    [1.0, 2.0]
+    """
+    path = _target(path, overwrite)
+    tmp = _sibling(path, "tmp")
+    try:
+        _run(
+            _for_zarr(ds).to_zarr(tmp, mode="w-", consolidated=False, zarr_format=3, compute=False)
+        )
+        group = zarr.open_group(tmp, mode="r+", zarr_format=3)
+        attrs = {k: v for k, v in group.attrs.items() if k != INCOMPLETE}
+        group.attrs.put({**attrs, COMPLETE: datetime.now(UTC).isoformat(timespec="seconds")})
+        _install(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``ds`` to a NetCDF file at ``path`` (h5netcdf), atomically.
+
+    The file is written to a hidden temporary sibling and moved onto ``path`` with
+    ``os.replace`` only once complete. Dask-backed variables are computed and
+    written chunk by chunk, never loaded whole.
+
+    Parameters
+    ----------
+    ds
+        The dataset; it is not modified.
+    path
+        The file to create, ending in ``.nc``, ``.nc4`` or ``.netcdf`` (so that
+        :func:`open_dataset` knows it); missing parent directories are created.
+    overwrite
+        Replace an existing file at ``path``, once the new file is complete.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is false.
+    ValueError
+        If ``path`` does not end in a NetCDF suffix.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import xarray as xr
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_netcdf(xr.Dataset({"y": ("time", [1.0, 2.0])}), f"{tmp}/a.nc")
+    ...     open_dataset(path).y.values.tolist()
+    [1.0, 2.0]
+    """
+    if Path(path).suffix.lower() not in NETCDF_SUFFIXES:
+        raise ValueError(
+            f"NetCDF path {str(path)!r} must end in one of {', '.join(NETCDF_SUFFIXES)}"
+        )
+    path = _target(path, overwrite)
+    tmp = _sibling(path, "tmp")
+    try:
+        _run(ds.to_netcdf(tmp, engine="h5netcdf", compute=False))
+        _install(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+# -- internals ----------------------------------------------------------------------
+
+
+def _kind(path: Path) -> str:
+    """``"zarr"`` or ``"netcdf"``, from what is at ``path``."""
+    expected = f"a Zarr store (a directory) or a NetCDF file ({', '.join(NETCDF_SUFFIXES)})"
+    if not path.exists():
+        raise FileNotFoundError(f"no dataset at {path}; expected {expected}")
+    if path.is_dir():
+        return "zarr"
+    if path.suffix.lower() in NETCDF_SUFFIXES:
+        return "netcdf"
+    raise ValueError(f"{path} is a file without a NetCDF suffix; expected {expected}")
+
+
+def _aligned_chunks(ds: xr.Dataset, target_bytes: int) -> dict[str, int]:
+    """Chunk sizes by dimension: multiples of every variable's storage chunks, grown
+    along ``time`` then ``series`` while the largest variable's chunk fits ``target_bytes``."""
+    variables = [v for name, v in ds.variables.items() if name not in ds.xindexes]
+    sizes = {dim: max(size, 1) for dim, size in ds.sizes.items()}  # a chunk of 1 if empty
+    chunks = dict.fromkeys(sizes, 1)
+    for var in variables:
+        for dim, size in var.encoding.get("preferred_chunks", {}).items():
+            chunks[dim] = math.lcm(chunks[dim], size)
+    chunks = {dim: min(size, sizes[dim]) for dim, size in chunks.items()}
+    for dim in _GROW_DIMS:
+        if dim in chunks:
+            unit = max(
+                (v.dtype.itemsize * math.prod(chunks[d] for d in v.dims) for v in variables),
+                default=1,
+            )
+            chunks[dim] = min(chunks[dim] * max(1, target_bytes // unit), sizes[dim])
+    return chunks
+
+
+def _for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy of ``ds`` ready for Zarr format 3: the incomplete marker set and
+    fixed-width strings turned into variable-length ones."""
+    out = ds.copy(deep=False)
+    out.attrs = {
+        **ds.attrs,
+        INCOMPLETE: "set while rnncore.io writes; still here: the write was cut",
+    }
+    for name, var in ds.variables.items():
+        if var.dtype.kind == "U":
+            strings = var.astype(object)
+            strings.encoding = {k: v for k, v in var.encoding.items() if k != "dtype"}
+            out[name] = strings
+    return out
+
+
+def _run(write: Delayed) -> None:
+    """Compute a deferred write, and if it fails, return only once its tasks have stopped.
+
+    Dask's threaded scheduler raises at the first failed task without waiting for the
+    tasks still running, which would go on writing into a temporary being removed:
+    run them in a pool of our own, which is drained before the error propagates.
+    """
+    if get_scheduler(collections=[write]) is not dask.threaded.get:
+        write.compute()
+        return
+    with ThreadPoolExecutor(dask.config.get("num_workers", None) or CPU_COUNT) as pool:
+        write.compute(scheduler="threads", pool=pool)
+
+
+def _target(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """``path`` as a Path with its parent created; refuse an existing one unless ``overwrite``."""
+    path = Path(path)
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """A fresh hidden name next to ``path``."""
+    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
+
+
+def _install(tmp: Path, path: Path) -> None:
+    """Move the complete ``tmp`` onto ``path``, replacing what is there."""
+    if not os.path.lexists(path) or (tmp.is_file() and not path.is_dir()):
+        os.replace(tmp, path)
+        return
+    old = _sibling(path, "old")
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or directory tree, if there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink()
