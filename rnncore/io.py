@@ -296,8 +296,8 @@ def _for_zarr(ds: xr.Dataset) -> xr.Dataset:
         INCOMPLETE: "set while rnncore.io writes; still here: the write was cut",
     }
     for name, var in ds.variables.items():
-        if var.dtype.kind == "U":
-            strings = var.astype(object)
+        if var.dtype.kind == "U":  # labels: small, so loaded (xarray must see object strings)
+            strings = var.compute().astype(object)
             strings.encoding = {k: v for k, v in var.encoding.items() if k != "dtype"}
             out[name] = strings
     return out

@@ -140,3 +140,19 @@ def test_bad_data(data):
         run(Model.init("MinGRU", 2, [3]), data.astype(str))
     with pytest.raises(TypeError, match="DataArray or Dataset"):
         run(Model.init("MinGRU", 2, [3]), data.values)
+
+
+def test_lazy_results_write_to_zarr_and_netcdf(tmp_path, data):
+    from rnncore.io import open_dataset, write_netcdf, write_zarr
+
+    model = Model.init("MinGRU", 2, [3], output_size=1, dtype=np.float64)
+    result = run(model, data.chunk({"time": 9, "series": 2}))
+    expected = result.compute()
+    for path in (
+        write_zarr(result, tmp_path / "out.zarr"),
+        write_netcdf(result, tmp_path / "o.nc"),
+    ):
+        reopened = open_dataset(path).compute()
+        xr.testing.assert_allclose(reopened.output, expected.output, rtol=1e-12)
+        xr.testing.assert_allclose(reopened.state, expected.state, rtol=1e-12)
+        assert reopened.attrs["model_fingerprint"] == model.fingerprint()
