@@ -7,6 +7,7 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Self
 
 import numpy as np
@@ -49,10 +50,14 @@ class Readout:
         """Number of hidden units read."""
         return self.weight.shape[1]
 
+    def arrays(self, xp: ModuleType, dtype: Any) -> tuple[Any, Any]:
+        """``(weight, bias)`` as ``xp`` arrays of ``dtype``."""
+        return xp.asarray(self.weight, dtype=dtype), xp.asarray(self.bias, dtype=dtype)
+
     def __call__(self, h: Any) -> Any:
         """Apply the readout to ``(..., hidden)`` states in their own namespace and dtype."""
-        xp = namespace(h)
-        return h @ xp.asarray(self.weight, dtype=h.dtype).T + xp.asarray(self.bias, dtype=h.dtype)
+        weight, bias = self.arrays(namespace(h), h.dtype)
+        return h @ weight.T + bias
 
 
 class Model:
@@ -197,12 +202,11 @@ class Model:
         if h0 is not None and len(h0) != len(self.layers):
             raise ValueError(f"h0 has {len(h0)} states; the model has {len(self.layers)} layers")
         states = []
-        y = x
+        y, last = x, len(self.layers) - 1
         for k, cell in enumerate(self.layers):
-            y, state = cell(y, None if h0 is None else h0[k])
+            readout = self.readout if k == last else None
+            y, state = cell.run(y, None if h0 is None else h0[k], readout)
             states.append(state)
-        if self.readout is not None:
-            y = self.readout(y)
         return y, states
 
     # -- persistence ----------------------------------------------------------------

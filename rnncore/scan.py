@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from . import kernels
 from .backend import float_dtype, namespace
 
 __all__ = ["IDENTITY", "compose", "linear_scan", "scan_summary", "stitch"]
@@ -33,7 +34,8 @@ Summary = tuple[Any, Any]
 IDENTITY: Summary = (1.0, 0.0)
 
 # Below this many elements per time step, one chunk leaves the vector units idle
-# and Python's per-step overhead dominates: split time into blocks scanned side by side.
+# and Python's per-step overhead dominates: split time into blocks scanned side by side
+# (the reference path; the kernels have their own threshold).
 _MIN_STEP_WIDTH = 16384
 
 
@@ -113,13 +115,10 @@ def linear_scan(
     """
     xp = namespace(a, b, h0)
     a, b, h0 = _prepare(xp, a, b, h0, axis)
-    sizes = _chunk_sizes(b.shape[0], chunk, _width(b))
-    if len(sizes) <= 1:
-        h = _scan_from(xp, a[None], b[None], h0[None])[0]
-    else:
-        ab, bb = _blocks(xp, a, sizes, 1), _blocks(xp, b, sizes, 0)
-        entries = _stitch_stacked(*_block_summaries(xp, ab, bb), h0)
-        h = _unblock(xp, _scan_from(xp, ab, bb, entries), sizes)
+    sizes = _chunk_sizes(b.shape[0], chunk, _width(b), _min_step_width(xp))
+    ab, bb = _blocks(xp, a, sizes, 1), _blocks(xp, b, sizes, 0)
+    entries = h0[None] if len(sizes) <= 1 else _stitch_stacked(*_block_summaries(xp, ab, bb), h0)
+    h = _unblock(xp, _scan_from(xp, ab, bb, entries), sizes)
     return xp.moveaxis(h, 0, axis)
 
 
@@ -150,7 +149,7 @@ def scan_summary(a: Any, b: Any, *, axis: int = 0) -> Summary:
     """
     xp = namespace(a, b)
     a, b, zero = _prepare(xp, a, b, None, axis)
-    sizes = _chunk_sizes(b.shape[0], None, _width(b))
+    sizes = _chunk_sizes(b.shape[0], None, _width(b), _min_step_width(xp))
     ab, bb = _blocks(xp, a, sizes, 1), _blocks(xp, b, sizes, 0)
     big_a, big_b = _block_summaries(xp, ab, bb)
     big_a, big_b = _inclusive_prefix(big_a, big_b)
@@ -234,12 +233,23 @@ def _width(b: Any) -> int:
     return math.prod(b.shape[1:])
 
 
-def _chunk_sizes(length: int, chunk: int | Sequence[int] | None, width: int) -> list[int]:
-    """Turn a ``chunk`` argument into a list of chunk lengths covering ``length``."""
+def _min_step_width(xp: ModuleType) -> int:
+    """Elements per time step below which ``chunk=None`` splits time into blocks."""
+    return kernels.scan.min_step_width() if kernels.active(xp) else _MIN_STEP_WIDTH
+
+
+def _chunk_sizes(
+    length: int, chunk: int | Sequence[int] | None, width: int, min_width: int
+) -> list[int]:
+    """Turn a ``chunk`` argument into a list of chunk lengths covering ``length``.
+
+    ``chunk=None`` splits time into about ``sqrt(length)`` equal blocks, fewer when
+    ``width`` elements per step reach ``min_width`` by themselves.
+    """
     if chunk is None:
         if length == 0:
             return []
-        n = min(math.isqrt(length - 1) + 1, -(-_MIN_STEP_WIDTH // max(width, 1)))
+        n = min(math.isqrt(length - 1) + 1, -(-min_width // max(width, 1)))
         chunk = -(-length // n)
     if isinstance(chunk, int | np.integer):
         if chunk < 1:
@@ -273,12 +283,14 @@ def _blocks(xp: ModuleType, x: Any, sizes: list[int], fill: float) -> Any:
 def _unblock(xp: ModuleType, blocks: Any, sizes: list[int]) -> Any:
     """Invert :func:`_blocks`, dropping the padding."""
     if all(s == blocks.shape[1] for s in sizes):
-        return blocks.reshape((-1, *blocks.shape[2:]))
+        return blocks.reshape((blocks.shape[0] * blocks.shape[1], *blocks.shape[2:]))
     return xp.concatenate([blocks[k, :size] for k, size in enumerate(sizes)])
 
 
 def _block_summaries(xp: ModuleType, ab: Any, bb: Any) -> Summary:
     """The summary of each block: ``A`` the product of decays, ``B`` the scan from zero."""
+    if kernels.active(xp):
+        return kernels.scan.summarise_blocks(ab, bb)
     state = xp.zeros((ab.shape[0], *ab.shape[2:]), ab.dtype)
     for s in range(ab.shape[1]):
         state *= ab[:, s]
@@ -288,6 +300,8 @@ def _block_summaries(xp: ModuleType, ab: Any, bb: Any) -> Summary:
 
 def _scan_from(xp: ModuleType, ab: Any, bb: Any, entries: Any) -> Any:
     """Scan every block from its entry state, writing each step's state."""
+    if kernels.active(xp):
+        return kernels.scan.scan_blocks(ab, bb, entries)
     h = xp.empty(bb.shape, bb.dtype)
     prev = entries
     for s in range(bb.shape[1]):

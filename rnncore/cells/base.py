@@ -16,11 +16,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
+from .. import kernels
 from ..backend import float_dtype, namespace
+
+if TYPE_CHECKING:
+    from ..model import Readout
 
 __all__ = ["Cell", "State"]
 
@@ -54,6 +58,8 @@ class Cell(ABC):
     state_names: ClassVar[tuple[str, ...]] = ("h",)
     #: Options that only shape :meth:`init` and are not part of the cell.
     init_only: ClassVar[tuple[str, ...]] = ()
+    #: The cell's fused kernel in :mod:`rnncore.kernels.cells` (``None``: reference only).
+    kernel: ClassVar[str | None] = None
 
     def __init__(self, params: Mapping[str, Any], **options: Any) -> None:
         self.options = self._check_options(options)
@@ -193,6 +199,21 @@ class Cell(ABC):
             self._cast_cache[key] = {k: xp.asarray(v, dtype=dtype) for k, v in self.params.items()}
         return self._cast_cache[key]
 
+    def check_input(self, x: Any) -> tuple[ModuleType, Any]:
+        """Validate ``x``: its namespace, and ``x`` as a float array ``(T, B, F)``."""
+        xp = namespace(x)
+        x = xp.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(
+                f"x has {x.ndim} dimensions (shape {x.shape}); expected 3: (time, batch, feature)"
+            )
+        if x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[2]} features (shape {x.shape}); "
+                f"{type(self).__name__} expects input_size={self.input_size}"
+            )
+        return xp, x.astype(float_dtype(x.dtype, what="x"), copy=False)
+
     def prepare_input(self, x: Any) -> tuple[ModuleType, Any, Any]:
         """Validate ``x`` and split off its missing steps.
 
@@ -205,18 +226,7 @@ class Cell(ABC):
         missing
             Boolean ``(T, B, 1)``: True where any feature is NaN.
         """
-        xp = namespace(x)
-        x = xp.asarray(x)
-        if x.ndim != 3:
-            raise ValueError(
-                f"x has {x.ndim} dimensions (shape {x.shape}); expected 3: (time, batch, feature)"
-            )
-        if x.shape[2] != self.input_size:
-            raise ValueError(
-                f"x has {x.shape[2]} features (shape {x.shape}); "
-                f"{type(self).__name__} expects input_size={self.input_size}"
-            )
-        x = x.astype(float_dtype(x.dtype, what="x"), copy=False)
+        xp, x = self.check_input(x)
         missing = xp.isnan(x).any(axis=2, keepdims=True)
         return xp, (xp.where(missing, 0, x) if missing.any() else x), missing
 
@@ -243,7 +253,6 @@ class Cell(ABC):
             )
         return parts[0] if len(parts) == 1 else parts
 
-    @abstractmethod
     def __call__(self, x: Any, h0: State = None) -> tuple[Any, State]:
         """Run the layer over ``x``.
 
@@ -261,6 +270,40 @@ class Cell(ABC):
         state
             The state after the last step (``h0`` when ``T = 0``).
         """
+        return self.run(x, h0)
+
+    def run(self, x: Any, h0: State = None, readout: Readout | None = None) -> tuple[Any, State]:
+        """Run the layer over ``x``, then ``readout`` on its outputs if given.
+
+        NumPy inputs take the cell's fused kernel when :mod:`rnncore.kernels` is
+        active (the readout fused in, no hidden outputs stored); other arrays, and
+        the ``"numpy"`` backend, take the reference path.
+
+        Parameters
+        ----------
+        x, h0
+            As for :meth:`__call__`.
+        readout
+            A :class:`rnncore.Readout`, or ``None``.
+
+        Returns
+        -------
+        y
+            ``(T, B, H)`` outputs, or ``(T, B, outputs)`` with a readout; NaN at
+            missing steps.
+        state
+            The state after the last step.
+        """
+        xp, x = self.check_input(x)
+        state = self.prepare_state(xp, h0, x.shape[1], x.dtype)
+        if self.kernel is not None and kernels.active(xp):
+            return kernels.cells.run(self, x, state, readout)
+        y, state = self._reference(xp, x, state)
+        return (y if readout is None else readout(y)), state
+
+    @abstractmethod
+    def _reference(self, xp: ModuleType, x: Any, state: State) -> tuple[Any, State]:
+        """The reference path: outputs and final state for checked ``x`` and ``state``."""
 
 
 def check_param(what: str, value: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from ..activations import g, log_sigmoid, sigmoid
-from ..backend import namespace
 from ..scan import linear_scan
 from .base import Cell, State, fan_in_bound, uniform
 
@@ -45,6 +45,9 @@ class LinearStateCell(Cell):
         a, b
             ``(T, B, H)`` arrays; a missing step has ``a = 1, b = 0`` (the identity).
         """
+        xp, x = self.check_input(x)
+        if self.kernel is not None and kernels.active(xp):
+            return kernels.cells.transition(self, x)
         xp, x, missing = self.prepare_input(x)
         a, b = self._transition(xp, self.params_for(xp, x.dtype), x)
         if missing.any():
@@ -53,17 +56,19 @@ class LinearStateCell(Cell):
 
     def emit(self, c: Any, x: Any) -> Any:
         """Outputs for scanned states ``c`` ``(T, B, H)`` and inputs ``x``; NaN where missing."""
+        xp, x = self.check_input(x)
+        if self.kernel is not None and kernels.active(xp):
+            return kernels.cells.emit(self, c, x)
         xp, x, missing = self.prepare_input(x)
         y = self._emit(xp, self.params_for(xp, x.dtype), c, x)
         if missing.any():
             y = xp.where(missing, xp.nan, y)
         return y.astype(x.dtype, copy=False)
 
-    def __call__(self, x: Any, h0: State = None) -> tuple[Any, State]:
+    def _reference(self, xp: ModuleType, x: Any, state: State) -> tuple[Any, State]:
         a, b = self.transition(x)
-        c0 = self.prepare_state(namespace(a), h0, a.shape[1], a.dtype)
-        c = linear_scan(a, b, c0)
-        return self.emit(c, x), (c[-1] if c.shape[0] else c0)
+        c = linear_scan(a, b, state)
+        return self.emit(c, x), (c[-1] if c.shape[0] else state)
 
     def projection(self, xp: ModuleType, p: Params, x: Any) -> list[Any]:
         """``x @ weight.T + bias``, split into the cell's ``n_blocks`` gate blocks."""
@@ -128,6 +133,7 @@ class MinGRU(_CandidateActivation, LinearStateCell):
     """
 
     n_blocks = 2
+    kernel = "mingru"
 
     def _transition(self, xp: ModuleType, p: Params, x: Any) -> tuple[Any, Any]:
         uz, uh = self.projection(xp, p, x)
@@ -147,6 +153,7 @@ class MinLSTM(_CandidateActivation, LinearStateCell):
     """
 
     n_blocks = 3
+    kernel = "minlstm"
 
     def _transition(self, xp: ModuleType, p: Params, x: Any) -> tuple[Any, Any]:
         uf, ui, uh = self.projection(xp, p, x)
@@ -166,6 +173,7 @@ class QRNN(LinearStateCell):
 
     n_blocks = 3
     state_names = ("c",)
+    kernel = "qrnn"
 
     def _transition(self, xp: ModuleType, p: Params, x: Any) -> tuple[Any, Any]:
         uz, uf, _ = self.projection(xp, p, x)
@@ -192,6 +200,7 @@ class DiagonalLinear(LinearStateCell):
     """
 
     init_only = ("timescales",)
+    kernel = "diagonal"
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {**super().param_shapes(), "decay": (self.hidden_size,)}

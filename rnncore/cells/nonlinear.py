@@ -115,11 +115,10 @@ class NonlinearCell(Cell):
             params["bias_ih"] = params["bias_hh"] = np.zeros(rows, params["weight_ih"].dtype)
         return cls(params, **options)
 
-    def __call__(self, x: Any, h0: State = None) -> tuple[Any, State]:
+    def _reference(self, xp: ModuleType, x: Any, state: State) -> tuple[Any, State]:
         xp, x, missing = self.prepare_input(x)
         p = self.params_for(xp, x.dtype)
         steps, batch = x.shape[:2]
-        state = self.prepare_state(xp, h0, batch, x.dtype)
         x_proj = x @ p["weight_ih"].T + p["bias_ih"]
         y = xp.empty((steps, batch, self.hidden_size), x.dtype)
         gaps = bool(missing.any())
@@ -158,6 +157,8 @@ class Elman(NonlinearCell):
     ((4, 1, 3), (1, 3))
     """
 
+    kernel = "elman"
+
     def step(self, xp: ModuleType, p: Params, x_proj: Any, state: State) -> State:
         return xp.tanh(x_proj + state @ p["weight_hh"].T + p["bias_hh"])
 
@@ -170,6 +171,7 @@ class GRU(NonlinearCell):
     """
 
     n_blocks = 3
+    kernel = "gru"
 
     def step(self, xp: ModuleType, p: Params, x_proj: Any, state: State) -> State:
         h = self.hidden_size
@@ -188,6 +190,7 @@ class LSTM(NonlinearCell):
 
     n_blocks = 4
     state_names = ("h", "c")
+    kernel = "lstm"
 
     def step(self, xp: ModuleType, p: Params, x_proj: Any, state: State) -> State:
         h_prev, c_prev = state

@@ -1,0 +1,497 @@
+"""Fused kernels of the cells: gates, recurrence and readout in one pass over the data.
+
+Each kernel runs groups of series in parallel and, within a group, walks time once:
+
+- linear-state cells (:class:`~rnncore.MinGRU`, :class:`~rnncore.MinLSTM`,
+  :class:`~rnncore.QRNN`, :class:`~rnncore.DiagonalLinear`) take a tile of
+  ``_TILE`` steps of one series, project it, compute the gates of the whole tile
+  with vectorised exponentials, scan it, and write the outputs (or their readout)
+  without storing hidden states;
+- nonlinear cells (:class:`~rnncore.Elman`, :class:`~rnncore.GRU`,
+  :class:`~rnncore.LSTM`) step every series of the group through time, the recurrent
+  product and the gate maths fused.
+
+A step where any input feature is NaN is the identity with NaN outputs, as in the
+reference path. Arithmetic is in the input's dtype; the only liberty taken is fusing
+a multiply and an add into one rounding (``fastmath="contract"``), and summing a
+readout's products in any order. The exponentials are written out (a range reduction
+and a polynomial, accurate to about one unit in the last place) so that the compiler
+can vectorise them: numba's calls into the C library cannot be.
+
+All numba code of the cells lives in this one module: numba's on-disk cache checks
+only the file of the function it caches, so a kernel and the helpers it inlines must
+change together.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.extending import intrinsic, overload
+from numba.np.numpy_support import as_dtype
+
+if TYPE_CHECKING:
+    from ..cells import Cell, LinearStateCell
+    from ..model import Readout
+
+__all__ = ["KINDS", "emit", "run", "transition"]
+
+#: The cells with a fused kernel, by the name their classes give as ``kernel``.
+KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
+_MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU = (
+    KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru")
+)
+
+# Steps per tile of a linear cell (its gates fit in the L1 cache), and series per
+# parallel task (a cache line of inputs and outputs).
+_TILE = 16
+_GROUP = 16
+
+_JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+# Helpers taking arrays skip numba's reference counting, which would cost atomic
+# operations on counts shared between threads at every call (their callers own the
+# arrays); they work on a tile of steps, so that calls are few.
+_LEAF = {**_JIT, "_nrt": False}
+# Scalar maths and per-step helpers are inlined by numba, so that loops vectorise and
+# no call (with its many arguments) is paid per step.
+_INLINE = {**_LEAF, "inline": "always"}
+
+
+def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple[np.ndarray, Any]:
+    """Run ``cell`` over checked inputs ``x`` from ``state``, then ``readout`` if given.
+
+    Parameters
+    ----------
+    cell
+        A cell whose class names a kernel in :data:`KINDS`.
+    x
+        ``(T, B, F)`` float inputs; NaN marks a missing step.
+    state
+        The cell's initial state (arrays ``(B, H)`` of ``x``'s dtype).
+    readout
+        Applied to the outputs within the kernel, if given.
+
+    Returns
+    -------
+    y
+        ``(T, B, H)`` outputs, or ``(T, B, outputs)`` with a readout.
+    state
+        The state after the last step.
+    """
+    hidden, steps, batch = cell.hidden_size, *x.shape[:2]
+    fused = readout is not None
+    ro_w, ro_b = (
+        readout.arrays(np, x.dtype)
+        if fused
+        else (np.zeros((0, hidden), x.dtype), np.zeros(0, x.dtype))
+    )
+    y = np.empty((steps, batch, readout.output_size if fused else hidden), x.dtype)
+    if KINDS[cell.kernel] < _ELMAN:
+        c = np.empty((batch, hidden), x.dtype)
+        _linear(*_linear_args(cell, x), fused, *map(_frozen, (state, ro_w, ro_b)), y, c)
+        return y, c
+    p = cell.params_for(np, x.dtype)
+    hc0 = np.stack(state if isinstance(state, tuple) else (state, state))
+    hc = np.empty_like(hc0)
+    args = (x, p["weight_ih"].T, p["weight_hh"].T, p["bias_ih"], p["bias_hh"], hc0, ro_w, ro_b)
+    _nonlinear(KINDS[cell.kernel], fused, *map(_frozen, args), y, hc)
+    return y, ((hc[0], hc[1]) if isinstance(state, tuple) else hc[0])
+
+
+def transition(cell: LinearStateCell, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The decays and inputs ``(a, b)`` that checked inputs ``x`` feed to the scan.
+
+    As :meth:`rnncore.cells.LinearStateCell.transition`, with the gate maths of :func:`run`.
+    """
+    a, b = (np.empty((*x.shape[:2], cell.hidden_size), x.dtype) for _ in range(2))
+    _maps(*_linear_args(cell, x), False, _frozen(b), a, b)
+    return a, b
+
+
+def emit(cell: LinearStateCell, c: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Outputs for scanned states ``c`` and checked inputs ``x``; NaN where missing.
+
+    As :meth:`rnncore.cells.LinearStateCell.emit`, with the gate maths of :func:`run`.
+    """
+    y = np.empty(c.shape, x.dtype)
+    _maps(*_linear_args(cell, x), True, _frozen(c.astype(x.dtype, copy=False)), y, y)
+    return y
+
+
+def _linear_args(cell: LinearStateCell, x: np.ndarray) -> tuple[Any, ...]:
+    """The leading kernel arguments of a linear cell: kind, options, inputs and parameters."""
+    p = cell.params_for(np, x.dtype)
+    g = cell.options.get("activation") == "g"
+    decay = p.get("decay", np.ones(cell.hidden_size, x.dtype))
+    return KINDS[cell.kernel], g, *map(_frozen, (x, p["weight"].T, p["bias"], decay))
+
+
+def _frozen(x: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view: one kernel signature per dtype, whatever the caller."""
+    x = np.ascontiguousarray(x).view()
+    x.flags.writeable = False
+    return x
+
+
+# -- maths that vectorises ---------------------------------------------------------
+
+
+def _like(x: Any, value: float) -> Any:
+    """``value`` in the float type of ``x`` (numba only)."""
+    raise NotImplementedError
+
+
+@overload(_like)
+def _like_impl(x, value):
+    cast = as_dtype(x).type
+    return lambda x, value: cast(value)
+
+
+# Bits and mantissa bits m of each float type. Adding 1.5 * 2**m to a float of magnitude
+# below 2**(m - 1) rounds it to an integer n, held in the low bits of the sum's mantissa.
+_BITS = {types.float32: (32, 23), types.float64: (64, 52)}
+
+
+@intrinsic
+def _pow2(typingctx, shifted):
+    """``2**n`` from ``shifted = 1.5 * 2**m + n``, ``n`` within the normal exponents."""
+    bits, mantissa = _BITS[shifted]
+    bias = 2 ** (bits - mantissa - 2) - 1
+    offset = (bias + mantissa) << mantissa | 1 << (mantissa - 1)  # the bits of 1.5 * 2**m
+
+    def codegen(context, builder, signature, args):
+        ity = ir.IntType(bits)
+        n = builder.bitcast(args[0], ity)
+        n = builder.sub(n, ir.Constant(ity, offset - bias))  # n + bias
+        n = builder.shl(n, ir.Constant(ity, mantissa))
+        return builder.bitcast(n, context.get_value_type(shifted))
+
+    return shifted(shifted), codegen
+
+
+def _exp_parts(v: Any) -> tuple[Any, Any]:
+    """``(s, q)`` with ``exp(v) = s * (1 + q)``, ``s`` a power of two (numba only)."""
+    raise NotImplementedError
+
+
+# Per dtype: the clamp below which exp(v) is ~0 (keeping 2**n normal), ln 2 split in
+# a head exact in products with n and a tail, and how many Taylor terms of e**r - 1
+# reach the dtype's precision for |r| <= ln(2) / 2.
+_EXP = {
+    np.float32: (-87.0, 0.693359375, -2.12194440e-4, 7),
+    np.float64: (-708.0, 6.93147180369123816490e-01, 1.90821492927058770002e-10, 14),
+}
+
+
+@overload(_exp_parts)
+def _exp_parts_impl(v):
+    cast = as_dtype(v).type
+    low, ln2_head, ln2_tail, terms = (cast(c) for c in _EXP[cast])
+    log2e, shifter = cast(1 / math.log(2)), cast(1.5 * 2.0 ** _BITS[v][1])
+    coeffs = tuple(cast(1 / math.factorial(n)) for n in range(int(terms), 1, -1))
+
+    def impl(v):
+        v = low if v < low else v  # keeps NaN, which then flows into q
+        shifted = v * log2e + shifter
+        n = shifted - shifter  # round(v / ln 2)
+        r = (v - n * ln2_head) - n * ln2_tail
+        p = coeffs[0]
+        for c in coeffs[1:]:
+            p = p * r + c
+        return _pow2(shifted), r + r * r * p
+
+    return impl
+
+
+@numba.njit(**_INLINE)
+def _exp(v):
+    """``exp(v)`` for ``v <= 0`` (NaN gives NaN)."""
+    s, q = _exp_parts(v)
+    return s + s * q
+
+
+@numba.njit(**_INLINE)
+def _sigmoids(u):
+    """``(sigmoid(u), sigmoid(-u))``, each accurate far into its tail."""
+    e = _exp(-abs(u))
+    big = _like(u, 1.0) / (_like(u, 1.0) + e)
+    small = e * big
+    return (big, small) if u >= 0 else (small, big)
+
+
+@numba.njit(**_INLINE)
+def _tanh(u):
+    """``tanh(u)`` from ``expm1``, accurate for small ``|u|`` too."""
+    s, q = _exp_parts(_like(u, -2.0) * abs(u))
+    m = s * q + (s - _like(u, 1.0))
+    t = -m / (m + _like(u, 2.0))
+    return t if u >= 0 else -t
+
+
+@numba.njit(**_INLINE)
+def _g(u):
+    """The log-space activation ``g``: ``u + 0.5`` for ``u >= 0``, else ``sigmoid(u)``."""
+    return u + _like(u, 0.5) if u >= 0 else _sigmoids(u)[0]
+
+
+# Inner loops index arrays with their bare loop variable (other subscripts fixed):
+# ``v[offset + j]`` would make numba wrap negative indices, which the compiler can
+# only vectorise as gathers.
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, _nrt=False)
+def _dot(acc, w, o, v, p, q):
+    """``acc + w[o] @ v[p, q]``, summed in any order (so it vectorises)."""
+    for j in range(w.shape[1]):
+        acc += w[o, j] * v[p, q, j]
+    return acc
+
+
+@numba.njit(**_INLINE)
+def _write(y, t, s, missing, v, p, q, readout, ro_w, ro_b):
+    """Write step ``t`` of series ``s`` from hidden outputs ``v[p, q]``."""
+    if missing:
+        for o in range(y.shape[2]):
+            y[t, s, o] = np.nan
+    elif readout:
+        for o in range(ro_w.shape[0]):
+            y[t, s, o] = _dot(ro_b[o], ro_w, o, v, p, q)
+    else:
+        for j in range(y.shape[2]):
+            y[t, s, j] = v[p, q, j]
+
+
+@numba.njit(**_INLINE)
+def _project(out, i, w, bias, x, t, s):
+    """``out[i] = bias + x[t, s] @ w`` (``w`` is ``(F, R)``); True if ``x[t, s]`` has a NaN."""
+    missing = False
+    for e in range(bias.size):
+        out[i, e] = bias[e]
+    for f in range(w.shape[0]):
+        xf = x[t, s, f]
+        missing |= np.isnan(xf)
+        for e in range(bias.size):
+            out[i, e] += xf * w[f, e]
+    return missing
+
+
+# -- linear-state cells ------------------------------------------------------------
+
+
+@numba.njit(**_INLINE)
+def _normalised_gates(uf, ui):
+    """minLSTM's ``(f / (f + i), i / (f + i))`` for ``f, i = sigmoid(uf), sigmoid(ui)``.
+
+    With ``m = max(-u, 0)``, ``sigmoid(u) = exp(-m) / (1 + exp(-|u|))``: the ratio of
+    the two is formed from ``exp(-|mf - mi|)`` and factors in ``(1, 2]``, so it stays
+    exact where both gates underflow.
+    """
+    one, zero = _like(uf, 1.0), _like(uf, 0.0)
+    pf = one + _exp(-abs(uf))
+    pi = one + _exp(-abs(ui))
+    gap = (zero if uf > 0 else -uf) - (zero if ui > 0 else -ui)  # log(f/i) = log(pi/pf) - gap
+    e = _exp(-abs(gap))
+    nf = pi if gap <= 0 else e * pi
+    ni = e * pf if gap <= 0 else pf
+    total = one / (nf + ni)
+    return nf * total, ni * total
+
+
+@numba.njit(**_INLINE)
+def _qrnn_gates(uz, uf, uo):
+    """QRNN's ``(sigmoid(uf), sigmoid(-uf) * tanh(uz), sigmoid(uo))`` with one division.
+
+    Each factor is a ratio whose denominator lies in ``[1, 2]``; the three share one
+    reciprocal of the product of the denominators.
+    """
+    one, two = _like(uz, 1.0), _like(uz, 2.0)
+    ef, eo = _exp(-abs(uf)), _exp(-abs(uo))
+    s, q = _exp_parts(-two * abs(uz))
+    m = s * q + (s - one)  # expm1(-2|uz|): tanh(|uz|) = -m / (2 + m)
+    den_f, den_z, den_o = one + ef, two + m, one + eo
+    inv = one / (den_f * den_z * den_o)
+    tanh_z = -m if uz >= 0 else m
+    a = (one if uf >= 0 else ef) * (den_z * den_o * inv)
+    b = (ef if uf >= 0 else one) * tanh_z * (den_o * inv)
+    o = (one if uo >= 0 else eo) * (den_f * den_z * inv)
+    return a, b, o
+
+
+@numba.njit(**_LEAF)
+def _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap):
+    """The gates of series ``s`` of a linear cell over the ``len(gap)`` steps from ``start``.
+
+    ``u`` ``(n, blocks * H)`` receives the projections, ``ab`` ``(3, n, H)`` the decays,
+    the inputs and QRNN's output gate, and ``gap`` which steps are missing.
+    """
+    n, hidden = gap.size, decay.size
+    for i in range(n):
+        gap[i] = _project(u, i, w, bias, x, start + i, s)
+    u = u.reshape(u.shape[0], -1, hidden)  # (n, blocks, H)
+    if g:
+        for i in range(n):
+            for j in range(hidden):
+                u[i, -1, j] = _g(u[i, -1, j])
+    for i in range(n):
+        if kind == _MINGRU:
+            for j in range(hidden):
+                z, ab[0, i, j] = _sigmoids(u[i, 0, j])
+                ab[1, i, j] = z * u[i, 1, j]
+        elif kind == _MINLSTM:
+            for j in range(hidden):
+                ab[0, i, j], i_bar = _normalised_gates(u[i, 0, j], u[i, 1, j])
+                ab[1, i, j] = i_bar * u[i, 2, j]
+        elif kind == _QRNN:
+            for j in range(hidden):
+                ab[0, i, j], ab[1, i, j], ab[2, i, j] = _qrnn_gates(
+                    u[i, 0, j], u[i, 1, j], u[i, 2, j]
+                )
+        else:
+            for j in range(hidden):
+                ab[0, i, j] = decay[j]
+                ab[1, i, j] = u[i, 0, j]
+
+
+@numba.njit(**_LEAF)
+def _scan_tile(kind, ab, gap, c, s):
+    """Run the state ``c[s]`` through a tile's gates, leaving each step's outputs in ``ab[0]``."""
+    for i in range(gap.size):
+        if not gap[i]:
+            for j in range(c.shape[1]):
+                c[s, j] = ab[0, i, j] * c[s, j] + ab[1, i, j]
+                ab[0, i, j] = c[s, j]
+        if kind == _QRNN:
+            for j in range(c.shape[1]):
+                ab[0, i, j] *= ab[2, i, j]
+
+
+@numba.njit(**_LEAF)
+def _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b):
+    """Write the ``len(gap)`` steps of series ``s`` from ``start`` from outputs ``ab[0]``."""
+    for i in range(gap.size):
+        _write(y, start + i, s, gap[i], ab, 0, i, readout, ro_w, ro_b)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c):
+    steps, batch = x.shape[:2]
+    hidden = decay.size
+    for group in prange(-(-batch // _GROUP)):
+        u = np.empty((_TILE, bias.size), x.dtype)
+        ab = np.empty((3, _TILE, hidden), x.dtype)
+        gaps = np.empty(_TILE, np.bool_)
+        first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
+        c[first:last] = c0[first:last]
+        for start in range(0, steps, _TILE):
+            gap = gaps[: min(_TILE, steps - start)]
+            for s in range(first, last):
+                _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap)
+                _scan_tile(kind, ab, gap, c, s)
+                _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b)
+
+
+@numba.njit(**_LEAF)
+def _map_tile(kind, emit, start, s, gap, ab, c, out_a, out_b):
+    """Write a tile's transition (``emit`` False) or its outputs from states ``c``."""
+    for i in range(gap.size):
+        t = start + i
+        for j in range(ab.shape[2]):
+            if emit:
+                out = ab[2, i, j] * c[t, s, j] if kind == _QRNN else c[t, s, j]
+                out_a[t, s, j] = np.nan if gap[i] else out
+            else:  # a missing step is the identity (a = 1, b = 0)
+                out_a[t, s, j] = 1 if gap[i] else ab[0, i, j]
+                out_b[t, s, j] = 0 if gap[i] else ab[1, i, j]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _maps(kind, g, x, w, bias, decay, emit, c, out_a, out_b):
+    steps, batch = x.shape[:2]
+    hidden = decay.size
+    for group in prange(-(-batch // _GROUP)):
+        u = np.empty((_TILE, bias.size), x.dtype)
+        ab = np.empty((3, _TILE, hidden), x.dtype)
+        gaps = np.empty(_TILE, np.bool_)
+        for start in range(0, steps, _TILE):
+            gap = gaps[: min(_TILE, steps - start)]
+            for s in range(group * _GROUP, min(batch, (group + 1) * _GROUP)):
+                _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap)
+                _map_tile(kind, emit, start, s, gap, ab, c, out_a, out_b)
+
+
+# -- nonlinear cells ---------------------------------------------------------------
+
+
+@numba.njit(**_LEAF)
+def _nonlinear_step(kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y):
+    """Step series ``first`` to ``first + len(gx)`` through step ``t``.
+
+    The state is ``h = hc[0]`` (and LSTM's ``c = hc[1]``); ``gx`` and ``gh``
+    ``(group, blocks * H)`` receive the group's projections. The recurrent product
+    runs over the whole group input by input, so that each row of ``w_hh`` is read
+    once per step and used for every series of the group.
+    """
+    group, hidden = gh.shape[0], hc.shape[2]
+    for q in range(group):
+        for e in range(b_hh.size):
+            gh[q, e] = b_hh[e]
+    blocked = hidden - hidden % 8
+    for m in range(0, blocked, 8):  # eight inputs per pass over gh: fewer loads and stores
+        for q in range(group):
+            h = hc[0, first + q]
+            h0, h1, h2, h3 = h[m], h[m + 1], h[m + 2], h[m + 3]
+            h4, h5, h6, h7 = h[m + 4], h[m + 5], h[m + 6], h[m + 7]
+            for e in range(b_hh.size):
+                low = (h0 * w_hh[m, e] + h1 * w_hh[m + 1, e]) + (
+                    h2 * w_hh[m + 2, e] + h3 * w_hh[m + 3, e]
+                )
+                high = (h4 * w_hh[m + 4, e] + h5 * w_hh[m + 5, e]) + (
+                    h6 * w_hh[m + 6, e] + h7 * w_hh[m + 7, e]
+                )
+                gh[q, e] += low + high
+    for m in range(blocked, hidden):
+        for q in range(group):
+            hm = hc[0, first + q, m]
+            for e in range(b_hh.size):
+                gh[q, e] += hm * w_hh[m, e]
+    ux, uh = gx.reshape(group, -1, hidden), gh.reshape(group, -1, hidden)
+    for q in range(group):
+        s = first + q
+        gap = _project(gx, q, w_ih, b_ih, x, t, s)
+        if not gap:
+            if kind == _ELMAN:
+                for j in range(hidden):
+                    hc[0, s, j] = _tanh(ux[q, 0, j] + uh[q, 0, j])
+            elif kind == _GRU:
+                for j in range(hidden):
+                    r = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
+                    z = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
+                    cand = _tanh(ux[q, 2, j] + r * uh[q, 2, j])
+                    hc[0, s, j] = cand + z * (hc[0, s, j] - cand)
+            else:
+                for j in range(hidden):
+                    i = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
+                    f = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
+                    cell = _tanh(ux[q, 2, j] + uh[q, 2, j])
+                    o = _sigmoids(ux[q, 3, j] + uh[q, 3, j])[0]
+                    hc[1, s, j] = f * hc[1, s, j] + i * cell
+                    hc[0, s, j] = o * _tanh(hc[1, s, j])
+        _write(y, t, s, gap, hc, 0, s, readout, ro_w, ro_b)
+
+
+@numba.njit(parallel=True, **_JIT)
+def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc):
+    steps, batch = x.shape[:2]
+    for group in prange(-(-batch // _GROUP)):
+        first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
+        gx = np.empty((last - first, b_ih.size), x.dtype)
+        gh = np.empty((last - first, b_hh.size), x.dtype)
+        hc[:, first:last] = hc0[:, first:last]
+        for t in range(steps):
+            args = (w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y)
+            _nonlinear_step(kind, readout, x, t, first, *args)

@@ -1,0 +1,222 @@
+"""The fused kernels against the reference path, on random inputs, chunkings and gaps."""
+
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import rel_err
+
+from rnncore import CELLS, Model, Readout, kernels, linear_scan, scan_summary
+
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+DTYPES = st.sampled_from([np.float32, np.float64])
+
+
+def reference(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on the reference (vectorised NumPy) path."""
+    with kernels.use("numpy"):
+        return fn(*args, **kwargs)
+
+
+def assert_close(actual, expected, dtype):
+    """Same shapes, dtype and NaNs; values within the dtype's tolerance (tuples pairwise)."""
+    if isinstance(expected, tuple):
+        for mine, theirs in zip(actual, expected, strict=True):
+            assert_close(mine, theirs, dtype)
+        return
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype == dtype
+    assert rel_err(actual, expected) < TOL[np.dtype(dtype)]
+
+
+# -- the switch -------------------------------------------------------------------------
+
+
+def test_use_switches_and_restores():
+    assert kernels.backend() == "numba" and kernels.active(np)
+    with kernels.use("numpy"):
+        assert kernels.backend() == "numpy" and not kernels.active(np)
+        with kernels.use("numba"):
+            assert kernels.active(np)
+        assert not kernels.active(np)
+    assert kernels.backend() == "numba"
+    kernels.use("numpy")
+    try:
+        assert kernels.backend() == "numpy"
+    finally:
+        kernels.use("numba")
+
+
+def test_other_namespaces_never_take_the_kernels():
+    assert not kernels.active(types.ModuleType("cupy"))
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="one of"):
+        kernels.use("cuda")
+    assert kernels.backend() == "numba"
+
+
+# -- the scan ---------------------------------------------------------------------------
+
+
+@st.composite
+def scans(draw, max_steps=60):
+    """``(a, b, h0, chunk)`` with random shapes, dtypes, NaN inputs and chunkings."""
+    dtype = draw(DTYPES)
+    steps = draw(st.integers(0, max_steps))
+    width = draw(st.lists(st.integers(1, 5), max_size=2))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    a = rng.uniform(0, 1.2, (steps, *width)).astype(dtype)
+    b = rng.normal(size=a.shape).astype(dtype)
+    if draw(st.booleans()) and b.size:
+        b.flat[rng.integers(b.size)] = np.nan
+    h0 = rng.normal(size=width).astype(dtype) if draw(st.booleans()) else None
+    chunk = draw(
+        st.one_of(
+            st.none(),
+            st.integers(1, max_steps + 1),
+            st.lists(st.integers(0, 9), max_size=12).map(lambda s: [*s, steps - sum(s)]),
+        )
+    )
+    if isinstance(chunk, list) and chunk[-1] < 0:
+        chunk = None
+    return a, b, h0, chunk
+
+
+@given(case=scans())
+def test_linear_scan_matches_reference(case):
+    a, b, h0, chunk = case
+    h = linear_scan(a, b, h0, chunk=chunk)
+    assert_close(h, reference(linear_scan, a, b, h0, chunk=chunk), b.dtype)
+
+
+@given(case=scans())
+def test_scan_summary_matches_reference(case):
+    a, b, _, _ = case
+    assert_close(scan_summary(a, b), reference(scan_summary, a, b), b.dtype)
+
+
+def test_wide_and_long_scans(rng):
+    for shape, chunk in (((3, 20000), None), ((5000, 3), None), ((4000, 7), 333)):
+        a, b = rng.uniform(0, 1, shape), rng.normal(size=shape)
+        h0 = rng.normal(size=shape[1:])
+        assert_close(linear_scan(a, b, h0, chunk=chunk), reference(linear_scan, a, b, h0), a.dtype)
+
+
+def test_scan_of_broadcast_and_strided_operands(rng):
+    b = rng.normal(size=(50, 4, 6)).astype(np.float32).transpose(2, 1, 0)
+    for a in (0.9, rng.uniform(0, 1, (6, 1, 50)), rng.uniform(0, 1, (50, 4, 6)).T):
+        args = (a, b)
+        kwargs = {"axis": -1, "chunk": [7, 43]}
+        assert_close(linear_scan(*args, **kwargs), reference(linear_scan, *args, **kwargs), b.dtype)
+
+
+# -- the cells --------------------------------------------------------------------------
+
+
+def make_cell(name, dtype, rng, features, hidden):
+    options = {"activation": "g"} if name in ("MinGRU", "MinLSTM") and rng.random() < 0.3 else {}
+    cell = CELLS[name].init(features, hidden, seed=int(rng.integers(2**31)), dtype=np.float64)
+    params = {k: (v * rng.uniform(0.5, 3)).astype(dtype) for k, v in cell.state_dict().items()}
+    if name == "DiagonalLinear":
+        params["decay"] = cell.params["decay"].astype(dtype)
+    return type(cell).from_state_dict(params, **options)
+
+
+def random_state(cell, rng, batch, dtype):
+    parts = [rng.normal(size=(batch, cell.hidden_size)).astype(dtype) for _ in cell.state_names]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def gappy_inputs(rng, steps, batch, features, dtype):
+    x = rng.normal(scale=2, size=(steps, batch, features)).astype(dtype)
+    x[rng.uniform(size=x.shape) < 0.1] = np.nan
+    if steps > 3 and batch > 1:
+        x[:3, 0] = np.nan  # a late start
+        x[:, -1] = np.nan  # an empty series
+    return x
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@given(
+    dtype=DTYPES,
+    steps=st.integers(0, 40),
+    batch=st.integers(1, 37),
+    features=st.integers(1, 3),
+    hidden=st.integers(1, 11),
+    with_h0=st.booleans(),
+    outputs=st.sampled_from([None, 1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cell_matches_reference(
+    name, dtype, steps, batch, features, hidden, with_h0, outputs, seed
+):
+    rng = np.random.default_rng(seed)
+    cell = make_cell(name, dtype, rng, features, hidden)
+    x = gappy_inputs(rng, steps, batch, features, dtype)
+    h0 = random_state(cell, rng, batch, dtype) if with_h0 else None
+    readout = None
+    if outputs:
+        readout = Readout(rng.normal(size=(outputs, hidden)).astype(dtype))
+    y, state = cell.run(x, h0, readout)
+    y_ref, state_ref = reference(cell.run, x, h0, readout)
+    assert_close(y, y_ref, dtype)
+    assert_close(state, state_ref, dtype)
+
+
+@pytest.mark.parametrize("name", ["MinGRU", "MinLSTM", "QRNN", "DiagonalLinear"])
+@given(dtype=DTYPES, steps=st.integers(0, 40), batch=st.integers(1, 20), seed=st.integers(0, 999))
+def test_transition_and_emit_match_reference(name, dtype, steps, batch, seed):
+    rng = np.random.default_rng(seed)
+    cell = make_cell(name, dtype, rng, 2, 6)
+    x = gappy_inputs(rng, steps, batch, 2, dtype)
+    assert_close(cell.transition(x), reference(cell.transition, x), dtype)
+    c = rng.normal(size=(steps, batch, 6))
+    assert_close(cell.emit(c, x), reference(cell.emit, c, x), dtype)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cells_at_benchmark_width(rng, name):
+    cell = make_cell(name, np.float32, rng, 1, 64)
+    x = gappy_inputs(rng, 67, 40, 1, np.float32)
+    readout = Readout(rng.normal(size=(1, 64)).astype(np.float32))
+    for args in ((x,), (x, None, readout)):
+        assert_close(cell.run(*args), reference(cell.run, *args), np.float32)
+
+
+def test_saturated_and_underflowing_gates_stay_exact():
+    # Gates far in the sigmoid's tails: sigmoid(-120) is 0 in float32.
+    x = np.array([[[1.0]], [[1.0]], [[5.0]], [[-400.0]]], np.float32)
+    weight = np.array([[-120.0], [-130.0], [1.0]], np.float32)
+    for name, rows in (("MinLSTM", weight), ("QRNN", weight), ("MinGRU", weight[:2])):
+        cell = CELLS[name].from_state_dict(
+            {"weight": rows, "bias": np.zeros(len(rows), np.float32)}
+        )
+        h0 = np.ones((1, 1), np.float32)
+        y, _ = cell(x, h0)
+        assert np.isfinite(y).all()
+        assert_close(y, reference(cell, x, h0)[0], np.float32)
+
+
+def test_model_stack_matches_reference(rng):
+    x = gappy_inputs(rng, 50, 9, 2, np.float32)
+    for name in ("MinGRU", "QRNN", "GRU", "LSTM"):
+        model = Model.init(name, input_size=2, hidden_sizes=[8, 5], output_size=2, seed=3)
+        y, states = model(x)
+        y_ref, states_ref = reference(model, x)
+        assert_close(y, y_ref, np.float32)
+        for state, state_ref in zip(states, states_ref, strict=True):
+            assert_close(state, state_ref, np.float32)
+
+
+def test_inputs_may_be_read_only_or_strided_and_stay_untouched(rng):
+    x = gappy_inputs(rng, 30, 8, 2, np.float64).transpose(1, 0, 2).copy().transpose(1, 0, 2)
+    x.flags.writeable = False
+    before = x.copy()
+    for name in ("MinGRU", "LSTM"):
+        cell = make_cell(name, np.float64, rng, 2, 4)
+        h0 = random_state(cell, rng, 8, np.float64)
+        assert_close(cell(x, h0), reference(cell, x, h0), np.float64)
+    np.testing.assert_array_equal(x, before)
