@@ -25,8 +25,12 @@ lint: install
 test: lint
 	$(PY) -m pytest
 
+# The main job on the embedded defaults: the sample data (generated if missing), then the
+# nightly forecast flow on an embedded Prefect API and LocalCluster. It ends by printing where
+# the forecasts, the plot, the run report and the Dask performance report are.
 demo: install
-	$(PY) scripts/demo.py
+	test -d data/sample.zarr || $(PY) data/generate.py
+	$(VENV)/bin/rnnflow forecast
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

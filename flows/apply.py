@@ -1,0 +1,72 @@
+"""Run any saved :class:`rnncore.Model` over a dataset: per-step outputs and final states.
+
+Outputs, in the ``output`` directory: ``apply.zarr`` (the :func:`rnncore.run` result:
+``output`` ``(series, time, channel)`` and ``state`` ``(series, layer, state_unit)``,
+with the input's coordinates and the run's attributes, written atomically),
+``report.json`` and ``dask-report.html``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow
+
+from tasks.apply import run_model
+from tasks.report import report
+
+from .cluster import cluster_session, dask_runner
+from .common import SAMPLE_DATA, default_output, gather, open_input, run_figures
+
+__all__ = ["APPLY_STORE", "apply"]
+
+#: The model's outputs and final states, in the output directory.
+APPLY_STORE = "apply.zarr"
+
+
+@flow(name="apply", task_runner=dask_runner())
+def apply(
+    model: str,
+    data: str = SAMPLE_DATA,
+    output: str = default_output("apply"),
+    variable: str = "y",
+    method: Literal["auto", "sequential", "parallel"] = "auto",
+    series_per_task: int | None = None,
+) -> dict[str, Any]:
+    """Run the model saved at ``model`` over every series of ``data``.
+
+    Parameters
+    ----------
+    model
+        A model saved with ``rnncore.Model.save`` (safetensors).
+    data
+        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``).
+    output
+        Directory for the result (``apply.zarr``) and the reports.
+    variable
+        The data variable to run over; its dims beyond ``series`` and ``time``, if
+        any, are the model's input features.
+    method
+        How time chunks are joined (see ``rnncore.run``).
+    series_per_task
+        Series per block of work (one task each; Dask chunks are no larger), in whole
+        storage chunks; ``None``: about 8 blocks.
+
+    Returns
+    -------
+    dict
+        ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
+    """
+    started = time.perf_counter()
+    with cluster_session(output) as session:
+        source, info, plan = open_input(data, output, variable, series_per_task)
+        store = str(Path(output) / APPLY_STORE)
+        (result,) = gather(
+            [run_model.submit(source, model, plan, store, variable, method)], "apply"
+        )
+        figures = run_figures(session, started, info.n_series, info.n_steps)
+        outputs = {"result": result, "performance report": str(session.performance_report)}
+        outputs["report"] = report(output, "apply", figures, outputs)
+    return {"outputs": outputs, "figures": figures, "dashboard": session.dashboard}

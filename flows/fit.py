@@ -1,0 +1,121 @@
+"""The weekly refit: fit and save the forecaster, backtest it, publish the metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from tasks.data import ChunkPlan
+from tasks.forecast import backtest_forecaster, fit_forecaster, metrics_path, save_metrics
+from tasks.report import report
+
+from .cluster import cluster_session, dask_runner
+from .common import DEFAULT_FORECASTER, SAMPLE_DATA, default_output, gather, open_input, run_figures
+
+__all__ = ["BACKTEST_STORE", "fit", "refit"]
+
+#: The per-series backtest scores, in the fit's output directory.
+BACKTEST_STORE = "backtest.zarr"
+
+
+def refit(
+    data: str,
+    plan: ChunkPlan,
+    forecaster: str,
+    output: str,
+    horizon: int,
+    levels: tuple[float, ...],
+    variable: str,
+    backtest_windows: int,
+    predict: bool = False,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Fit and save a forecaster and, at the same time, backtest one like it.
+
+    To be called inside a flow: the fit and the backtest are submitted as two
+    tasks. The per-series scores go to ``output/backtest.zarr``, the overall ones
+    beside the forecaster (:func:`tasks.forecast.metrics_path`).
+
+    Returns
+    -------
+    backtested
+        The backtest's ``scores`` and markdown ``table``; ``None`` when
+        ``backtest_windows`` is 0.
+    forecasts
+        With ``predict``, the forecasts of every series made in the fitting pass
+        (see :func:`tasks.forecast.fit_forecaster`); else ``None``.
+    """
+    futures = [fit_forecaster.submit(data, plan, forecaster, horizon, levels, variable, predict)]
+    if backtest_windows:
+        store = str(Path(output) / BACKTEST_STORE)
+        futures.append(
+            backtest_forecaster.submit(
+                data, plan, store, horizon, levels, backtest_windows, variable
+            )
+        )
+    forecasts, *backtested = gather(futures, "fit")
+    if backtested:
+        save_metrics(forecaster, backtested[0])
+    return (backtested[0] if backtested else None), forecasts
+
+
+@flow(name="fit", task_runner=dask_runner())
+def fit(
+    data: str = SAMPLE_DATA,
+    forecaster: str = DEFAULT_FORECASTER,
+    output: str = default_output("fit"),
+    horizon: int = 24,
+    levels: tuple[float, ...] = (0.8, 0.95),
+    variable: str = "y",
+    backtest_windows: int = 4,
+    series_per_task: int | None = None,
+) -> dict[str, Any]:
+    """Fit the forecaster on every series, save it, backtest it and publish the scores.
+
+    Parameters
+    ----------
+    data
+        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``).
+    forecaster
+        Where to save the fitted forecaster (safetensors); its backtest scores go
+        beside it (``.metrics.json``), where the forecast flow finds them.
+    output
+        Directory for the per-series backtest scores (``backtest.zarr``), the run
+        report (``report.json``) and the Dask performance report.
+    horizon
+        Steps ahead to forecast.
+    levels
+        Coverage of the prediction intervals, each in (0, 1).
+    variable
+        The data variable to forecast.
+    backtest_windows
+        Windows of ``horizon`` steps, at the end of the data, to backtest over (0: none).
+    series_per_task
+        Series per block of work (one task each; Dask chunks are no larger), in whole
+        storage chunks; ``None``: about 8 blocks.
+
+    Returns
+    -------
+    dict
+        ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
+    """
+    started = time.perf_counter()
+    with cluster_session(output) as session:
+        source, info, plan = open_input(data, output, variable, series_per_task)
+        backtested, _ = refit(
+            source, plan, forecaster, output, horizon, levels, variable, backtest_windows
+        )
+        outputs = {"forecaster": forecaster, "performance report": str(session.performance_report)}
+        if backtested is not None:
+            outputs |= {
+                "backtest": str(Path(output) / BACKTEST_STORE),
+                "metrics": str(metrics_path(forecaster)),
+            }
+        figures = run_figures(session, started, info.n_series, info.n_steps)
+        figures |= backtested["scores"] if backtested else {}
+        outputs["report"] = report(
+            output, "fit", figures, outputs, notes=backtested["table"] if backtested else ""
+        )
+    return {"outputs": outputs, "figures": figures, "dashboard": session.dashboard}

@@ -1,0 +1,137 @@
+"""The nightly job: forecast every series with the saved forecaster (fitting one if none).
+
+Outputs, in the ``output`` directory:
+
+``forecast.zarr``
+    The forecasts, a Zarr (format 3) store that ``xarray.open_zarr`` opens:
+    ``mean`` ``(series, step)``, ``lower`` and ``upper`` ``(series, step, level)``,
+    ``all_missing`` ``(series)`` (series with no data, whose forecasts are NaN);
+    coordinates ``series``, ``step`` (1 to ``horizon``), ``level`` and ``time``
+    ``(step)``, the forecast timestamps; attributes ``source`` (the data),
+    ``forecaster`` (its file), ``flow_run``, ``created``, and those of
+    :meth:`rnncore.forecast.Forecaster.predict`: ``variable``, ``origin``,
+    ``model_fingerprint``, ``rnnflow_version``, ``training_start`` and
+    ``training_end``. Written atomically: a failed run leaves the previous store,
+    or none.
+``forecast.png``
+    History and forecasts of a few series.
+``report.json``
+    The run's figures and outputs (also published as Prefect artifacts).
+``dask-report.html``
+    The Dask performance report.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tasks.forecast import forecast_block, load_forecaster, write_forecast
+from tasks.report import plot_forecasts, report
+
+from .cluster import cluster_session, dask_runner
+from .common import DEFAULT_FORECASTER, SAMPLE_DATA, default_output, gather, open_input, run_figures
+from .fit import refit
+
+__all__ = ["FORECAST_PLOT", "FORECAST_STORE", "forecast"]
+
+#: The forecasts and their plot, in the output directory.
+FORECAST_STORE, FORECAST_PLOT = "forecast.zarr", "forecast.png"
+
+
+@flow(name="forecast", task_runner=dask_runner())
+def forecast(
+    data: str = SAMPLE_DATA,
+    output: str = default_output("forecast"),
+    forecaster: str = DEFAULT_FORECASTER,
+    horizon: int = 24,
+    levels: tuple[float, ...] = (0.8, 0.95),
+    variable: str = "y",
+    backtest_windows: int = 1,
+    series_per_task: int | None = None,
+    plot_series: int = 4,
+) -> dict[str, Any]:
+    """Forecast every series of ``data`` and write the forecasts and a run report.
+
+    Parameters
+    ----------
+    data
+        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``).
+    output
+        Directory for the forecasts and reports (see :mod:`flows.forecast`).
+    forecaster
+        A forecaster saved by the fit flow. If there is no file there, one is fitted,
+        backtested and saved there first, as the fit flow does.
+    horizon
+        Steps ahead to forecast.
+    levels
+        Coverage of the prediction intervals, each in (0, 1); used when fitting.
+    variable
+        The data variable to forecast.
+    backtest_windows
+        Windows to backtest over when a forecaster is fitted (0: none).
+    series_per_task
+        Series per block of work (one task each; Dask chunks are no larger), in whole
+        storage chunks; ``None``: about 8 blocks.
+    plot_series
+        Series to plot (0: no plot).
+
+    Returns
+    -------
+    dict
+        ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
+    """
+    started = time.perf_counter()
+    directory = Path(output)
+    with cluster_session(directory) as session:
+        source, info, plan = open_input(data, output, variable, series_per_task)
+        if Path(forecaster).exists():
+            backtested = load_forecaster(forecaster)
+            futures = [
+                forecast_block.submit(source, forecaster, plan, block, horizon, variable)
+                for block in plan.blocks
+            ]
+            blocks = gather(futures, "forecast")
+        else:
+            backtested, forecasts = refit(
+                source,
+                plan,
+                forecaster,
+                output,
+                horizon,
+                levels,
+                variable,
+                backtest_windows,
+                predict=True,
+            )
+            blocks = [forecasts]
+        attrs = {
+            "source": data,
+            "forecaster": forecaster,
+            "flow_run": flow_run.get_id(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        store = write_forecast(blocks, str(directory / FORECAST_STORE), attrs)
+        outputs = {"forecast": store, "performance report": str(session.performance_report)}
+        plot = None
+        if plot_series:
+            plot = plot_forecasts(
+                source, store, str(directory / FORECAST_PLOT), variable, plot_series
+            )
+            outputs["plot"] = plot
+        figures = run_figures(session, started, info.n_series, info.n_steps)
+        figures |= {"horizon": horizon, **(backtested["scores"] if backtested else {})}
+        outputs["report"] = report(
+            output,
+            "forecast",
+            figures,
+            outputs,
+            plot=plot,
+            notes=backtested["table"] if backtested else "",
+        )
+    return {"outputs": outputs, "figures": figures, "dashboard": session.dashboard}

@@ -1,0 +1,176 @@
+"""Tasks over :mod:`rnncore.forecast`: fit and save, check, forecast a block, write, backtest.
+
+Forecasts cross task boundaries as ``Dataset.to_dict(data="array")`` dictionaries:
+a block's forecasts are a few arrays of ``series x horizon`` values. The history
+they come from is opened lazily inside each task and computed on the cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from rnncore.forecast import Forecaster, backtest, backtest_table
+from rnncore.io import open_dataset, write_zarr
+
+from .data import ChunkPlan
+from .runtime import cluster_compute, io_task, write_atomic
+
+__all__ = [
+    "SCORES",
+    "backtest_forecaster",
+    "fit_forecaster",
+    "forecast_block",
+    "load_forecaster",
+    "metrics_path",
+    "new_forecaster",
+    "save_metrics",
+    "write_forecast",
+]
+
+#: The overall backtest figures (attributes of a backtest result) a run reports, besides
+#: the coverage of each interval level (``coverage_80``, ...).
+SCORES = ("mase", "smape", "naive_mase", "naive_smape")
+
+
+def new_forecaster(plan: ChunkPlan, horizon: int, levels: Sequence[float]) -> Forecaster:
+    """An unfitted forecaster that works in blocks of the plan's chunks."""
+    return Forecaster(horizon, levels=tuple(levels), chunk_rows=plan.values_per_chunk)
+
+
+def metrics_path(forecaster: str | Path) -> Path:
+    """Where the backtest scores of the forecaster saved at ``forecaster`` are kept."""
+    return Path(forecaster).with_suffix(".metrics.json")
+
+
+@task(cache_policy=NO_CACHE)
+def fit_forecaster(
+    data: str,
+    plan: ChunkPlan,
+    path: str,
+    horizon: int,
+    levels: Sequence[float],
+    variable: str,
+    predict: bool = False,
+) -> dict[str, Any] | None:
+    """Fit a :class:`~rnncore.forecast.Forecaster` on every series of ``data`` and save it
+    to ``path``; the fit runs as Dask graphs on the cluster.
+
+    With ``predict``, also forecast every series from the end of ``data``, in the
+    fitting pass (:meth:`~rnncore.forecast.Forecaster.fit_predict`), and return the
+    forecasts as ``xarray.Dataset.to_dict(data="array")``; else return ``None``.
+    """
+    forecaster = new_forecaster(plan, horizon, levels)
+    with cluster_compute():
+        ds = open_dataset(data, chunks=plan.chunks)
+        if predict:
+            forecasts = forecaster.fit_predict(ds, variable=variable).to_dict(data="array")
+        else:
+            forecaster.fit(ds, variable=variable)
+            forecasts = None
+    forecaster.save(path)
+    return forecasts
+
+
+@io_task()
+def save_metrics(forecaster: str, backtested: dict[str, Any]) -> str:
+    """Save ``backtested`` (:func:`backtest_forecaster`'s result) beside the forecaster
+    saved at ``forecaster``, at :func:`metrics_path`; returns that path."""
+    text = json.dumps(backtested, indent=2) + "\n"
+    return str(write_atomic(metrics_path(forecaster), lambda tmp: Path(tmp).write_text(text)))
+
+
+@io_task()
+def load_forecaster(path: str) -> dict[str, Any] | None:
+    """Check that the forecaster saved at ``path`` loads; return its backtest results
+    saved beside it by :func:`save_metrics`, or ``None`` if there are none.
+
+    Raises
+    ------
+    rnncore.ModelFileError
+        If the file is missing, unreadable or not a forecaster.
+    """
+    Forecaster.load(path)
+    scores = metrics_path(path)
+    return json.loads(scores.read_text()) if scores.is_file() else None
+
+
+@task(cache_policy=NO_CACHE)
+def forecast_block(
+    data: str,
+    forecaster: str,
+    plan: ChunkPlan,
+    block: tuple[int, int],
+    horizon: int,
+    variable: str,
+) -> dict[str, Any]:
+    """Forecast series ``block[0]:block[1]`` of ``data`` with the saved ``forecaster``.
+
+    Returns
+    -------
+    dict
+        The forecasts of the block, as ``xarray.Dataset.to_dict(data="array")``.
+    """
+    model = Forecaster.load(forecaster)
+    with cluster_compute():
+        history = open_dataset(data, chunks=plan.chunks).isel(series=slice(*block))
+        return model.predict(history, horizon, variable=variable).compute().to_dict(data="array")
+
+
+@io_task()
+def write_forecast(blocks: Sequence[dict[str, Any]], path: str, attrs: dict[str, Any]) -> str:
+    """Join the blocks' forecasts along ``series`` and write them, with ``attrs`` added,
+    to the Zarr store ``path`` (atomically, replacing an earlier one). Returns ``path``."""
+    forecast = xr.concat(
+        [xr.Dataset.from_dict(block) for block in blocks],
+        dim="series",
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="exact",
+    )
+    forecast.attrs.update(attrs)
+    return str(write_zarr(forecast, path, overwrite=True))
+
+
+@task(cache_policy=NO_CACHE)
+def backtest_forecaster(
+    data: str,
+    plan: ChunkPlan,
+    path: str,
+    horizon: int,
+    levels: Sequence[float],
+    n_windows: int,
+    variable: str,
+) -> dict[str, Any]:
+    """Backtest forecasters made by :func:`new_forecaster`, as :func:`fit_forecaster` makes
+    them, over the last ``n_windows`` windows of ``horizon`` steps; write the per-series
+    scores to the Zarr store ``path``.
+
+    Returns
+    -------
+    dict
+        ``scores``: the overall figures named in :data:`SCORES` and the coverage of
+        each level; ``table``: them as a markdown table
+        (:func:`rnncore.forecast.backtest_table`).
+    """
+    make = functools.partial(new_forecaster, plan, horizon, levels)
+    with cluster_compute():
+        ds = open_dataset(data, chunks=plan.chunks)
+        result = backtest(ds, make, horizon, n_windows, variable=variable).compute()
+        write_zarr(result, path, overwrite=True)
+    return {
+        "scores": {
+            name: float(value)
+            for name, value in result.attrs.items()
+            if name in SCORES or name.startswith("coverage_")
+        },
+        "table": backtest_table(result),
+    }

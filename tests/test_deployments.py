@@ -1,0 +1,104 @@
+"""The deployments of prefect.yaml: they load, and a served one really runs its flow."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import conftest_prefect  # first: it sets up Prefect's environment for the tests
+import pytest
+from conftest_prefect import clean_env, free_port
+from prefect.client.schemas.schedules import CronSchedule
+
+from deployments.definitions import PREFECT_YAML, load_definitions, runner_deployments
+from flows.cluster import ADDRESS_ENV
+
+pytest_plugins = [conftest_prefect.__name__]
+
+ROOT = PREFECT_YAML.parent
+
+
+def test_definitions_load_and_fit_their_flows():
+    definitions = {d.name: d for d in load_definitions()}
+    assert set(definitions) == {"nightly-forecast", "weekly-refit"}
+    assert definitions["nightly-forecast"].flow().name == "forecast"
+    assert definitions["weekly-refit"].flow().name == "fit"
+    for definition in definitions.values():
+        assert definition.parameters["data"] == str(ROOT / "data" / "sample.zarr")
+        assert Path(definition.parameters["forecaster"]).is_absolute()
+    deployments = {d.name: d for d in runner_deployments(list(definitions.values()))}
+    nightly = deployments["nightly-forecast"].schedules[0].schedule
+    weekly = deployments["weekly-refit"].schedules[0].schedule
+    assert isinstance(nightly, CronSchedule) and nightly.cron == "0 2 * * *"
+    assert isinstance(weekly, CronSchedule) and weekly.cron == "0 1 * * 0"
+    assert deployments["nightly-forecast"].entrypoint == "flows.forecast.forecast"
+
+
+def test_overrides_and_intervals_replace_what_is_declared(tmp_path):
+    definitions = load_definitions()
+    [nightly, _] = runner_deployments(
+        definitions, interval=30, overrides={"nightly-forecast": {"horizon": 12}}
+    )
+    assert nightly.parameters["horizon"] == 12
+    assert nightly.schedules[0].schedule.interval.total_seconds() == 30
+    with pytest.raises(ValueError, match="no deployments named"):
+        runner_deployments(definitions, overrides={"hourly": {}})
+    with pytest.raises(Exception, match="horizon"):
+        runner_deployments(definitions, overrides={"nightly-forecast": {"horizon": "soon"}})
+
+
+def completed_runs(api: str) -> list[dict]:
+    body = json.dumps({"flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).encode()
+    request = urllib.request.Request(
+        f"{api}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+@pytest.mark.slow
+def test_a_served_deployment_runs_its_flow(dask_address, small_data, tmp_path):
+    """``python -m deployments.serve`` with a short interval: its local Prefect server
+    schedules a run, the run writes the forecasts, and the process stops cleanly."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    output, forecaster = tmp_path / "out", tmp_path / "forecaster.safetensors"
+    overrides = {
+        "data": small_data,
+        "output": output,
+        "forecaster": forecaster,
+        "backtest_windows": 0,
+    }
+    argv = [sys.executable, "-m", "deployments.serve", "--only", "nightly-forecast"]
+    argv += ["--interval", "10", "--port", str(port)]
+    for name, value in overrides.items():
+        argv += ["--set", f"nightly-forecast.{name}={value}"]
+    env = clean_env(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_UI_ENABLED="false",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
+        **{ADDRESS_ENV: dask_address},
+    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        serve = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            deadline, runs = time.monotonic() + 240, []
+            while not runs and time.monotonic() < deadline and serve.poll() is None:
+                time.sleep(2)
+                if (output / "report.json").exists():
+                    runs = completed_runs(api)
+            assert runs, log.read_text()[-3000:]
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(timeout=60) == 0, log.read_text()[-3000:]
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+                serve.wait()
+    assert runs[0]["parameters"]["output"] == str(output)
+    assert (output / "forecast.zarr").is_dir() and forecaster.is_file()
+    with pytest.raises(OSError):  # the local server is gone too
+        urllib.request.urlopen(f"{api}/health", timeout=2)

@@ -1,0 +1,161 @@
+"""The tasks' own logic, called as plain functions (``task.fn``): no Prefect API needed."""
+
+from pathlib import Path
+
+import conftest_prefect  # first: it sets up Prefect's environment for the tests
+import numpy as np
+import pytest
+import xarray as xr
+from conftest_prefect import N_SERIES, N_STEPS, SERIES_CHUNK
+from prefect.states import Failed
+
+from rnncore.io import open_dataset, write_zarr
+from rnncore.longformat import write_long
+from rnncore.synthetic import generate
+from tasks.data import ChunkPlan, DatasetInfo, inspect_dataset, plan_chunks, prepare_input
+from tasks.report import forecast_figure
+from tasks.runtime import cluster_compute, io_task, is_transient, write_atomic
+
+pytest_plugins = [conftest_prefect.__name__]
+
+
+def info(n_series=2000, storage=500, series_chunk=500, time_chunk=2160):
+    return DatasetInfo(
+        "x.zarr", "y", n_series, 8760, "2025", "2026", storage, series_chunk, time_chunk
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_series", "storage", "grown", "per_task", "series", "block", "n_blocks"),
+    [
+        (2000, 500, 500, None, 500, 500, 4),  # about 8 blocks wanted, whole storage chunks
+        (2000, 100, 1000, None, 300, 300, 7),  # grown chunks are cut to fit a block
+        (2000, 100, 100, 150, 100, 200, 10),
+        (40, 10, 40, None, 10, 10, 4),
+        (40, 10, 40, 1000, 40, 40, 1),  # never more than the whole axis
+    ],
+)
+def test_plan_chunks_aligns_with_storage(
+    n_series, storage, grown, per_task, series, block, n_blocks
+):
+    plan = plan_chunks.fn(info(n_series, storage, grown), per_task)
+    assert (plan.series, plan.time, plan.block) == (series, 2160, block)
+    assert len(plan.blocks) == n_blocks
+    assert plan.blocks[0][0] == 0 and plan.blocks[-1][1] == n_series
+    assert all(b == a for (_, b), (a, _) in zip(plan.blocks[:-1], plan.blocks[1:], strict=True))
+    assert plan.chunks == {"series": series, "time": 2160}
+    assert plan.values_per_chunk == series * 2160
+
+
+def test_plan_chunks_refuses_a_non_positive_size():
+    with pytest.raises(ValueError, match="series_per_task"):
+        plan_chunks.fn(info(), 0)
+
+
+def test_inspect_dataset_describes_storage_and_chunks(small_data):
+    described = inspect_dataset.fn(str(small_data), "y")
+    assert (described.n_series, described.n_steps) == (N_SERIES, N_STEPS)
+    assert described.storage_series == SERIES_CHUNK
+    # a few kilobytes: the chunks grow to the whole dataset
+    assert (described.series_chunk, described.time_chunk) == (N_SERIES, N_STEPS)
+    assert described.start.startswith("2025-01-01")
+
+
+def test_inspect_dataset_refuses_a_wrong_variable(small_data, tmp_path):
+    with pytest.raises(ValueError, match="has no variable 'nope'; it holds \\['y'\\]"):
+        inspect_dataset.fn(str(small_data), "nope")
+    store = write_zarr(xr.Dataset({"z": ("time", np.zeros(3))}), tmp_path / "z.zarr")
+    with pytest.raises(ValueError, match="lacks \\['series'\\]"):
+        inspect_dataset.fn(str(store), "z")
+
+
+def test_inspect_dataset_refuses_a_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dataset at"):
+        inspect_dataset.fn(str(tmp_path / "missing.zarr"), "y")
+
+
+def test_prepare_input_converts_long_tables_to_zarr(tmp_path):
+    ds = generate(5, 48, seed=2, n_all_nan=0)
+    table = write_long(ds, tmp_path / "long.parquet")
+    store = prepare_input.fn(str(table), str(tmp_path / "run"))
+    assert store == str(tmp_path / "run" / "input.zarr")
+    back = open_dataset(store)
+    np.testing.assert_array_equal(back["series"].values, ds["series"].values)
+    np.testing.assert_allclose(back["y"].values, ds["y"].values)
+    assert prepare_input.fn("data.zarr", str(tmp_path)) == "data.zarr"  # used as it is
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (FileNotFoundError("gone"), False),
+        (ValueError("corrupt"), False),
+        (ConnectionResetError("network"), True),
+        (TimeoutError("slow disk"), True),
+    ],
+)
+def test_io_tasks_retry_only_transient_errors(error, transient):
+    assert is_transient(None, None, Failed(data=error)) is transient
+
+
+def test_io_task_retries_a_transient_error_then_succeeds(prefect_api):
+    from prefect import flow
+
+    calls = []
+
+    @io_task(retry_delay_seconds=0)
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 2:
+            raise ConnectionResetError("try again")
+        return len(calls)
+
+    @flow
+    def run_flaky() -> int:
+        return flaky()
+
+    assert run_flaky() == 2
+
+
+def test_cluster_compute_outside_a_worker_uses_the_default_scheduler():
+    import dask.array as da
+
+    with cluster_compute():
+        assert int(da.ones(10, chunks=3).sum().compute()) == 10
+
+
+def test_write_atomic_leaves_nothing_when_the_write_fails(tmp_path):
+    def fail(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(tmp_path / "out.json", fail)
+    assert list(tmp_path.iterdir()) == []
+    assert write_atomic(tmp_path / "a" / "b.txt", lambda t: Path(t).write_text("ok")).read_text()
+
+
+def test_forecast_figure_has_a_panel_per_series():
+    history = generate(3, 72, seed=1)["y"]
+    step = np.arange(1, 7)
+    mean = np.ones((3, 6))
+    forecast = xr.Dataset(
+        {
+            "mean": (("series", "step"), mean),
+            "lower": (("series", "step", "level"), np.stack([mean - 1, mean - 2], axis=-1)),
+            "upper": (("series", "step", "level"), np.stack([mean + 1, mean + 2], axis=-1)),
+        },
+        coords={
+            "series": history["series"].values,
+            "step": step,
+            "level": [0.8, 0.95],
+            "time": ("step", history["time"].values[-1] + step * np.timedelta64(1, "h")),
+        },
+    )
+    figure = forecast_figure(history, forecast)
+    assert [ax.get_title(loc="left") for ax in figure.axes] == history["series"].values.tolist()
+
+
+def test_chunk_plan_blocks_cover_the_series_once():
+    plan = ChunkPlan(n_series=7, series=3, time=5, block=3)
+    assert plan.blocks == [(0, 3), (3, 6), (6, 7)]
