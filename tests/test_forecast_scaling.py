@@ -1,0 +1,88 @@
+"""Per-series robust scaling: statistics, the round trip, degenerate series."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from rnncore.forecast.scaling import apply_scaling, interval_norm, series_stats, undo_scaling
+
+
+def values(rng):
+    y = rng.lognormal(3.0, 0.5, size=(6, 50))
+    y[0, 10:20] = np.nan  # a gap
+    y[1, :30] = np.nan  # a late start
+    y[2] = 4.0  # constant
+    y[3] = np.nan  # never observed
+    y[4, :30] = 7.0  # mostly one value: the MAD is 0
+    return y
+
+
+def test_stats_are_the_median_and_scaled_mad(rng):
+    y = values(rng)
+    stats = series_stats(xr.DataArray(y, dims=("series", "time")), season=5)
+    for s in (0, 1, 5):
+        row = y[s][np.isfinite(y[s])]
+        median = np.median(row)
+        assert stats.location.values[s] == pytest.approx(median, rel=1e-12)
+        mad = np.median(np.abs(row - median)) * 1.482602218505602
+        assert stats.scale.values[s] == pytest.approx(mad, rel=1e-12)
+        pairs = np.abs(y[s, 5:] - y[s, :-5])
+        assert stats.seasonal_mae.values[s] == pytest.approx(np.nanmean(pairs), rel=1e-12)
+        assert stats.last_observed.values[s] == 49
+    assert stats.n_observed.values.tolist() == [40, 20, 50, 0, 50, 50]
+
+
+def test_degenerate_series(rng):
+    y = values(rng)
+    stats = series_stats(xr.DataArray(y, dims=("series", "time")), season=5)
+    assert stats.scale.values[2] == 0 and stats.location.values[2] == 4.0  # constant
+    assert np.isnan(stats.location.values[3]) and np.isnan(stats.scale.values[3])
+    assert stats.last_observed.values[3] == -1
+    mean_ad = np.mean(np.abs(y[4] - 7.0)) * 1.2533141373155001
+    assert stats.scale.values[4] == pytest.approx(mean_ad)  # MAD 0, not constant
+
+
+def test_stats_do_not_depend_on_the_chunking(rng):
+    y = xr.DataArray(values(rng), dims=("series", "time"))
+    whole = series_stats(y, season=3)
+    chunked = series_stats(y.chunk({"series": 2, "time": 7}), season=3, block_bytes=800)
+    xr.testing.assert_allclose(whole, chunked, rtol=1e-13)  # sums in another order
+    assert whole.last_observed.equals(chunked.last_observed)
+
+
+def test_robust_statistics_come_from_the_trailing_window(rng):
+    y = values(rng)
+    y[5, 40:] = np.nan  # ended early: only 2 values in the last 12 steps
+    stats = series_stats(xr.DataArray(y, dims=("series", "time")), season=5, window=12)
+    tail = y[0, -12:]
+    assert stats.location.values[0] == pytest.approx(np.median(tail))
+    mad = np.median(np.abs(tail - np.median(tail))) * 1.482602218505602
+    assert stats.scale.values[0] == pytest.approx(mad)
+    early = y[5][np.isfinite(y[5])]
+    assert stats.location.values[5] == pytest.approx(early.mean())  # fewer than 5 in window
+    assert stats.scale.values[5] == pytest.approx(early.std())
+    assert stats.last_observed.values[5] == 39
+    assert stats.scale.values[2] == 0  # constant, robust or not
+
+
+def test_scaling_round_trip(rng):
+    y = values(rng)
+    stats = series_stats(xr.DataArray(y, dims=("series", "time")), season=5)
+    loc, scale = stats.location.values, stats.scale.values
+    z = apply_scaling(y, loc, scale)
+    back = undo_scaling(z, loc, scale)
+    observed = np.isfinite(y)
+    np.testing.assert_allclose(back[observed], y[observed], rtol=1e-12)
+    assert (z[2] == 0).all()  # the constant series
+    np.testing.assert_array_equal(np.isnan(z), ~observed)
+    # trailing axes (steps, levels) broadcast; a constant series maps back to its constant
+    restored = undo_scaling(np.ones((6, 3, 2)), loc, scale)
+    assert (restored[2] == 4.0).all() and np.isnan(restored[3]).all()
+
+
+def test_interval_norm_is_the_seasonal_error_in_scaled_units(rng):
+    stats = series_stats(xr.DataArray(values(rng), dims=("series", "time")), season=5)
+    norm = interval_norm(stats)
+    expected = stats.seasonal_mae.values[0] / stats.scale.values[0]
+    assert norm[0] == pytest.approx(expected)
+    assert norm[2] == 0 and np.isnan(norm[3])
