@@ -235,7 +235,8 @@ def _width(b: Any) -> int:
 
 def _min_step_width(xp: ModuleType) -> int:
     """Elements per time step below which ``chunk=None`` splits time into blocks."""
-    return kernels.scan.min_step_width() if kernels.active(xp) else _MIN_STEP_WIDTH
+    module = kernels.scan_kernels(xp)
+    return _MIN_STEP_WIDTH if module is None else module.min_step_width()
 
 
 def _chunk_sizes(
@@ -289,8 +290,8 @@ def _unblock(xp: ModuleType, blocks: Any, sizes: list[int]) -> Any:
 
 def _block_summaries(xp: ModuleType, ab: Any, bb: Any) -> Summary:
     """The summary of each block: ``A`` the product of decays, ``B`` the scan from zero."""
-    if kernels.active(xp):
-        return kernels.scan.summarise_blocks(ab, bb)
+    if (module := kernels.scan_kernels(xp)) is not None:
+        return module.summarise_blocks(ab, bb)
     state = xp.zeros((ab.shape[0], *ab.shape[2:]), ab.dtype)
     for s in range(ab.shape[1]):
         state *= ab[:, s]
@@ -300,8 +301,8 @@ def _block_summaries(xp: ModuleType, ab: Any, bb: Any) -> Summary:
 
 def _scan_from(xp: ModuleType, ab: Any, bb: Any, entries: Any) -> Any:
     """Scan every block from its entry state, writing each step's state."""
-    if kernels.active(xp):
-        return kernels.scan.scan_blocks(ab, bb, entries)
+    if (module := kernels.scan_kernels(xp)) is not None:
+        return module.scan_blocks(ab, bb, entries)
     h = xp.empty(bb.shape, bb.dtype)
     prev = entries
     for s in range(bb.shape[1]):

@@ -29,7 +29,7 @@ from types import ModuleType, TracebackType
 
 import numpy as np
 
-__all__ = ["BACKENDS", "active", "backend", "use"]
+__all__ = ["BACKENDS", "active", "backend", "scan_kernels", "use"]
 
 #: The selectable paths: fused numba kernels, or the reference array-namespace code.
 BACKENDS = ("numba", "numpy")
@@ -90,6 +90,20 @@ def backend() -> str:
 def active(xp: ModuleType) -> bool:
     """True when arrays of namespace ``xp`` take the fused kernels (NumPy, ``"numba"``)."""
     return xp is np and _selected["backend"] == "numba"
+
+
+def scan_kernels(xp: ModuleType) -> ModuleType | None:
+    """The scan kernels for arrays of namespace ``xp``, or ``None`` for the reference path.
+
+    NumPy arrays take the numba kernels (:mod:`rnncore.kernels.scan`) when ``"numba"``
+    is selected; CuPy arrays take the CUDA kernels (:mod:`rnncore.kernels.cuda_scan`),
+    which share their interface.
+    """
+    if active(xp):
+        return importlib.import_module(f"{__name__}.scan")
+    if xp.__name__ == "cupy":
+        return importlib.import_module(f"{__name__}.cuda_scan")
+    return None
 
 
 def __getattr__(name: str) -> ModuleType:
