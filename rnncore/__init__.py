@@ -6,6 +6,7 @@ cells written once against an array namespace, and models stacking them.
 
 from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
 from .chunked import ConvergenceError
+from .forecast import Forecaster, backtest
 from .labelled import RNNAccessor, run
 from .model import Model, Readout
 from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
@@ -23,6 +24,7 @@ __all__ = [
     "ConvergenceError",
     "DiagonalLinear",
     "Elman",
+    "Forecaster",
     "MinGRU",
     "MinLSTM",
     "Model",
@@ -30,6 +32,7 @@ __all__ = [
     "RNNAccessor",
     "Readout",
     "__version__",
+    "backtest",
     "compose",
     "linear_scan",
     "run",
