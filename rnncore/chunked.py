@@ -357,15 +357,44 @@ def _shoot(
 # -- block-level work (runs on the workers) ------------------------------------------
 
 
+# Hidden-state elements one tile of a chunk may hold per layer: a chunk sized for its
+# input (about 100 MB) would otherwise hold `hidden_size` times that in hidden states.
+_TILE_ELEMENTS = 2**22
+
+
+def _time_tiles(model: Model, x: Any) -> list[slice]:
+    """Slices of ``x``'s time axis whose hidden states stay within :data:`_TILE_ELEMENTS`."""
+    widest = max(cell.hidden_size * len(cell.state_names) for cell in model.layers)
+    step = max(1, _TILE_ELEMENTS // max(1, x.shape[1] * widest))
+    return [slice(t, t + step) for t in range(0, max(x.shape[0], 1), step)]
+
+
 def _run_model(model: Model, x: Any, entries: list[Any]) -> tuple[Any, list[Any]]:
-    return model(x, entries)
+    """``model(x, entries)``, one time tile at a time (memory bounded by a tile)."""
+    tiles = _time_tiles(model, x)
+    if len(tiles) == 1:
+        return model(x, entries)
+    outputs, states = [], list(entries)
+    for tile in tiles:
+        y, states = model(x[tile], states)
+        outputs.append(y)
+    return namespace(outputs[0]).concatenate(outputs), states
 
 
 def _layer_summary(model: Model, x: Any, entries: list[Any], layer: int) -> tuple[Any, Any]:
-    """Summary ``(A, B)`` of ``layer`` over one chunk, lower layers run from ``entries``."""
-    for cell, entry in zip(model.layers[:layer], entries, strict=True):
-        x, _ = cell(x, entry)
-    return scan_summary(*model.layers[layer].transition(x))
+    """Summary ``(A, B)`` of ``layer`` over one chunk, lower layers run from ``entries``.
+
+    Computed tile by tile along time, composing the tiles' summaries, so the decays
+    and inputs of the whole chunk are never held at once.
+    """
+    states, summary = list(entries[:layer]), None
+    for tile in _time_tiles(model, x):
+        y = x[tile]
+        for k, cell in enumerate(model.layers[:layer]):
+            y, states[k] = cell(y, states[k])
+        part = scan_summary(*model.layers[layer].transition(y))
+        summary = part if summary is None else compose(summary, part)
+    return summary
 
 
 def _max_abs_difference(new: list[Any], old: list[Any]) -> float:

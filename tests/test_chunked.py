@@ -174,3 +174,18 @@ def test_wrong_feature_count_is_refused():
     model = Model.init("QRNN", 4, [3])
     with pytest.raises(ValueError, match="expected \\(time, series, 4 features\\)"):
         run_chunked(model, da.zeros((5, 2, 3)))
+
+
+@pytest.mark.parametrize("cell", ["MinGRU", "LSTM"])
+def test_chunks_are_worked_in_time_tiles_with_the_same_result(rng, monkeypatch, cell):
+    import rnncore.chunked
+
+    monkeypatch.setattr(rnncore.chunked, "_TILE_ELEMENTS", 40)  # tiles of a few steps
+    model = Model.init(cell, 2, [4, 3], output_size=1, dtype=np.float64)
+    x = rng.normal(size=(60, 5, 2))
+    x[10:20, 1] = np.nan
+    assert len(rnncore.chunked._time_tiles(model, x[:30])) > 5
+    with dask.config.set(scheduler="synchronous"):
+        result = run_chunked(model, da.from_array(x, chunks=(30, 5, 2)))
+        y = result.output.compute()
+    assert rel_err(y, model(x)[0]) < 1e-12
