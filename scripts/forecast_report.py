@@ -62,7 +62,7 @@ def report_backtest(path: Path, horizon: int, n_windows: int) -> None:
     forecaster.predict(ds)
     predicted = time.perf_counter() - start
     print(f"fit: {fitted:.1f} s, predict: {predicted:.1f} s (whole store, in process)")
-    print(f"ridge strengths chosen by GCV: {sorted(set(forecaster.ridge_.round(12)))}")
+    print(f"ridge strengths chosen by GCV: {sorted({float(r) for r in forecaster.ridge_})}")
 
 
 def report_memory(n_series: int, lengths: Sequence[int], horizon: int) -> None:

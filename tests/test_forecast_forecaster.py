@@ -42,7 +42,7 @@ def in_memory_rows(ds, forecaster):
     n_series, n_steps = y.shape
     spec = FeatureSpec(Reservoir(24), HOUR)
     reservoir = spec.reservoir
-    stats = series_stats(ds.y, 24)
+    stats = series_stats(ds.y, 24, window=28 * 24)  # the forecaster's default window
     z = apply_scaling(y, stats.location.values, stats.scale.values)
     observed = np.isfinite(z)
     filled = np.where(observed, z, 0.0)

@@ -45,9 +45,12 @@ def test_degenerate_series(rng):
 def test_stats_do_not_depend_on_the_chunking(rng):
     y = xr.DataArray(values(rng), dims=("series", "time"))
     whole = series_stats(y, season=3)
-    chunked = series_stats(y.chunk({"series": 2, "time": 7}), season=3, block_bytes=800)
-    xr.testing.assert_allclose(whole, chunked, rtol=1e-13)  # sums in another order
-    assert whole.last_observed.equals(chunked.last_observed)
+    for panels in (None, ((0, 4), (4, 31), (31, 50))):
+        chunked = series_stats(
+            y.chunk({"series": 2, "time": 7}), season=3, panels=panels, block_bytes=800
+        )
+        xr.testing.assert_allclose(whole, chunked, rtol=1e-13)  # sums in another order
+        assert whole.last_observed.equals(chunked.last_observed)
 
 
 def test_robust_statistics_come_from_the_trailing_window(rng):
