@@ -281,6 +281,8 @@ class _Graph:
 def _stitch(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
     """Exact parallel join of linear-state layers: summaries, prefix tree, rerun."""
     n_time = len(graph.x.chunks[0])
+    if n_time == 1:  # no boundary to stitch: one pass, no summaries
+        return _carry(graph, j, h0)
     entries: list[list[Any]] = []  # entries[l][i]: state entering chunk i; [l][n]: final
     for layer in range(len(h0)):
         summaries = [
