@@ -14,6 +14,7 @@ and store is coalesced. Everything stays on the device; nothing is synchronised.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import cupy
@@ -74,55 +75,31 @@ def min_step_width() -> int:
 
 def scan_blocks(ab: Any, bb: Any, entries: Any) -> Any:
     """Scan every block from its entry state (see :func:`rnncore.kernels.scan.scan_blocks`)."""
-    n_blocks, steps = bb.shape[:2]
-    width = bb[0, 0].size
     h = cupy.empty(bb.shape, bb.dtype)
-    if h.size:
-        _launch(
-            "scan_blocks",
-            bb.dtype,
-            n_blocks * width,
-            _dense(ab, bb.shape),
-            _dense(bb, bb.shape),
-            _dense(entries, (n_blocks, *bb.shape[2:])),
-            h,
-            n_blocks,
-            steps,
-            width,
-        )
+    _over_blocks("scan_blocks", ab, bb, _dense(entries, (bb.shape[0], *bb.shape[2:])), h)
     return h
 
 
 def summarise_blocks(ab: Any, bb: Any) -> tuple[Any, Any]:
     """Each block's ``(A, B)`` (see :func:`rnncore.kernels.scan.summarise_blocks`)."""
-    n_blocks, steps = bb.shape[:2]
-    shape = (n_blocks, *bb.shape[2:])
+    shape = (bb.shape[0], *bb.shape[2:])
     big_a, big_b = cupy.ones(shape, bb.dtype), cupy.zeros(shape, bb.dtype)
-    width = big_b[0].size if n_blocks else 0
-    if bb.size:
-        _launch(
-            "summarise_blocks",
-            bb.dtype,
-            n_blocks * width,
-            _dense(ab, bb.shape),
-            _dense(bb, bb.shape),
-            big_a,
-            big_b,
-            n_blocks,
-            steps,
-            width,
-        )
+    _over_blocks("summarise_blocks", ab, bb, big_a, big_b)
     return big_a, big_b
+
+
+def _over_blocks(name: str, ab: Any, bb: Any, *arrays: Any) -> None:
+    """Launch kernel ``name(a, b, *arrays, n_blocks, steps, width)``, one thread a column."""
+    if not bb.size:
+        return
+    n_blocks, steps = bb.shape[:2]
+    width = math.prod(bb.shape[2:])
+    a, b = _dense(ab, bb.shape), _dense(bb, bb.shape)
+    kernel = _kernel(name, cupy.dtype(bb.dtype).name)
+    args = (a, b, *arrays, cupy.int64(n_blocks), cupy.int64(steps), cupy.int64(width))
+    kernel((-(-n_blocks * width // _BLOCK),), (_BLOCK,), args)
 
 
 def _dense(x: Any, shape: tuple[int, ...]) -> Any:
     """``x`` broadcast to ``shape`` as a C-contiguous device array of its dtype."""
     return cupy.ascontiguousarray(cupy.broadcast_to(x, shape))
-
-
-def _launch(name: str, dtype: Any, threads: int, *args: Any) -> None:
-    kernel = _kernel(name, cupy.dtype(dtype).name)
-    grid = (-(-threads // _BLOCK),)
-    kernel(
-        grid, (_BLOCK,), tuple(a if isinstance(a, cupy.ndarray) else cupy.int64(a) for a in args)
-    )
