@@ -34,12 +34,15 @@ from typing import Any, TypeVar
 
 import dask
 import dask.array as da
+import dask.local
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.system import CPU_COUNT
 
-from .backend import float_dtype, namespace
+from . import kernels
+from .backend import empty_steps, float_dtype, namespace
 from .model import Model
 from .scan import compose, scan_summary
 from .states import pack_states, state_width, unpack_states
@@ -51,6 +54,7 @@ __all__ = [
     "prefix_scan",
     "resolve_method",
     "run_chunked",
+    "scheduler_slots",
 ]
 
 #: The ``method`` values :func:`run_chunked` accepts.
@@ -114,15 +118,44 @@ def prefix_scan(items: Sequence[T], op: Callable[[T, T], T]) -> list[T]:
     return out
 
 
-def resolve_method(model: Model, method: str) -> str:
-    """Map a user's ``method`` to the strategy used: stitch, sequential or shooting."""
+def resolve_method(model: Model, method: str, series_chunks: int = 1, slots: int = 1) -> str:
+    """Map a user's ``method`` to the strategy used: stitch, sequential or shooting.
+
+    ``"auto"`` picks the exact strategy that keeps ``slots`` worker threads busy
+    with the least work. Carrying the state runs each chunk once, but one series
+    chunk's time chunks one after another; stitching runs all time chunks at once
+    but reads and runs each chunk twice. So a linear-state model is stitched only
+    when its ``series_chunks`` independent chains are fewer than ``slots``;
+    nonlinear models always carry (shooting is approximate and must be asked for).
+
+    Examples
+    --------
+    >>> from rnncore import Model
+    >>> model = Model.init("MinGRU", 1, [4], 1)
+    >>> resolve_method(model, "auto", series_chunks=1, slots=8)
+    'stitch'
+    >>> resolve_method(model, "auto", series_chunks=64, slots=8)
+    'sequential'
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if method == "auto":
-        return "stitch" if model.is_linear_state else "sequential"
+        stitch = model.is_linear_state and series_chunks < slots
+        return "stitch" if stitch else "sequential"
     if method == "parallel":
         return "stitch" if model.is_linear_state else "shooting"
     return "sequential"
+
+
+def scheduler_slots() -> int:
+    """How many tasks the active Dask scheduler runs at once (its worker threads)."""
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    if client is not None and hasattr(client, "nthreads"):
+        return max(1, sum(client.nthreads().values()))
+    if scheduler is dask.local.get_sync:
+        return 1
+    return dask.config.get("num_workers", None) or CPU_COUNT
 
 
 def run_chunked(
@@ -147,7 +180,7 @@ def run_chunked(
         Packed initial states ``(series, layer, state_unit)`` (a NumPy or CuPy
         array, see :mod:`rnncore.states`), or ``None`` for zeros.
     method
-        ``"auto"`` (stitch for linear-state models, sequential otherwise),
+        ``"auto"`` (exact: stitch or sequential, see :func:`resolve_method`),
         ``"sequential"``, or ``"parallel"`` (stitch, or shooting for nonlinear models).
     tol
         Largest boundary-state change at which shooting stops.
@@ -164,12 +197,12 @@ def run_chunked(
     ConvergenceError
         If shooting has not converged after ``max_iter`` sweeps.
     """
-    strategy = resolve_method(model, method)
     if x.ndim != 3 or x.shape[2] != model.input_size:
         raise ValueError(
             f"x has shape {x.shape}; expected (time, series, {model.input_size} features)"
         )
     x = x.astype(float_dtype(x.dtype, what="x")).rechunk({2: -1})
+    strategy = resolve_method(model, method, len(x.chunks[1]), scheduler_slots())
     graph = _Graph(model, x, strategy)
     starts = np.cumsum((0, *x.chunks[1]))
     h0_chunks = [
@@ -365,8 +398,15 @@ _TILE_ELEMENTS = 2**22
 
 
 def _time_tiles(model: Model, x: Any) -> list[slice]:
-    """Slices of ``x``'s time axis whose hidden states stay within :data:`_TILE_ELEMENTS`."""
-    widest = max(cell.hidden_size * len(cell.state_names) for cell in model.layers)
+    """Slices of ``x``'s time axis whose hidden states stay within :data:`_TILE_ELEMENTS`.
+
+    A fused kernel with a readout never stores its layer's hidden states, so with
+    :mod:`rnncore.kernels` active the top layer counts only its outputs.
+    """
+    widths = [cell.hidden_size * len(cell.state_names) for cell in model.layers]
+    if model.readout is not None and kernels.active(namespace(x)):
+        widths[-1] = model.output_size
+    widest = max(widths)
     step = max(1, _TILE_ELEMENTS // max(1, x.shape[1] * widest))
     return [slice(t, t + step) for t in range(0, max(x.shape[0], 1), step)]
 
@@ -374,13 +414,13 @@ def _time_tiles(model: Model, x: Any) -> list[slice]:
 def _run_model(model: Model, x: Any, entries: list[Any]) -> tuple[Any, list[Any]]:
     """``model(x, entries)``, one time tile at a time (memory bounded by a tile)."""
     tiles = _time_tiles(model, x)
-    if len(tiles) == 1:
-        return model(x, entries)
-    outputs, states = [], list(entries)
-    for tile in tiles:
-        y, states = model(x[tile], states)
-        outputs.append(y)
-    return namespace(outputs[0]).concatenate(outputs), states
+    with kernels.threads(1):
+        if len(tiles) == 1:
+            return model(x, entries)
+        out, states = empty_steps(x, model.output_size), list(entries)
+        for tile in tiles:
+            out[tile], states = model(x[tile], states)
+    return out, states
 
 
 def _layer_summary(model: Model, x: Any, entries: list[Any], layer: int) -> tuple[Any, Any]:
@@ -390,12 +430,13 @@ def _layer_summary(model: Model, x: Any, entries: list[Any], layer: int) -> tupl
     and inputs of the whole chunk are never held at once.
     """
     states, summary = list(entries[:layer]), None
-    for tile in _time_tiles(model, x):
-        y = x[tile]
-        for k, cell in enumerate(model.layers[:layer]):
-            y, states[k] = cell(y, states[k])
-        part = scan_summary(*model.layers[layer].transition(y))
-        summary = part if summary is None else compose(summary, part)
+    with kernels.threads(1):
+        for tile in _time_tiles(model, x):
+            y = x[tile]
+            for k, cell in enumerate(model.layers[:layer]):
+                y, states[k] = cell(y, states[k])
+            part = scan_summary(*model.layers[layer].transition(y))
+            summary = part if summary is None else compose(summary, part)
     return summary
 
 

@@ -87,7 +87,7 @@ def run(
     packed_h0 = _initial_states(h0, array, series_dim, model)
     if isinstance(x, np.ndarray) or not hasattr(x, "dask"):
         resolve_method(model, method)  # validates the argument
-        strategy = resolve_method(model, "auto")  # in memory, the whole time axis is one chunk
+        strategy = "sequential"  # in memory, the whole time axis is one chunk: one pass
         y, states = model(x, None if packed_h0 is None else unpack_states(model, packed_h0))
         result = ChunkedRun(output=y, states=pack_states(model, states), method=strategy)
     else:

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference import rel_err
 
-from rnncore import CELLS, ConvergenceError, Model, run
-from rnncore.chunked import prefix_scan, resolve_method, run_chunked
+from rnncore import CELLS, ConvergenceError, Model, kernels, run
+from rnncore.chunked import prefix_scan, resolve_method, run_chunked, scheduler_slots
 from rnncore.states import pack_states
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -41,7 +41,7 @@ def make_inputs(rng, steps, series, features, dtype, gaps):
     series_chunks=chunking(max_chunks=3, max_size=4),
     gaps=st.booleans(),
     warm=st.booleans(),
-    method=st.sampled_from(["auto", "sequential"]),
+    method=st.sampled_from(["auto", "sequential", "parallel"]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_dask_run_equals_in_memory(
@@ -60,7 +60,8 @@ def test_dask_run_equals_in_memory(
     )
     h0_packed = None if h0 is None else pack_states(model, h0)
     with dask.config.set(scheduler="synchronous"):
-        result = run(model, data, h0=h0_packed, method=method)
+        # tol=0: shooting sweeps to the exact fixed point
+        result = run(model, data, h0=h0_packed, method=method, tol=0.0)
         assert result.output.chunks[:2] == (series_chunks, time_chunks)
         computed = result.compute()
     assert computed.output.dtype == dtype
@@ -104,11 +105,32 @@ def test_shooting_reports_non_convergence(rng):
 
 def test_resolve_method():
     linear, nonlinear = Model.init("MinGRU", 1, [2]), Model.init("GRU", 1, [2])
-    assert resolve_method(linear, "auto") == resolve_method(linear, "parallel") == "stitch"
-    assert resolve_method(nonlinear, "auto") == "sequential"
+    assert resolve_method(linear, "parallel", series_chunks=9, slots=2) == "stitch"
+    # auto stitches only when the series chunks cannot fill the threads
+    assert resolve_method(linear, "auto", series_chunks=1, slots=2) == "stitch"
+    assert resolve_method(linear, "auto", series_chunks=2, slots=2) == "sequential"
+    assert resolve_method(nonlinear, "auto", series_chunks=1, slots=8) == "sequential"
     assert resolve_method(nonlinear, "parallel") == "shooting"
+    assert resolve_method(linear, "sequential", series_chunks=1, slots=8) == "sequential"
     with pytest.raises(ValueError, match="method must be one of"):
         resolve_method(linear, "fast")
+
+
+def test_scheduler_slots_follow_the_active_scheduler():
+    with dask.config.set(scheduler="synchronous"):
+        assert scheduler_slots() == 1
+    with dask.config.set(scheduler="threads", num_workers=5):
+        assert scheduler_slots() == 5
+
+
+@pytest.mark.parametrize(("series_chunk", "expected"), [(6, "stitch"), (2, "sequential")])
+def test_auto_method_depends_on_series_chunks(series_chunk, expected):
+    model = Model.init("MinGRU", 1, [3], output_size=1, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(20, 6, 1))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        result = run_chunked(model, da.from_array(x, chunks=(5, series_chunk, 1)))
+        assert result.method == expected
+        assert rel_err(result.output.compute(), model(x)[0]) < 1e-12
 
 
 @given(st.lists(st.text(max_size=2), max_size=40))
@@ -147,7 +169,7 @@ def test_stitch_graph_is_linear_in_chunks_and_log_deep():
     shapes = {}
     for n in (8, 32, 128):
         x = da.zeros((n * 4, 6, 1), chunks=(4, 3, 1))
-        result = run_chunked(model, x)
+        result = run_chunked(model, x, method="parallel")
         shapes[n] = graph_shape(result.output)
     for n, (tasks, _) in shapes.items():
         assert tasks <= 40 * n * 2, f"{tasks} tasks for {n} x 2 chunks"
@@ -174,6 +196,17 @@ def test_wrong_feature_count_is_refused():
     model = Model.init("QRNN", 4, [3])
     with pytest.raises(ValueError, match="expected \\(time, series, 4 features\\)"):
         run_chunked(model, da.zeros((5, 2, 3)))
+
+
+def test_a_fused_readout_layer_tiles_by_its_outputs(monkeypatch):
+    import rnncore.chunked
+
+    monkeypatch.setattr(rnncore.chunked, "_TILE_ELEMENTS", 40)
+    model = Model.init("MinGRU", 1, [8], output_size=1)
+    x = np.zeros((40, 5, 1), np.float32)
+    assert len(rnncore.chunked._time_tiles(model, x)) == 5  # 40 // (5 series x 1 output)
+    with kernels.use("numpy"):  # the reference path stores the 8 hidden units
+        assert len(rnncore.chunked._time_tiles(model, x)) == 40
 
 
 @pytest.mark.parametrize("cell", ["MinGRU", "LSTM"])

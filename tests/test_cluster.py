@@ -6,6 +6,7 @@ import xarray as xr
 from distributed import Client, LocalCluster
 
 from rnncore import Model, run
+from rnncore.chunked import scheduler_slots
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,13 @@ def client():
 
 @pytest.mark.parametrize(
     ("cell", "method"),
-    [("MinGRU", "auto"), ("QRNN", "sequential"), ("LSTM", "auto"), ("GRU", "parallel")],
+    [
+        ("MinGRU", "auto"),
+        ("MinLSTM", "parallel"),
+        ("QRNN", "sequential"),
+        ("LSTM", "auto"),
+        ("GRU", "parallel"),
+    ],
 )
 def test_run_on_local_cluster_equals_in_memory(client, cell, method):
     rng = np.random.default_rng(5)
@@ -35,3 +42,7 @@ def test_run_on_local_cluster_equals_in_memory(client, cell, method):
     assert len(client.scheduler_info()["workers"]) == 2
     xr.testing.assert_allclose(computed.output, expected.output, rtol=1e-5, atol=1e-5)
     xr.testing.assert_allclose(computed.state, expected.state, rtol=1e-5, atol=1e-5)
+
+
+def test_scheduler_slots_count_the_cluster_threads(client):
+    assert scheduler_slots() == 2

@@ -1,7 +1,9 @@
 """The fused kernels against the reference path, on random inputs, chunkings and gaps."""
 
 import types
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -46,6 +48,17 @@ def test_use_switches_and_restores():
         assert kernels.backend() == "numpy"
     finally:
         kernels.use("numba")
+
+
+def test_threads_limit_only_the_calling_thread_and_restore():
+    before = numba.get_num_threads()
+    with kernels.threads(1):
+        assert numba.get_num_threads() == 1
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(numba.get_num_threads).result() == numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == before
+    with kernels.threads(10**6):  # clamped to the threads numba has
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
 
 
 def test_other_namespaces_never_take_the_kernels():
@@ -209,6 +222,19 @@ def test_model_stack_matches_reference(rng):
         assert_close(y, y_ref, np.float32)
         for state, state_ref in zip(states, states_ref, strict=True):
             assert_close(state, state_ref, np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_series_major_inputs_give_series_major_outputs(rng, name):
+    model = Model.init(name, 2, [5, 3], output_size=2, seed=1)
+    stored = rng.normal(size=(7, 40, 2)).astype(np.float32)  # (series, time, feature)
+    stored[rng.uniform(size=stored.shape[:2]) < 0.2, 0] = np.nan
+    y, states = model(stored.transpose(1, 0, 2))
+    y_c, states_c = model(np.ascontiguousarray(stored.transpose(1, 0, 2)))
+    assert y.transpose(1, 0, 2).flags.c_contiguous  # no transpose needed to store it
+    np.testing.assert_array_equal(y, y_c)
+    for mine, theirs in zip(states, states_c, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def test_inputs_may_be_read_only_or_strided_and_stay_untouched(rng):

@@ -1,3 +1,4 @@
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -57,7 +58,8 @@ def test_any_dimension_order_gives_the_same_result(data):
 
 def test_coordinates_and_attributes(data):
     model = Model.init("MinLSTM", 2, [4], output_size=1)
-    result = run(model, data.chunk({"time": 10}))
+    with dask.config.set(num_workers=4):  # one series chunk, four threads: stitch time
+        result = run(model, data.chunk({"time": 10}))
     assert list(result.series.values) == list(data.series.values)
     assert (result.time.values == data.time.values).all()
     assert list(result.region.values) == list("aabbc")

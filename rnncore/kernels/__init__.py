@@ -24,12 +24,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType, TracebackType
 
 import numpy as np
 
-__all__ = ["BACKENDS", "active", "backend", "scan_kernels", "use"]
+__all__ = ["BACKENDS", "active", "backend", "scan_kernels", "threads", "use"]
 
 #: The selectable paths: fused numba kernels, or the reference array-namespace code.
 BACKENDS = ("numba", "numpy")
@@ -90,6 +92,36 @@ def backend() -> str:
 def active(xp: ModuleType) -> bool:
     """True when arrays of namespace ``xp`` take the fused kernels (NumPy, ``"numba"``)."""
     return xp is np and _selected["backend"] == "numba"
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run the kernels called from this thread on at most ``n`` threads, then restore.
+
+    numba's thread count is a per-thread setting, so other threads are unaffected.
+    :mod:`rnncore.chunked` runs each Dask task's kernels on one thread: the task
+    graph already keeps every core busy, and tasks whose kernels each spread over
+    all cores would oversubscribe them (cores x cores threads).
+
+    Examples
+    --------
+    >>> import numba
+    >>> from rnncore import kernels
+    >>> with kernels.threads(1):
+    ...     numba.get_num_threads()
+    1
+    """
+    if backend() != "numba":
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def scan_kernels(xp: ModuleType) -> ModuleType | None:
