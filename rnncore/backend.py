@@ -17,7 +17,7 @@ try:  # pragma: no cover - exercised only where CuPy is installed
 except ImportError:  # pragma: no cover - the CPU-only case
     _cupy = None
 
-__all__ = ["FLOAT_DTYPES", "float_dtype", "namespace", "to_numpy"]
+__all__ = ["FLOAT_DTYPES", "empty_steps", "float_dtype", "namespace", "to_numpy"]
 
 #: The floating dtypes rnncore computes in.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -77,3 +77,26 @@ def float_dtype(dtype: Any, *, what: str) -> np.dtype:
         f"{what} has dtype {dtype}, which rnncore cannot compute with; "
         "expected float32 or float64 (integers and booleans are promoted to float64)"
     )
+
+
+def empty_steps(x: Any, width: int, dtype: Any = None) -> Any:
+    """An uninitialised ``(T, B, width)`` array laid out like the ``(T, B, F)`` array ``x``.
+
+    Series-major (a view of a C-ordered ``(B, T, width)`` array) when ``x`` steps
+    faster along time than along series, as data stored ``(series, time)`` do;
+    time-major (C order) otherwise. Outputs in their inputs' layout are written back
+    to such storage without a transpose.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stored = np.zeros((4, 10, 1))  # (series, time, feature)
+    >>> empty_steps(stored.transpose(1, 0, 2), 2).transpose(1, 0, 2).flags.c_contiguous
+    True
+    """
+    xp = namespace(x)
+    steps, batch = x.shape[:2]
+    dtype = x.dtype if dtype is None else dtype
+    if batch > 1 and steps > 1 and abs(x.strides[0]) < abs(x.strides[1]):
+        return xp.empty((batch, steps, width), dtype).transpose(1, 0, 2)
+    return xp.empty((steps, batch, width), dtype)

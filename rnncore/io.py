@@ -35,7 +35,10 @@ target are not guarded against: the last rename wins.
 Zarr stores are written in Zarr format 3 without consolidated metadata (not part
 of the format 3 specification); fixed-width strings, which have no format 3
 specification either, are stored as variable-length strings. The dataset given to
-a writer is never modified.
+a writer is never modified. Floating-point variables are compressed with Blosc
+(LZ4, byte shuffle; Zarr format 2's default) unless their ``encoding`` names
+``compressors``: model outputs are full-precision floats, which Zarr 3's default,
+Zstandard, shrinks by about 16% at a third of the speed.
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ import zarr
 from dask.base import get_scheduler
 from dask.delayed import Delayed
 from dask.system import CPU_COUNT
+from zarr.codecs import BloscCodec
 
 __all__ = [
     "COMPLETE",
+    "FLOAT_CODEC",
     "INCOMPLETE",
     "NETCDF_SUFFIXES",
     "open_dataset",
@@ -73,6 +78,8 @@ COMPLETE = "rnnflow_complete"
 INCOMPLETE = "rnnflow_incomplete"
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
+#: The codec floating-point variables are written with unless their encoding names one.
+FLOAT_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 # The dimensions along which open_dataset grows chunks beyond the storage chunks.
 _GROW_DIMS = ("time", "series")
 _ENGINES = {"zarr": {"engine": "zarr", "consolidated": False}, "netcdf": {"engine": "h5netcdf"}}
@@ -187,7 +194,15 @@ def write_zarr(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
     tmp = _sibling(path, "tmp")
     try:
         _run(
-            _for_zarr(ds).to_zarr(tmp, mode="w-", consolidated=False, zarr_format=3, compute=False)
+            _for_zarr(ds).to_zarr(
+                tmp,
+                mode="w-",
+                consolidated=False,
+                zarr_format=3,
+                compute=False,
+                # every chunk is written: no scan of each for all-fill values first
+                write_empty_chunks=True,
+            )
         )
         group = zarr.open_group(tmp, mode="r+", zarr_format=3)
         attrs = {k: v for k, v in group.attrs.items() if k != INCOMPLETE}
@@ -288,8 +303,8 @@ def _aligned_chunks(ds: xr.Dataset, target_bytes: int) -> dict[str, int]:
 
 
 def _for_zarr(ds: xr.Dataset) -> xr.Dataset:
-    """A shallow copy of ``ds`` ready for Zarr format 3: the incomplete marker set and
-    fixed-width strings turned into variable-length ones."""
+    """A shallow copy of ``ds`` ready for Zarr format 3: the incomplete marker set,
+    fixed-width strings turned into variable-length ones, floats given the fast codec."""
     out = ds.copy(deep=False)
     out.attrs = {
         **ds.attrs,
@@ -300,6 +315,8 @@ def _for_zarr(ds: xr.Dataset) -> xr.Dataset:
             strings = var.compute().astype(object)
             strings.encoding = {k: v for k, v in var.encoding.items() if k != "dtype"}
             out[name] = strings
+        elif var.dtype.kind == "f" and "compressors" not in var.encoding:
+            out[name].encoding = {**var.encoding, "compressors": (FLOAT_CODEC,)}
     return out
 
 

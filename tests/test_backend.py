@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rnncore.backend import float_dtype, namespace, to_numpy
+from rnncore.backend import empty_steps, float_dtype, namespace, to_numpy
 
 
 def test_numpy_namespace_for_numpy_and_scalars():
@@ -36,3 +36,19 @@ def test_cupy_namespace_when_available():
         pytest.skip(f"no usable GPU: {err}")
     assert namespace(np.ones(1), a) is cupy
     np.testing.assert_array_equal(to_numpy(a), np.ones(3))
+
+
+@pytest.mark.parametrize(
+    ("stored", "view", "series_major"),
+    [
+        ((4, 10, 1), (1, 0, 2), True),  # (series, time, feature) storage viewed time-major
+        ((10, 4, 1), (0, 1, 2), False),  # already time-major
+        ((1, 10, 1), (1, 0, 2), False),  # one series: both layouts coincide
+    ],
+)
+def test_empty_steps_follow_the_input_layout(stored, view, series_major):
+    x = np.zeros(stored, np.float32).transpose(view)
+    out = empty_steps(x, 3, np.float64)
+    assert out.shape == (*x.shape[:2], 3) and out.dtype == np.float64
+    assert out.flags.c_contiguous == (not series_major)
+    assert out.transpose(1, 0, 2).flags.c_contiguous or not series_major

@@ -98,6 +98,17 @@ def test_strings_are_written_in_a_specified_zarr_dtype(tmp_path):
     xr.testing.assert_identical(open_dataset(path).load(), ds)
 
 
+def test_floats_get_the_fast_codec_unless_their_encoding_names_one(tmp_path):
+    ds = sample()
+    ds["z"] = ds.y.copy()
+    ds.z.encoding["compressors"] = (zarr.codecs.ZstdCodec(level=1),)
+    group = zarr.open_group(write_zarr(ds, tmp_path / "a.zarr"), mode="r")
+    (codec,) = group["y"].compressors
+    assert (codec.cname.value, codec.shuffle.value, codec.typesize) == ("lz4", "shuffle", 4)
+    assert group["z"].compressors == (zarr.codecs.ZstdCodec(level=1),)
+    xr.testing.assert_identical(open_dataset(tmp_path / "a.zarr").load(), ds)
+
+
 def test_writers_do_not_modify_the_input(tmp_path, fmt):
     ds = sample(chunks={"series": 5})
     ds.y.encoding["chunks"] = (5, 20)

@@ -35,6 +35,8 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
+from ..backend import empty_steps
+
 if TYPE_CHECKING:
     from ..cells import Cell, LinearStateCell
     from ..model import Readout
@@ -83,14 +85,14 @@ def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple
     state
         The state after the last step.
     """
-    hidden, steps, batch = cell.hidden_size, *x.shape[:2]
+    hidden, batch = cell.hidden_size, x.shape[1]
     fused = readout is not None
     ro_w, ro_b = (
         readout.arrays(np, x.dtype)
         if fused
         else (np.zeros((0, hidden), x.dtype), np.zeros(0, x.dtype))
     )
-    y = np.empty((steps, batch, readout.output_size if fused else hidden), x.dtype)
+    y = empty_steps(x, readout.output_size if fused else hidden)
     if KINDS[cell.kernel] < _ELMAN:
         c = np.empty((batch, hidden), x.dtype)
         _linear(*_linear_args(cell, x), fused, *map(_frozen, (state, ro_w, ro_b)), y, c)
@@ -98,8 +100,8 @@ def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple
     p = cell.params_for(np, x.dtype)
     hc0 = np.stack(state if isinstance(state, tuple) else (state, state))
     hc = np.empty_like(hc0)
-    args = (x, p["weight_ih"].T, p["weight_hh"].T, p["bias_ih"], p["bias_hh"], hc0, ro_w, ro_b)
-    _nonlinear(KINDS[cell.kernel], fused, *map(_frozen, args), y, hc)
+    args = (p["weight_ih"].T, p["weight_hh"].T, p["bias_ih"], p["bias_hh"], hc0, ro_w, ro_b)
+    _nonlinear(KINDS[cell.kernel], fused, _read_only(x), *map(_frozen, args), y, hc)
     return y, ((hc[0], hc[1]) if isinstance(state, tuple) else hc[0])
 
 
@@ -128,12 +130,22 @@ def _linear_args(cell: LinearStateCell, x: np.ndarray) -> tuple[Any, ...]:
     p = cell.params_for(np, x.dtype)
     g = cell.options.get("activation") == "g"
     decay = p.get("decay", np.ones(cell.hidden_size, x.dtype))
-    return KINDS[cell.kernel], g, *map(_frozen, (x, p["weight"].T, p["bias"], decay))
+    return KINDS[cell.kernel], g, _read_only(x), *map(_frozen, (p["weight"].T, p["bias"], decay))
 
 
 def _frozen(x: np.ndarray) -> np.ndarray:
     """A read-only C-contiguous view: one kernel signature per dtype, whatever the caller."""
-    x = np.ascontiguousarray(x).view()
+    return _read_only(np.ascontiguousarray(x))
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    """A view of ``x`` that cannot be written to.
+
+    Inputs are passed so, in their own layout, never copied: contiguous ones take
+    the kernels' C signature, any other strides (data stored ``(series, time)`` and
+    viewed time-major, slices) their strided one.
+    """
+    x = x.view()
     x.flags.writeable = False
     return x
 
