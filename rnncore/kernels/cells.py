@@ -220,6 +220,19 @@ def _exp_parts_impl(v):
     return impl
 
 
+def _in_tail(u: Any) -> bool:
+    """True where ``exp(-|u|)`` nears the floor of :func:`_exp` (numba only)."""
+    raise NotImplementedError
+
+
+@overload(_in_tail)
+def _in_tail_impl(u):
+    cast = as_dtype(u).type
+    limit = cast(-_EXP[cast][0] - 8)  # e**8 above the floor, where products stay normal
+
+    return lambda u: abs(u) > limit
+
+
 @numba.njit(**_INLINE)
 def _exp(v):
     """``exp(v)`` for ``v <= 0`` (NaN gives NaN)."""
@@ -299,6 +312,24 @@ def _project(out, i, w, bias, x, t, s):
 def _normalised_gates(uf, ui):
     """minLSTM's ``(f / (f + i), i / (f + i))`` for ``f, i = sigmoid(uf), sigmoid(ui)``.
 
+    With ``pf = 1 + exp(-|uf|)``, ``f = af / pf`` where ``af`` is 1 or ``exp(-|uf|)``
+    (likewise ``i``), so the ratio is ``af pi / (af pi + ai pf)``: two exponentials
+    and one division. Exact unless both gates are deep in their tails, where ``af``
+    and ``ai`` reach the floor of :func:`_exp` (see :func:`_in_tail`).
+    """
+    one = _like(uf, 1.0)
+    ef, ei = _exp(-abs(uf)), _exp(-abs(ui))
+    pf, pi = one + ef, one + ei
+    nf = (one if uf >= 0 else ef) * pi
+    ni = (one if ui >= 0 else ei) * pf
+    total = one / (nf + ni)
+    return nf * total, ni * total
+
+
+@numba.njit(**_INLINE)
+def _normalised_tail_gates(uf, ui):
+    """:func:`_normalised_gates` where a gate is deep in its tail: three exponentials.
+
     With ``m = max(-u, 0)``, ``sigmoid(u) = exp(-m) / (1 + exp(-|u|))``: the ratio of
     the two is formed from ``exp(-|mf - mi|)`` and factors in ``(1, 2]``, so it stays
     exact where both gates underflow.
@@ -355,9 +386,15 @@ def _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap):
                 z, ab[0, i, j] = _sigmoids(u[i, 0, j])
                 ab[1, i, j] = z * u[i, 1, j]
         elif kind == _MINLSTM:
+            tail = False
             for j in range(hidden):
                 ab[0, i, j], i_bar = _normalised_gates(u[i, 0, j], u[i, 1, j])
                 ab[1, i, j] = i_bar * u[i, 2, j]
+                tail |= _in_tail(u[i, 0, j]) | _in_tail(u[i, 1, j])
+            if tail:  # rare: this step again, with the exact tail formula
+                for j in range(hidden):
+                    ab[0, i, j], i_bar = _normalised_tail_gates(u[i, 0, j], u[i, 1, j])
+                    ab[1, i, j] = i_bar * u[i, 2, j]
         elif kind == _QRNN:
             for j in range(hidden):
                 ab[0, i, j], ab[1, i, j], ab[2, i, j] = _qrnn_gates(
