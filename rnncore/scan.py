@@ -72,6 +72,7 @@ def linear_scan(
     *,
     axis: int = 0,
     chunk: int | Sequence[int] | None = None,
+    out: Any = None,
 ) -> Any:
     """Run the linear recurrence ``h_t = a_t * h_{t-1} + b_t`` along ``axis``.
 
@@ -92,12 +93,17 @@ def linear_scan(
         steps (the last may be shorter); a sequence gives the chunk lengths, which
         must sum to the length of the time axis. Every chunking gives the same
         result up to rounding.
+    out
+        An array of the result's shape, dtype and array type to write ``h`` into,
+        as with NumPy's ``out=``: a buffer used again saves allocating the result
+        and faulting its fresh pages in. ``a`` and ``b`` must not overlap it.
 
     Returns
     -------
     array
-        ``h`` with the broadcast shape of ``a`` and ``b``; ``h[t]`` is the state
-        after step ``t``. A time axis of length 0 gives an empty result.
+        ``h`` with the broadcast shape of ``a`` and ``b`` (``out`` if given);
+        ``h[t]`` is the state after step ``t``. A time axis of length 0 gives an
+        empty result.
 
     Notes
     -----
@@ -113,13 +119,19 @@ def linear_scan(
     >>> linear_scan(np.full(4, 0.5), np.ones(4), h0=2.0, chunk=[1, 3])
     array([2.   , 2.   , 2.   , 2.   ])
     """
-    xp = namespace(a, b, h0)
+    xp = namespace(a, b, h0, out)
     a, b, h0 = _prepare(xp, a, b, h0, axis)
+    target = None if out is None else _out_view(xp, out, b, axis)
     sizes = _chunk_sizes(b.shape[0], chunk, _width(b), _min_step_width(xp))
     ab, bb = _blocks(xp, a, sizes, 1), _blocks(xp, b, sizes, 0)
     entries = h0[None] if len(sizes) <= 1 else _stitch_stacked(*_block_summaries(xp, ab, bb), h0)
-    h = _unblock(xp, _scan_from(xp, ab, bb, entries), sizes)
-    return xp.moveaxis(h, 0, axis)
+    direct = _blocks_view(target, bb, len(b))
+    h = _unblock(xp, _scan_from(xp, ab, bb, entries, direct), sizes)
+    if target is None:
+        return xp.moveaxis(h, 0, axis)
+    if direct is None:
+        target[...] = h
+    return out
 
 
 def scan_summary(a: Any, b: Any, *, axis: int = 0) -> Summary:
@@ -228,6 +240,29 @@ def _prepare(xp: ModuleType, a: Any, b: Any, h0: Any, axis: int) -> tuple[Any, A
     return a, b, h0
 
 
+def _out_view(xp: ModuleType, out: Any, b: Any, axis: int) -> Any:
+    """``out`` with time moved first, after checking it can hold the result ``b`` shapes."""
+    shape = xp.moveaxis(b, 0, axis).shape
+    if not isinstance(out, xp.ndarray) or out.shape != shape or out.dtype != b.dtype:
+        what = f"{type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}"
+        raise ValueError(
+            f"out is a {what.strip()}; expected a {xp.__name__} array of shape {shape} "
+            f"and dtype {b.dtype}"
+        )
+    return xp.moveaxis(out, axis, 0)
+
+
+def _blocks_view(target: Any, bb: Any, length: int) -> Any:
+    """``target`` as a view of ``bb``'s block shape, if the scan can write into it directly.
+
+    It can when ``target`` is contiguous and the blocks hold no padding; otherwise
+    (``None``) the result is copied in.
+    """
+    if target is None or not target.flags.c_contiguous or bb.shape[0] * bb.shape[1] != length:
+        return None
+    return target.reshape(bb.shape)
+
+
 def _width(b: Any) -> int:
     """The number of independent recurrences: elements per time step."""
     return math.prod(b.shape[1:])
@@ -299,11 +334,11 @@ def _block_summaries(xp: ModuleType, ab: Any, bb: Any) -> Summary:
     return xp.prod(ab, axis=1), state
 
 
-def _scan_from(xp: ModuleType, ab: Any, bb: Any, entries: Any) -> Any:
-    """Scan every block from its entry state, writing each step's state."""
+def _scan_from(xp: ModuleType, ab: Any, bb: Any, entries: Any, out: Any = None) -> Any:
+    """Scan every block from its entry state, writing each step's state (into ``out``)."""
     if (module := kernels.scan_kernels(xp)) is not None:
-        return module.scan_blocks(ab, bb, entries)
-    h = xp.empty(bb.shape, bb.dtype)
+        return module.scan_blocks(ab, bb, entries, out)
+    h = xp.empty(bb.shape, bb.dtype) if out is None else out
     prev = entries
     for s in range(bb.shape[1]):
         xp.multiply(ab[:, s], prev, out=h[:, s])

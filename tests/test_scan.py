@@ -56,6 +56,33 @@ def test_any_chunking_equals_unchunked(data, part, dtype):
         assert rel_err(chunked, scan(a, b, h0)) < TOL[dtype]
 
 
+@given(
+    data=st.data(),
+    part=partitions(),
+    axis=st.sampled_from([0, 1]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_out_receives_the_same_result_in_place(data, part, axis, dtype):
+    length, sizes = part
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    shape = (length, 3) if axis == 0 else (3, length)
+    a, b = random_inputs(rng, shape, dtype)
+    expected = linear_scan(a, b, 0.5, axis=axis, chunk=sizes or None)
+    out = np.full(shape, np.nan, dtype)
+    assert linear_scan(a, b, 0.5, axis=axis, chunk=sizes or None, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    "out",
+    [np.zeros((4, 3), np.float32), np.zeros((3, 4)), [[0.0] * 3] * 4],
+    ids=["dtype", "shape", "list"],
+)
+def test_out_must_match_the_result(out):
+    with pytest.raises(ValueError, match=r"out is a .*; expected a numpy array of shape \(4, 3\)"):
+        linear_scan(np.ones((4, 3)), np.ones((4, 3)), out=out)
+
+
 @given(length=st.integers(0, 60), chunk=st.integers(1, 70))
 def test_integer_chunk_equals_unchunked(length, chunk):
     rng = np.random.default_rng(length * 100 + chunk)

@@ -73,9 +73,9 @@ def min_step_width() -> int:
     return _THREADS_IN_FLIGHT
 
 
-def scan_blocks(ab: Any, bb: Any, entries: Any) -> Any:
+def scan_blocks(ab: Any, bb: Any, entries: Any, out: Any = None) -> Any:
     """Scan every block from its entry state (see :func:`rnncore.kernels.scan.scan_blocks`)."""
-    h = cupy.empty(bb.shape, bb.dtype)
+    h = cupy.empty(bb.shape, bb.dtype) if out is None else out
     _over_blocks("scan_blocks", ab, bb, _dense(entries, (bb.shape[0], *bb.shape[2:])), h)
     return h
 

@@ -25,7 +25,9 @@ def min_step_width() -> int:
     return _MIN_COLUMNS_PER_THREAD * numba.get_num_threads()
 
 
-def scan_blocks(ab: np.ndarray, bb: np.ndarray, entries: np.ndarray) -> np.ndarray:
+def scan_blocks(
+    ab: np.ndarray, bb: np.ndarray, entries: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Scan every block from its entry state, writing each step's state.
 
     Parameters
@@ -34,13 +36,15 @@ def scan_blocks(ab: np.ndarray, bb: np.ndarray, entries: np.ndarray) -> np.ndarr
         Decays and inputs ``(n_blocks, steps, ...)`` of one float dtype.
     entries
         ``(n_blocks, ...)``: the state entering each block.
+    out
+        A C-contiguous array of ``bb``'s shape and dtype to write into, or ``None``.
 
     Returns
     -------
     numpy.ndarray
-        ``h`` of ``bb``'s shape and dtype.
+        ``h`` of ``bb``'s shape and dtype (``out`` if given).
     """
-    h = np.empty(bb.shape, bb.dtype)
+    h = np.empty(bb.shape, bb.dtype) if out is None else out
     if h.size:
         _scan(_input(ab, 2), _input(bb, 2), _input(entries, 1), _merged(h, 2))
     return h
