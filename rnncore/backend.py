@@ -17,7 +17,7 @@ try:  # pragma: no cover - exercised only where CuPy is installed
 except ImportError:  # pragma: no cover - the CPU-only case
     _cupy = None
 
-__all__ = ["FLOAT_DTYPES", "empty_steps", "float_dtype", "namespace", "to_numpy"]
+__all__ = ["FLOAT_DTYPES", "empty_steps", "float_dtype", "may_hold_any", "namespace", "to_numpy"]
 
 #: The floating dtypes rnncore computes in.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -45,6 +45,23 @@ def namespace(*arrays: Any) -> ModuleType:
     if _cupy is not None and any(isinstance(a, _cupy.ndarray) for a in arrays):
         return _cupy
     return np
+
+
+def may_hold_any(mask: Any) -> bool:
+    """Whether boolean ``mask`` may hold a True: ``mask.any()`` where that is free.
+
+    On NumPy the answer is exact. On a device (CuPy) it is always True, because
+    asking would make the host wait for the device; callers take the path that is
+    right either way (for example ``where(mask, fill, x)``), only skipping it when
+    it is certainly not needed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> may_hold_any(np.zeros(3, bool))
+    False
+    """
+    return bool(mask.any()) if namespace(mask) is np else True
 
 
 def to_numpy(array: Any) -> np.ndarray:

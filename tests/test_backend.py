@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rnncore.backend import empty_steps, float_dtype, namespace, to_numpy
+from rnncore.backend import empty_steps, float_dtype, may_hold_any, namespace, to_numpy
 
 
 def test_numpy_namespace_for_numpy_and_scalars():
@@ -52,3 +52,8 @@ def test_empty_steps_follow_the_input_layout(stored, view, series_major):
     assert out.shape == (*x.shape[:2], 3) and out.dtype == np.float64
     assert out.flags.c_contiguous == (not series_major)
     assert out.transpose(1, 0, 2).flags.c_contiguous or not series_major
+
+
+def test_may_hold_any_is_exact_on_numpy():
+    assert may_hold_any(np.array([False, True])) is True
+    assert may_hold_any(np.zeros((2, 3), bool)) is False

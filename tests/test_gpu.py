@@ -45,6 +45,17 @@ def test_linear_scan_does_not_synchronise(rng):
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
+def test_models_do_not_synchronise(rng, cell):
+    model = Model.init(cell, 2, [8, 8], output_size=1)
+    x = rng.normal(size=(50, 16, 2)).astype(np.float32)
+    x[rng.uniform(size=x.shape[:2]) < 0.1] = np.nan
+    x = cupy.asarray(x)
+    model(x)  # compile first
+    with cupyx.allow_synchronize(False):
+        model(x)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_models_on_gpu_equal_cpu(rng, cell):
     model = Model.init(cell, 2, [8, 8], output_size=1, dtype=np.float64)
     x = rng.normal(size=(300, 16, 2))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from .. import kernels
-from ..backend import float_dtype, namespace
+from ..backend import float_dtype, may_hold_any, namespace
 
 if TYPE_CHECKING:
     from ..model import Readout
@@ -228,7 +228,7 @@ class Cell(ABC):
         """
         xp, x = self.check_input(x)
         missing = xp.isnan(x).any(axis=2, keepdims=True)
-        return xp, (xp.where(missing, 0, x) if missing.any() else x), missing
+        return xp, (xp.where(missing, 0, x) if may_hold_any(missing) else x), missing
 
     def prepare_state(self, xp: ModuleType, h0: State, batch: int, dtype: np.dtype) -> State:
         """Validate ``h0`` (zeros when ``None``) as this cell's state for ``batch`` series."""

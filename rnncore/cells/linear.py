@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import g, log_sigmoid, sigmoid
+from ..backend import may_hold_any
 from ..scan import linear_scan
 from .base import Cell, State, fan_in_bound, uniform
 
@@ -50,7 +51,7 @@ class LinearStateCell(Cell):
             return kernels.cells.transition(self, x)
         xp, x, missing = self.prepare_input(x)
         a, b = self._transition(xp, self.params_for(xp, x.dtype), x)
-        if missing.any():
+        if may_hold_any(missing):
             a, b = xp.where(missing, 1, a), xp.where(missing, 0, b)
         return a.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False)
 
@@ -61,7 +62,7 @@ class LinearStateCell(Cell):
             return kernels.cells.emit(self, c, x)
         xp, x, missing = self.prepare_input(x)
         y = self._emit(xp, self.params_for(xp, x.dtype), c, x)
-        if missing.any():
+        if may_hold_any(missing):
             y = xp.where(missing, xp.nan, y)
         return y.astype(x.dtype, copy=False)
 

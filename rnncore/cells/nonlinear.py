@@ -21,6 +21,7 @@ from typing import Any, Self
 import numpy as np
 
 from ..activations import sigmoid
+from ..backend import may_hold_any
 from .base import Cell, State, fan_in_bound, uniform
 
 __all__ = ["GRU", "LSTM", "Elman", "NonlinearCell", "torch_layers"]
@@ -121,7 +122,7 @@ class NonlinearCell(Cell):
         steps, batch = x.shape[:2]
         x_proj = x @ p["weight_ih"].T + p["bias_ih"]
         y = xp.empty((steps, batch, self.hidden_size), x.dtype)
-        gaps = bool(missing.any())
+        gaps = may_hold_any(missing)
         for t in range(steps):
             new = self.step(xp, p, x_proj[t], state)
             state = _keep(xp, missing[t], state, new) if gaps else new
