@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -166,6 +166,7 @@ def run_chunked(
     method: str = "auto",
     tol: float = 1e-6,
     max_iter: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> ChunkedRun:
     """Run ``model`` over the chunked ``(time, series, feature)`` array ``x``.
 
@@ -186,6 +187,13 @@ def run_chunked(
         Largest boundary-state change at which shooting stops.
     max_iter
         Most shooting sweeps; ``None`` allows ``n_time_chunks - 1`` (always enough).
+    resources
+        Worker resources every task of the run needs on a distributed cluster
+        (annotated with :func:`dask.annotate`): only workers declaring them run
+        the model. ``None`` asks ``{"GPU": 1}`` for CuPy-backed chunks and nothing
+        for NumPy ones; ``{}`` asks nothing. Dask's low-level task fusion drops
+        annotations (dask/dask#7036): compute under
+        ``dask.config.set({"optimization.fuse.active": False})`` for them to hold.
 
     Returns
     -------
@@ -203,7 +211,9 @@ def run_chunked(
         )
     x = x.astype(float_dtype(x.dtype, what="x")).rechunk({2: -1})
     strategy = resolve_method(model, method, len(x.chunks[1]), scheduler_slots())
-    graph = _Graph(model, x, strategy)
+    if resources is None:
+        resources = {"GPU": 1} if namespace(x._meta).__name__ == "cupy" else {}
+    graph = _Graph(model, x, strategy, resources)
     starts = np.cumsum((0, *x.chunks[1]))
     h0_chunks = [
         [None] * len(model.layers) if h0 is None else unpack_states(model, h0[s:e])
@@ -234,8 +244,11 @@ def run_chunked(
 class _Graph:
     """Builds the task graph of one run: ``(function, *args)`` tasks keyed by tuples."""
 
-    def __init__(self, model: Model, x: da.Array, strategy: str) -> None:
+    def __init__(
+        self, model: Model, x: da.Array, strategy: str, resources: Mapping[str, float]
+    ) -> None:
         self.model, self.x = model, x
+        self.annotations = {"resources": dict(resources)} if resources else {}
         token = tokenize(x.name, model.fingerprint(), strategy)
         self.name = f"rnncore-run-{token}"
         self.states_name = f"rnncore-states-{token}"
@@ -286,13 +299,18 @@ class _Graph:
         finally:
             self.tasks = saved
 
+    def layer(self, name: str, tasks: dict, dependencies: list[Any]) -> HighLevelGraph:
+        """A graph of ``tasks`` over ``dependencies``, annotated with the run's resources."""
+        with dask.annotate(**self.annotations):
+            return HighLevelGraph.from_collections(name, tasks, dependencies)
+
     def compute(self, keys: list[tuple]) -> tuple:
         """Compute ``keys`` now, on the active scheduler."""
-        graph = HighLevelGraph.from_collections(self.name, dict(self.tasks), [self.x])
+        graph = self.layer(self.name, dict(self.tasks), [self.x])
         return dask.compute(*(Delayed(key, graph, layer=self.name) for key in keys))
 
     def output_array(self) -> da.Array:
-        graph = HighLevelGraph.from_collections(self.name, self.tasks, [self.x])
+        graph = self.layer(self.name, self.tasks, [self.x])
         chunks = (*self.x.chunks[:2], (self.model.output_size,))
         return da.Array(graph, self.name, chunks, meta=_meta(self.x, 3))
 
@@ -302,7 +320,7 @@ class _Graph:
             (self.states_name, j, 0, 0): (pack_states, self.model_key, final)
             for j, final in enumerate(finals)
         }
-        graph = HighLevelGraph.from_collections(self.states_name, tasks, [output])
+        graph = self.layer(self.states_name, tasks, [output])
         width = state_width(self.model)
         chunks = (self.x.chunks[1], (len(self.model.layers),), (width,))
         return da.Array(graph, self.states_name, chunks, meta=_meta(self.x, 3))

@@ -9,6 +9,7 @@ Importing :mod:`rnncore` registers the ``.rnn`` accessor on DataArrays and Datas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ def run(
     method: str = "auto",
     tol: float = 1e-6,
     max_iter: int | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
     """Run ``model`` over every series of ``data``.
 
@@ -64,6 +66,9 @@ def run(
         ``"auto"``, ``"sequential"`` or ``"parallel"``; see :mod:`rnncore.chunked`.
     tol, max_iter
         Convergence controls of parallel runs of nonlinear models.
+    resources
+        Worker resources the model's tasks need on a distributed cluster; ``None``
+        asks ``{"GPU": 1}`` for CuPy-backed data (see :func:`rnncore.chunked.run_chunked`).
 
     Returns
     -------
@@ -91,7 +96,9 @@ def run(
         y, states = model(x, None if packed_h0 is None else unpack_states(model, packed_h0))
         result = ChunkedRun(output=y, states=pack_states(model, states), method=strategy)
     else:
-        result = run_chunked(model, x, packed_h0, method=method, tol=tol, max_iter=max_iter)
+        result = run_chunked(
+            model, x, packed_h0, method=method, tol=tol, max_iter=max_iter, resources=resources
+        )
     return _to_dataset(result, array, model, time_dim, series_dim)
 
 
