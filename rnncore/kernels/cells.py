@@ -480,35 +480,39 @@ def _maps(kind, g, x, w, bias, decay, emit, c, out_a, out_b):
 def _nonlinear_step(kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y):
     """Step series ``first`` to ``first + len(gx)`` through step ``t``.
 
-    The state is ``h = hc[0]`` (and LSTM's ``c = hc[1]``); ``gx`` and ``gh``
-    ``(group, blocks * H)`` receive the group's projections. The recurrent product
-    runs over the whole group input by input, so that each row of ``w_hh`` is read
-    once per step and used for every series of the group.
+    The state is ``h = hc[0]`` (and LSTM's ``c = hc[1]``); ``gx`` ``(group, blocks * H)``
+    and ``gh`` (one spare row more) receive the group's projections. The recurrent
+    product runs over the whole group eight inputs and two series at a time, so
+    that each row of ``w_hh`` is read once per step and pair of series.
     """
-    group, hidden = gh.shape[0], hc.shape[2]
-    for q in range(group):
+    group, hidden = gx.shape[0], hc.shape[2]
+    for q in range(gh.shape[0]):
         for e in range(b_hh.size):
             gh[q, e] = b_hh[e]
     blocked = hidden - hidden % 8
     for m in range(0, blocked, 8):  # eight inputs per pass over gh: fewer loads and stores
-        for q in range(group):
-            h = hc[0, first + q]
+        for q in range(0, group, 2):  # two series per pass: each row of w_hh loaded once
+            # an odd group's last series is paired with itself, into gh's spare row
+            h, k = hc[0, first + q], hc[0, first + min(q + 1, group - 1)]
             h0, h1, h2, h3 = h[m], h[m + 1], h[m + 2], h[m + 3]
             h4, h5, h6, h7 = h[m + 4], h[m + 5], h[m + 6], h[m + 7]
+            k0, k1, k2, k3 = k[m], k[m + 1], k[m + 2], k[m + 3]
+            k4, k5, k6, k7 = k[m + 4], k[m + 5], k[m + 6], k[m + 7]
             for e in range(b_hh.size):
-                low = (h0 * w_hh[m, e] + h1 * w_hh[m + 1, e]) + (
-                    h2 * w_hh[m + 2, e] + h3 * w_hh[m + 3, e]
+                w0, w1, w2, w3 = w_hh[m, e], w_hh[m + 1, e], w_hh[m + 2, e], w_hh[m + 3, e]
+                w4, w5, w6, w7 = w_hh[m + 4, e], w_hh[m + 5, e], w_hh[m + 6, e], w_hh[m + 7, e]
+                gh[q, e] += ((h0 * w0 + h1 * w1) + (h2 * w2 + h3 * w3)) + (
+                    (h4 * w4 + h5 * w5) + (h6 * w6 + h7 * w7)
                 )
-                high = (h4 * w_hh[m + 4, e] + h5 * w_hh[m + 5, e]) + (
-                    h6 * w_hh[m + 6, e] + h7 * w_hh[m + 7, e]
+                gh[q + 1, e] += ((k0 * w0 + k1 * w1) + (k2 * w2 + k3 * w3)) + (
+                    (k4 * w4 + k5 * w5) + (k6 * w6 + k7 * w7)
                 )
-                gh[q, e] += low + high
     for m in range(blocked, hidden):
         for q in range(group):
             hm = hc[0, first + q, m]
             for e in range(b_hh.size):
                 gh[q, e] += hm * w_hh[m, e]
-    ux, uh = gx.reshape(group, -1, hidden), gh.reshape(group, -1, hidden)
+    ux, uh = gx.reshape(group, -1, hidden), gh[:group].reshape(group, -1, hidden)
     for q in range(group):
         s = first + q
         gap = _project(gx, q, w_ih, b_ih, x, t, s)
@@ -539,7 +543,7 @@ def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc)
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
         gx = np.empty((last - first, b_ih.size), x.dtype)
-        gh = np.empty((last - first, b_hh.size), x.dtype)
+        gh = np.empty((last - first + 1, b_hh.size), x.dtype)  # a spare row (see the step)
         hc[:, first:last] = hc0[:, first:last]
         for t in range(steps):
             args = (w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y)
