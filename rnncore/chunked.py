@@ -418,13 +418,16 @@ _TILE_ELEMENTS = 2**22
 def _time_tiles(model: Model, x: Any) -> list[slice]:
     """Slices of ``x``'s time axis whose hidden states stay within :data:`_TILE_ELEMENTS`.
 
-    A fused kernel with a readout never stores its layer's hidden states, so with
-    :mod:`rnncore.kernels` active the top layer counts only its outputs.
+    Only hidden states a layer stores count: a fused kernel with a readout (the top
+    layer, with :mod:`rnncore.kernels` active) stores none, its outputs being the
+    result, which is whole anyway.
     """
-    widths = [cell.hidden_size * len(cell.state_names) for cell in model.layers]
+    layers = model.layers
     if model.readout is not None and kernels.active(namespace(x)):
-        widths[-1] = model.output_size
-    widest = max(widths)
+        layers = layers[:-1]
+    widest = max((cell.hidden_size * len(cell.state_names) for cell in layers), default=0)
+    if widest == 0:
+        return [slice(0, max(x.shape[0], 1))]
     step = max(1, _TILE_ELEMENTS // max(1, x.shape[1] * widest))
     return [slice(t, t + step) for t in range(0, max(x.shape[0], 1), step)]
 

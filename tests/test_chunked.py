@@ -198,15 +198,16 @@ def test_wrong_feature_count_is_refused():
         run_chunked(model, da.zeros((5, 2, 3)))
 
 
-def test_a_fused_readout_layer_tiles_by_its_outputs(monkeypatch):
+def test_a_fused_readout_layer_stores_no_hidden_states_to_tile(monkeypatch):
     import rnncore.chunked
 
     monkeypatch.setattr(rnncore.chunked, "_TILE_ELEMENTS", 40)
-    model = Model.init("MinGRU", 1, [8], output_size=1)
     x = np.zeros((40, 5, 1), np.float32)
-    assert len(rnncore.chunked._time_tiles(model, x)) == 5  # 40 // (5 series x 1 output)
+    one, two = (Model.init("MinGRU", 1, sizes, output_size=1) for sizes in ([8], [2, 8]))
+    assert rnncore.chunked._time_tiles(one, x) == [slice(0, 40)]
+    assert len(rnncore.chunked._time_tiles(two, x)) == 10  # 40 // (5 series x 2 units)
     with kernels.use("numpy"):  # the reference path stores the 8 hidden units
-        assert len(rnncore.chunked._time_tiles(model, x)) == 40
+        assert len(rnncore.chunked._time_tiles(one, x)) == 40
 
 
 @pytest.mark.parametrize("cell", ["MinGRU", "LSTM"])
