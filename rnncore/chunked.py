@@ -44,7 +44,7 @@ from dask.system import CPU_COUNT
 from . import kernels
 from .backend import empty_steps, float_dtype, namespace
 from .model import Model
-from .scan import compose, scan_summary
+from .scan import compose
 from .states import pack_states, state_width, unpack_states
 
 __all__ = [
@@ -456,7 +456,7 @@ def _layer_summary(model: Model, x: Any, entries: list[Any], layer: int) -> tupl
             y = x[tile]
             for k, cell in enumerate(model.layers[:layer]):
                 y, states[k] = cell(y, states[k])
-            part = scan_summary(*model.layers[layer].transition(y))
+            part = model.layers[layer].summary(y)
             summary = part if summary is None else compose(summary, part)
     return summary
 

@@ -181,11 +181,15 @@ def test_cell_matches_reference(
 
 @pytest.mark.parametrize("name", ["MinGRU", "MinLSTM", "QRNN", "DiagonalLinear"])
 @given(dtype=DTYPES, steps=st.integers(0, 40), batch=st.integers(1, 20), seed=st.integers(0, 999))
-def test_transition_and_emit_match_reference(name, dtype, steps, batch, seed):
+def test_transition_summary_and_emit_match_reference(name, dtype, steps, batch, seed):
     rng = np.random.default_rng(seed)
     cell = make_cell(name, dtype, rng, 2, 6)
     x = gappy_inputs(rng, steps, batch, 2, dtype)
     assert_close(cell.transition(x), reference(cell.transition, x), dtype)
+    summary = reference(scan_summary, *reference(cell.transition, x))
+    series_major = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)
+    assert_close(cell.summary(x), summary, dtype)
+    assert_close(cell.summary(series_major), summary, dtype)
     c = rng.normal(size=(steps, batch, 6))
     assert_close(cell.emit(c, x), reference(cell.emit, c, x), dtype)
 
@@ -246,3 +250,20 @@ def test_inputs_may_be_read_only_or_strided_and_stay_untouched(rng):
         h0 = random_state(cell, rng, 8, np.float64)
         assert_close(cell(x, h0), reference(cell, x, h0), np.float64)
     np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_underflowed_decay_products_are_flushed_to_zero(dtype):
+    # A decay above 1/2 would hold an underflowed product at the smallest subnormal
+    # (slow to multiply); the kernels flush it to zero, an error below `tiny`.
+    steps = 3000 if dtype == np.float64 else 400
+    a, b = np.full((steps, 256), 0.75, dtype), np.ones((steps, 256), dtype)  # one block
+    expected = reference(scan_summary, a, b)
+    assert (expected[0] < np.finfo(dtype).tiny).all()
+    cell = CELLS["DiagonalLinear"].from_state_dict(
+        {"weight": np.ones((256, 1), dtype), "bias": np.zeros(256, dtype), "decay": a[0]}
+    )
+    x = np.ones((steps, 1, 1), dtype)
+    for big_a, big_b in (scan_summary(a, b), cell.summary(x)):
+        assert (big_a == 0).all()
+        np.testing.assert_allclose(big_b.ravel(), expected[1], rtol=TOL[np.dtype(dtype)])

@@ -18,7 +18,7 @@ import numpy as np
 from .. import kernels
 from ..activations import g, log_sigmoid, sigmoid
 from ..backend import may_hold_any
-from ..scan import linear_scan
+from ..scan import linear_scan, scan_summary
 from .base import Cell, State, fan_in_bound, uniform
 
 __all__ = ["QRNN", "DiagonalLinear", "LinearStateCell", "MinGRU", "MinLSTM"]
@@ -54,6 +54,35 @@ class LinearStateCell(Cell):
         if may_hold_any(missing):
             a, b = xp.where(missing, 1, a), xp.where(missing, 0, b)
         return a.astype(x.dtype, copy=False), b.astype(x.dtype, copy=False)
+
+    def summary(self, x: Any) -> tuple[Any, Any]:
+        """The affine map ``c_end = A * c_start + B`` of this layer over inputs ``x``.
+
+        Equal to ``scan_summary(*self.transition(x))``; the fused kernel computes it
+        without storing the gates.
+
+        Parameters
+        ----------
+        x
+            ``(T, B, F)`` inputs; NaN marks a missing step.
+
+        Returns
+        -------
+        A, B
+            ``(B, H)`` arrays: the identity ``(1, 0)`` when ``T = 0``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rnncore import MinGRU
+        >>> A, B = MinGRU.init(1, 2, seed=0).summary(np.zeros((5, 3, 1)))
+        >>> A.shape, B.shape
+        ((3, 2), (3, 2))
+        """
+        xp, x = self.check_input(x)
+        if self.kernel is not None and kernels.active(xp):
+            return kernels.cells.summary(self, x)
+        return scan_summary(*self.transition(x))
 
     def emit(self, c: Any, x: Any) -> Any:
         """Outputs for scanned states ``c`` ``(T, B, H)`` and inputs ``x``; NaN where missing."""

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..cells import Cell, LinearStateCell
     from ..model import Readout
 
-__all__ = ["KINDS", "emit", "run", "transition"]
+__all__ = ["KINDS", "emit", "run", "summary", "transition"]
 
 #: The cells with a fused kernel, by the name their classes give as ``kernel``.
 KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
@@ -95,7 +95,8 @@ def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple
     y = empty_steps(x, readout.output_size if fused else hidden)
     if KINDS[cell.kernel] < _ELMAN:
         c = np.empty((batch, hidden), x.dtype)
-        _linear(*_linear_args(cell, x), fused, *map(_frozen, (state, ro_w, ro_b)), y, c)
+        args = (*map(_frozen, (state, ro_w, ro_b)), y, c, np.ones((0, hidden), x.dtype))
+        _linear(*_linear_args(cell, x), fused, *args)
         return y, c
     p = cell.params_for(np, x.dtype)
     hc0 = np.stack(state if isinstance(state, tuple) else (state, state))
@@ -113,6 +114,23 @@ def transition(cell: LinearStateCell, x: np.ndarray) -> tuple[np.ndarray, np.nda
     a, b = (np.empty((*x.shape[:2], cell.hidden_size), x.dtype) for _ in range(2))
     _maps(*_linear_args(cell, x), False, _frozen(b), a, b)
     return a, b
+
+
+def summary(cell: LinearStateCell, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The summary ``(A, B)`` of checked inputs ``x``, without storing the gates.
+
+    As :meth:`rnncore.cells.LinearStateCell.summary`, with the gate maths of :func:`run`:
+    the recurrence runs from zero with no outputs (a readout of width 0), multiplying
+    up the decays on the way.
+    """
+    steps, batch = x.shape[:2]
+    hidden = cell.hidden_size
+    big_a, big_b = np.ones((batch, hidden), x.dtype), np.empty((batch, hidden), x.dtype)
+    zeros = _frozen(np.zeros((batch, hidden), x.dtype))
+    no_readout = _frozen(np.zeros((0, hidden), x.dtype)), _frozen(np.zeros(0, x.dtype))
+    no_output = np.empty((steps, batch, 0), x.dtype)
+    _linear(*_linear_args(cell, x), True, zeros, *no_readout, no_output, big_b, big_a)
+    return big_a, big_b
 
 
 def emit(cell: LinearStateCell, c: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -162,6 +180,24 @@ def _like(x: Any, value: float) -> Any:
 def _like_impl(x, value):
     cast = as_dtype(x).type
     return lambda x, value: cast(value)
+
+
+def _tiny(x: Any) -> Any:
+    """The smallest normal number of the float type of ``x`` (numba only).
+
+    Products of decays (a summary's ``A``) are flushed to zero below it: a decay
+    above 1/2 rounds the smallest subnormal to itself, so an underflowed product
+    would otherwise stay subnormal, and each multiply by it costs a hundred cycles.
+    The error is below ``tiny * |h|``.
+    """
+    raise NotImplementedError
+
+
+@overload(_tiny)
+def _tiny_impl(x):
+    cast = as_dtype(x).type
+    tiny = cast(np.finfo(cast).tiny)
+    return lambda x: tiny
 
 
 # Bits and mantissa bits m of each float type. Adding 1.5 * 2**m to a float of magnitude
@@ -407,10 +443,18 @@ def _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap):
 
 
 @numba.njit(**_LEAF)
-def _scan_tile(kind, ab, gap, c, s):
-    """Run the state ``c[s]`` through a tile's gates, leaving each step's outputs in ``ab[0]``."""
+def _scan_tile(kind, ab, gap, c, s, prod):
+    """Run the state ``c[s]`` through a tile's gates, leaving each step's outputs in ``ab[0]``.
+
+    With rows in ``prod``, ``prod[s]`` is also multiplied by the decays (a summary's ``A``).
+    """
+    track = prod.shape[0] > 0
     for i in range(gap.size):
         if not gap[i]:
+            if track:  # flushed to zero below the normal range, where it would stay (slowly)
+                for j in range(c.shape[1]):
+                    p = prod[s, j] * ab[0, i, j]
+                    prod[s, j] = p if abs(p) >= _tiny(p) else _like(p, 0.0)
             for j in range(c.shape[1]):
                 c[s, j] = ab[0, i, j] * c[s, j] + ab[1, i, j]
                 ab[0, i, j] = c[s, j]
@@ -427,7 +471,7 @@ def _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b):
 
 
 @numba.njit(parallel=True, **_JIT)
-def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c):
+def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, prod):
     steps, batch = x.shape[:2]
     hidden = decay.size
     for group in prange(-(-batch // _GROUP)):
@@ -440,7 +484,7 @@ def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c):
             gap = gaps[: min(_TILE, steps - start)]
             for s in range(first, last):
                 _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap)
-                _scan_tile(kind, ab, gap, c, s)
+                _scan_tile(kind, ab, gap, c, s, prod)
                 _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b)
 
 
