@@ -27,6 +27,6 @@ def test_quick_benchmark_reports_every_row(tmp_path):
     assert {r["row"].split()[0] for r in rows} == {"1", "2", "3", "4", "5", "6"}
     for r in rows:
         assert math.isfinite(r["ratio"]) and r["ratio"] > 0, r
-        assert r["met"] in (True, False)
+        assert r["met"] in ((True, False) if r["target"] != "-" else (None,))
         assert r["row"] in done.stdout  # the markdown table names every row
     assert report["context"]["quick"] is True
