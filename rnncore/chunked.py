@@ -438,9 +438,12 @@ def _run_model(model: Model, x: Any, entries: list[Any]) -> tuple[Any, list[Any]
     with kernels.threads(1):
         if len(tiles) == 1:
             return model(x, entries)
-        out, states = empty_steps(x, model.output_size), list(entries)
+        out, states = None, list(entries)
         for tile in tiles:
-            out[tile], states = model(x[tile], states)
+            y, states = model(x[tile], states)
+            if out is None:
+                out = empty_steps(x, y.shape[2], y.dtype)
+            out[tile] = y
     return out, states
 
 

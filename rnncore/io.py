@@ -37,8 +37,8 @@ of the format 3 specification); fixed-width strings, which have no format 3
 specification either, are stored as variable-length strings. The dataset given to
 a writer is never modified. Floating-point variables are compressed with Blosc
 (LZ4, byte shuffle; Zarr format 2's default) unless their ``encoding`` names
-``compressors``: model outputs are full-precision floats, which Zarr 3's default,
-Zstandard, shrinks by about 16% at a third of the speed.
+``compressors``: model outputs are full-precision floats, which LZ4 shrinks by
+about 15% and Zstandard (Zarr 3's default) by 16%, writing at a third of the speed.
 """
 
 from __future__ import annotations
