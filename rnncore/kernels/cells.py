@@ -470,14 +470,20 @@ def _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b):
         _write(y, start + i, s, gap[i], ab, 0, i, readout, ro_w, ro_b)
 
 
+@numba.njit(inline="always", **_JIT)  # allocates: reference counting kept
+def _tile_scratch(x, projections, hidden):
+    """A task's tile buffers: projections ``u``, gates ``ab`` (see :func:`_gate_tile`), gaps."""
+    u = np.empty((_TILE, projections), x.dtype)
+    ab = np.empty((3, _TILE, hidden), x.dtype)
+    return u, ab, np.empty(_TILE, np.bool_)
+
+
 @numba.njit(parallel=True, **_JIT)
 def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, prod):
     steps, batch = x.shape[:2]
     hidden = decay.size
     for group in prange(-(-batch // _GROUP)):
-        u = np.empty((_TILE, bias.size), x.dtype)
-        ab = np.empty((3, _TILE, hidden), x.dtype)
-        gaps = np.empty(_TILE, np.bool_)
+        u, ab, gaps = _tile_scratch(x, bias.size, hidden)
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
         c[first:last] = c0[first:last]
         for start in range(0, steps, _TILE):
@@ -507,9 +513,7 @@ def _maps(kind, g, x, w, bias, decay, emit, c, out_a, out_b):
     steps, batch = x.shape[:2]
     hidden = decay.size
     for group in prange(-(-batch // _GROUP)):
-        u = np.empty((_TILE, bias.size), x.dtype)
-        ab = np.empty((3, _TILE, hidden), x.dtype)
-        gaps = np.empty(_TILE, np.bool_)
+        u, ab, gaps = _tile_scratch(x, bias.size, hidden)
         for start in range(0, steps, _TILE):
             gap = gaps[: min(_TILE, steps - start)]
             for s in range(group * _GROUP, min(batch, (group + 1) * _GROUP)):
