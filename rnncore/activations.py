@@ -13,7 +13,12 @@ __all__ = ["g", "log_sigmoid", "sigmoid"]
 
 
 def sigmoid(xp: ModuleType, x: Any) -> Any:
-    """Logistic sigmoid ``1 / (1 + exp(-x))``, as ``(1 + tanh(x / 2)) / 2`` (never overflows).
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, accurate to the last digits in both tails.
+
+    Formed from ``e = exp(-|x|) <= 1`` (never overflows): ``1 / (1 + e)`` for
+    ``x >= 0``, ``e / (1 + e)`` otherwise, so a small result (a tail, or ``1 - z``
+    written as ``sigmoid(-u)``) keeps its relative accuracy; ``(1 + tanh(x / 2)) / 2``
+    would lose it to cancellation.
 
     Examples
     --------
@@ -21,7 +26,9 @@ def sigmoid(xp: ModuleType, x: Any) -> Any:
     >>> float(sigmoid(np, np.float64(0.0)))
     0.5
     """
-    return 0.5 + 0.5 * xp.tanh(0.5 * x)
+    e = xp.exp(-xp.abs(x))
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, r, e * r)
 
 
 def log_sigmoid(xp: ModuleType, x: Any) -> Any:
