@@ -59,7 +59,7 @@ def test_resource_annotated_tasks_run_only_on_workers_that_have_them():
         "cpu": {"cls": Nanny, "options": {"nthreads": 1}},
         "gpu": {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
     }
-    scheduler = {"cls": Scheduler, "options": {"dashboard": False}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}  # any free port
     with (
         SpecCluster(workers=workers, scheduler=scheduler) as cluster,
         Client(cluster) as client,
