@@ -59,8 +59,9 @@ import xarray as xr
 import zarr
 from dask.base import get_scheduler
 from dask.delayed import Delayed
-from dask.system import CPU_COUNT
 from zarr.codecs import BloscCodec
+
+from .chunked import scheduler_slots
 
 __all__ = [
     "COMPLETE",
@@ -330,7 +331,7 @@ def _run(write: Delayed) -> None:
     if get_scheduler(collections=[write]) is not dask.threaded.get:
         write.compute()
         return
-    with ThreadPoolExecutor(dask.config.get("num_workers", None) or CPU_COUNT) as pool:
+    with ThreadPoolExecutor(scheduler_slots()) as pool:
         write.compute(scheduler="threads", pool=pool)
 
 
