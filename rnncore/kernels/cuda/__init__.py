@@ -1,0 +1,197 @@
+"""CUDA kernels for CuPy arrays: the GPU twin of :mod:`rnncore.kernels`.
+
+The kernels are CUDA C++ sources beside this file (``*.cu``, with the shared device
+code in ``common.cuh``), compiled on first use by CuPy's ``RawModule`` (NVRTC) and
+cached per template instantiation. The Python glue (:mod:`.scan`, :mod:`.cells`) is
+written against the inputs' array namespace and launches kernels through
+:func:`kernel`, which picks a compiler by that namespace: CuPy's for CuPy arrays.
+The tests register a second one for NumPy arrays that runs the same sources on the
+CPU (``tests/cuda_host.py``), so that kernels and glue are checked without a GPU.
+
+Examples
+--------
+>>> from rnncore.kernels import cuda
+>>> cuda.tile_plan(width=3, steps=10, itemsize=4)
+TilePlan(cols=4, groups=64, steps_per_thread=16, n_tiles=1)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = [
+    "SOURCE_DIR",
+    "TilePlan",
+    "expressions",
+    "kernel",
+    "options",
+    "register",
+    "source",
+    "tile_plan",
+    "tile_shared_bytes",
+]
+
+#: The folder holding the CUDA sources.
+SOURCE_DIR = Path(__file__).parent
+
+#: C++ type of each float dtype.
+CTYPES = {"float32": "float", "float64": "double"}
+
+# Threads per block of the tile scan, and steps each thread holds in registers.
+_TILE_THREADS = 256
+_STEPS_PER_THREAD = {4: 16, 8: 8}
+
+Launch = Callable[..., None]
+Compiler = Callable[[str, str, int], Launch]
+_compilers: dict[str, Compiler] = {}
+
+
+def options() -> tuple[str, ...]:
+    """Compiler options every source is built with."""
+    return ("-std=c++17", f"-I{SOURCE_DIR}")
+
+
+def source(name: str) -> str:
+    """The text of source ``name`` (``"scan.cu"``, ``"cells.cu"``)."""
+    return (SOURCE_DIR / name).read_text()
+
+
+def register(namespace: str, compiler: Compiler) -> None:
+    """Let arrays of ``namespace`` launch kernels built by ``compiler``.
+
+    ``compiler(source_name, expression, shared_bytes)`` returns a launcher called as
+    CuPy's ``RawKernel``: ``launch(grid, block, args, shared_mem=n)``.
+    """
+    _compilers[namespace] = compiler
+
+
+def kernel(xp: ModuleType, source_name: str, expression: str, shared_bytes: int = 0) -> Launch:
+    """The kernel ``expression`` (a template instantiation) of ``source_name`` for ``xp``.
+
+    Raises
+    ------
+    TypeError
+        If no compiler is registered for ``xp``'s arrays.
+    """
+    if xp.__name__ == "cupy" and "cupy" not in _compilers:
+        register("cupy", _cupy_kernel)
+    try:
+        compiler = _compilers[xp.__name__]
+    except KeyError:
+        raise TypeError(
+            f"no CUDA compiler for {xp.__name__} arrays; expected CuPy arrays"
+        ) from None
+    return compiler(source_name, expression, shared_bytes)
+
+
+@functools.cache
+def _cupy_kernel(source_name: str, expression: str, shared_bytes: int) -> Launch:
+    import cupy
+
+    module = cupy.RawModule(
+        code=source(source_name), options=options(), name_expressions=[expression]
+    )
+    function = module.get_function(expression)
+    if shared_bytes > 48 * 1024:  # above the default, blocks must opt in
+        function.max_dynamic_shared_size_bytes = shared_bytes
+    return function
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How the tile scan (``common.cuh``) cuts ``width`` columns by ``steps`` steps.
+
+    Attributes
+    ----------
+    cols
+        Neighbouring columns per chain (and per block).
+    groups
+        Groups of ``steps_per_thread`` steps per tile: threads per block are
+        ``cols * groups``.
+    steps_per_thread
+        Steps each thread holds in registers (the kernels' template argument ``K``).
+    n_tiles
+        Tiles per chain, in time.
+    """
+
+    cols: int
+    groups: int
+    steps_per_thread: int
+    n_tiles: int
+
+    @property
+    def threads(self) -> int:
+        """Threads per block."""
+        return self.cols * self.groups
+
+    def n_chains(self, width: int, repeats: int = 1) -> int:
+        """Chains of ``repeats`` independent problems of ``width`` columns."""
+        return repeats * -(-width // self.cols)
+
+
+def tile_plan(
+    width: int,
+    steps: int,
+    itemsize: int,
+    cols: int | None = None,
+    steps_per_thread: int | None = None,
+) -> TilePlan:
+    """Plan the tile scan of ``width`` columns over ``steps`` steps.
+
+    Parameters
+    ----------
+    width
+        Independent columns (``>= 1``).
+    steps
+        Time steps (``>= 1``).
+    itemsize
+        Bytes per value: 4 or 8.
+    cols
+        Columns per chain; by default the power of two that reaches ``width``, at
+        most 32 (a warp of neighbouring loads).
+    steps_per_thread
+        By default 16 for 4-byte values and 8 for 8-byte ones: 32 registers of maps.
+    """
+    if cols is None:
+        cols = min(32, 1 << max(0, math.ceil(math.log2(width))))
+    groups = max(1, _TILE_THREADS // cols)
+    k = steps_per_thread or _STEPS_PER_THREAD[itemsize]
+    return TilePlan(cols, groups, k, -(-steps // (groups * k)))
+
+
+def tile_shared_bytes(plan: TilePlan, itemsize: int) -> int:
+    """Shared memory of the tile scan, rounded up to 16 bytes: what follows may be any type."""
+    used = (2 * plan.groups + 1) * plan.cols * itemsize + 4
+    return -(-used // 16) * 16
+
+
+def expressions() -> dict[str, list[str]]:
+    """Every kernel instantiation the glue may launch, by source: what the tests compile."""
+    from . import cells, scan
+
+    return {"scan.cu": scan.expressions(), "cells.cu": cells.expressions()}
+
+
+def dtype_name(x: Any) -> str:
+    """The C++ type of array ``x``'s dtype."""
+    return CTYPES[str(x.dtype)]
+
+
+def look_back_scratch(xp: ModuleType, plan: TilePlan, n_chains: int, dtype: Any) -> list[Any]:
+    """The tile scan's global scratch, as kernel arguments.
+
+    ``flags`` (zeros: one per tile, then the work counter), ``maps`` (four values
+    per tile and column), then ``n_chains``, ``n_tiles`` and ``cols``.
+    """
+    import numpy as np
+
+    tiles = n_chains * plan.n_tiles
+    flags = xp.zeros(tiles + 1, np.int32)
+    maps = xp.empty(tiles * 4 * plan.cols, dtype)
+    return [flags, maps, np.int64(n_chains), np.int64(plan.n_tiles), np.int32(plan.cols)]
