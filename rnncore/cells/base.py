@@ -58,7 +58,7 @@ class Cell(ABC):
     state_names: ClassVar[tuple[str, ...]] = ("h",)
     #: Options that only shape :meth:`init` and are not part of the cell.
     init_only: ClassVar[tuple[str, ...]] = ()
-    #: The cell's fused kernel in :mod:`rnncore.kernels.cells` (``None``: reference only).
+    #: The cell's fused kernels (:data:`rnncore.kernels.KINDS`; ``None``: reference only).
     kernel: ClassVar[str | None] = None
 
     def __init__(self, params: Mapping[str, Any], **options: Any) -> None:
@@ -275,9 +275,10 @@ class Cell(ABC):
     def run(self, x: Any, h0: State = None, readout: Readout | None = None) -> tuple[Any, State]:
         """Run the layer over ``x``, then ``readout`` on its outputs if given.
 
-        NumPy inputs take the cell's fused kernel when :mod:`rnncore.kernels` is
-        active (the readout fused in, no hidden outputs stored); other arrays, and
-        the ``"numpy"`` backend, take the reference path.
+        NumPy inputs take the cell's fused numba kernel when :mod:`rnncore.kernels`
+        is active (the readout fused in, no hidden outputs stored), CuPy inputs its
+        CUDA kernel (:mod:`rnncore.kernels.cuda`); other arrays, and the ``"numpy"``
+        backend, take the reference path.
 
         Parameters
         ----------
@@ -296,8 +297,8 @@ class Cell(ABC):
         """
         xp, x = self.check_input(x)
         state = self.prepare_state(xp, h0, x.shape[1], x.dtype)
-        if self.kernel is not None and kernels.active(xp):
-            return kernels.cells.run(self, x, state, readout)
+        if (module := kernels.cell_kernels(xp, self)) is not None:
+            return module.run(self, x, state, readout)
         y, state = self._reference(xp, x, state)
         return (y if readout is None else readout(y)), state
 

@@ -47,8 +47,8 @@ class LinearStateCell(Cell):
             ``(T, B, H)`` arrays; a missing step has ``a = 1, b = 0`` (the identity).
         """
         xp, x = self.check_input(x)
-        if self.kernel is not None and kernels.active(xp):
-            return kernels.cells.transition(self, x)
+        if (module := kernels.cell_kernels(xp, self)) is not None:
+            return module.transition(self, x)
         xp, x, missing = self.prepare_input(x)
         a, b = self._transition(xp, self.params_for(xp, x.dtype), x)
         if may_hold_any(missing):
@@ -80,15 +80,15 @@ class LinearStateCell(Cell):
         ((3, 2), (3, 2))
         """
         xp, x = self.check_input(x)
-        if self.kernel is not None and kernels.active(xp):
-            return kernels.cells.summary(self, x)
+        if (module := kernels.cell_kernels(xp, self)) is not None:
+            return module.summary(self, x)
         return scan_summary(*self.transition(x))
 
     def emit(self, c: Any, x: Any) -> Any:
         """Outputs for scanned states ``c`` ``(T, B, H)`` and inputs ``x``; NaN where missing."""
         xp, x = self.check_input(x)
-        if self.kernel is not None and kernels.active(xp):
-            return kernels.cells.emit(self, c, x)
+        if (module := kernels.cell_kernels(xp, self)) is not None:
+            return module.emit(self, c, x)
         xp, x, missing = self.prepare_input(x)
         y = self._emit(xp, self.params_for(xp, x.dtype), c, x)
         if may_hold_any(missing):

@@ -28,13 +28,30 @@ import contextlib
 import importlib
 from collections.abc import Iterator
 from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["BACKENDS", "active", "backend", "scan_kernels", "threads", "use"]
+if TYPE_CHECKING:
+    from ..cells import Cell
+
+__all__ = [
+    "BACKENDS",
+    "KINDS",
+    "active",
+    "backend",
+    "cell_kernels",
+    "scan_kernels",
+    "threads",
+    "use",
+]
 
 #: The selectable paths: fused numba kernels, or the reference array-namespace code.
 BACKENDS = ("numba", "numpy")
+
+#: The cells with fused kernels (numba and CUDA), by the name their classes give as
+#: ``kernel``, with the id the kernels know them by.
+KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
 
 _selected = {"backend": "numba"}
 _MODULES = ("cells", "scan")
@@ -128,13 +145,32 @@ def scan_kernels(xp: ModuleType) -> ModuleType | None:
     """The scan kernels for arrays of namespace ``xp``, or ``None`` for the reference path.
 
     NumPy arrays take the numba kernels (:mod:`rnncore.kernels.scan`) when ``"numba"``
-    is selected; CuPy arrays take the CUDA kernels (:mod:`rnncore.kernels.cuda_scan`),
+    is selected; CuPy arrays take the CUDA kernels (:mod:`rnncore.kernels.cuda.scan`),
     which share their interface.
     """
     if active(xp):
         return importlib.import_module(f"{__name__}.scan")
     if xp.__name__ == "cupy":
-        return importlib.import_module(f"{__name__}.cuda_scan")
+        return importlib.import_module(f"{__name__}.cuda.scan")
+    return None
+
+
+def cell_kernels(xp: ModuleType, cell: Cell) -> ModuleType | None:
+    """The fused kernels of ``cell`` for arrays of namespace ``xp``, or ``None``.
+
+    NumPy arrays take the numba kernels (:mod:`rnncore.kernels.cells`) when
+    ``"numba"`` is selected; CuPy arrays take the CUDA kernels
+    (:mod:`rnncore.kernels.cuda.cells`) where they support the cell. Both modules
+    offer ``run``, ``transition``, ``summary`` and ``emit``; ``None`` means the
+    reference path.
+    """
+    if cell.kernel is None:
+        return None
+    if active(xp):
+        return importlib.import_module(f"{__name__}.cells")
+    if xp.__name__ == "cupy":
+        module = importlib.import_module(f"{__name__}.cuda.cells")
+        return module if module.supports(cell) else None
     return None
 
 

@@ -36,6 +36,7 @@ from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
 from ..backend import empty_steps
+from . import KINDS
 
 if TYPE_CHECKING:
     from ..cells import Cell, LinearStateCell
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "emit", "run", "summary", "transition"]
 
-#: The cells with a fused kernel, by the name their classes give as ``kernel``.
-KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
 _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU = (
     KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru")
 )

@@ -1,0 +1,209 @@
+"""The CUDA kernels and their glue, without a GPU.
+
+- The sources compile for a Hopper GPU (sm_90) with CUDA's own compiler, with no
+  register spills, wherever ``nvcc`` is installed.
+- The glue and kernels run unchanged on NumPy arrays through ``cuda_host`` (each
+  CUDA thread a host thread) and match the float64 reference within the library's
+  tolerances, on random shapes, gaps and states, so their logic is checked here.
+  ``tests/test_gpu.py`` repeats the checks on a real GPU.
+"""
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from cuda_host import available, host_compiler
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import rel_err, scan
+
+from rnncore import CELLS, Readout, kernels
+from rnncore.kernels import cuda
+from rnncore.kernels.cuda import cells as cuda_cells
+from rnncore.kernels.cuda import scan as cuda_scan
+
+pytestmark = pytest.mark.skipif(not available(), reason="no C++ compiler to emulate CUDA")
+
+TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+DTYPES = st.sampled_from([np.float32, np.float64])
+LINEAR = ["DiagonalLinear", "MinGRU", "MinLSTM", "QRNN"]
+NONLINEAR = ["Elman", "GRU", "LSTM"]
+cuda.register("numpy", host_compiler)
+
+
+def reference(fn, *args):
+    """``fn(*args)`` on the reference (vectorised NumPy) path."""
+    with kernels.use("numpy"):
+        return fn(*args)
+
+
+def assert_close(actual, expected, dtype):
+    """Same shapes, dtype and NaNs; values within the dtype's tolerance (tuples pairwise)."""
+    if isinstance(expected, tuple):
+        for mine, theirs in zip(actual, expected, strict=True):
+            assert_close(mine, theirs, dtype)
+        return
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype == dtype
+    assert rel_err(actual, expected) < TOL[np.dtype(dtype)]
+
+
+# -- compiled by nvcc ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="CUDA's compiler is not installed")
+@pytest.mark.parametrize("source", ["scan.cu", "cells.cu"])
+def test_every_instantiation_compiles_for_hopper_without_spills(tmp_path, source):
+    expressions = cuda.expressions()[source]
+    unit = tmp_path / "unit.cu"
+    addresses = ", ".join(f"(void*)&{e}" for e in expressions)
+    unit.write_text(f'#include "{source}"\nvoid* instances[] = {{{addresses}}};\n')
+    done = subprocess.run(
+        ["nvcc", "-cubin", "-arch=sm_90", *cuda.options(), "-Xptxas", "-v", str(unit)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    entries = [line for line in done.stderr.splitlines() if "Compiling entry function" in line]
+    assert len(entries) == len(expressions)
+    frames = [line for line in done.stderr.splitlines() if "stack frame" in line]
+    assert len(frames) == len(expressions)
+    assert all(line.strip().startswith("0 bytes stack frame, 0 bytes spill") for line in frames)
+
+
+# -- plans -----------------------------------------------------------------------------
+
+
+@given(st.integers(1, 10**6), st.integers(1, 10**7), st.sampled_from([4, 8]))
+def test_tile_plan_covers_every_column_and_step(width, steps, itemsize):
+    plan = cuda.tile_plan(width, steps, itemsize)
+    assert plan.threads == 256 and plan.cols <= 32 and plan.cols & (plan.cols - 1) == 0
+    assert plan.cols >= min(width, 32)
+    tile = plan.groups * plan.steps_per_thread
+    assert plan.n_tiles * tile >= steps > (plan.n_tiles - 1) * tile
+    assert plan.n_chains(width) * plan.cols >= width > (plan.n_chains(width) - 1) * plan.cols
+    assert plan.steps_per_thread * itemsize == 64
+
+
+def test_kernel_refuses_arrays_without_a_compiler():
+    with pytest.raises(TypeError, match="no CUDA compiler for math arrays; expected CuPy"):
+        cuda.kernel(math, "scan.cu", cuda.expressions()["scan.cu"][0])
+
+
+# -- the scan --------------------------------------------------------------------------
+
+SHAPES = st.tuples(st.integers(1, 3), st.integers(1, 300), st.integers(1, 40))
+
+
+@given(SHAPES, DTYPES, st.data())
+def test_scan_blocks_match_the_sequential_reference(shape, dtype, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    a = rng.uniform(0, 1.2, shape).astype(dtype)
+    b = rng.normal(size=shape).astype(dtype)
+    entries = rng.normal(size=(shape[0], shape[2])).astype(dtype)
+    h = cuda_scan.scan_blocks(a, b, entries)
+    expected = np.stack([scan(a[k], b[k], entries[k]) for k in range(shape[0])])
+    assert h.dtype == dtype and rel_err(h, expected) < TOL[np.dtype(dtype)]
+    big_a, big_b = cuda_scan.summarise_blocks(a, b)
+    from_zero = np.stack([scan(a[k], b[k])[-1] for k in range(shape[0])])
+    assert rel_err(big_b, from_zero) < TOL[np.dtype(dtype)]
+    products = np.prod(a.astype(np.float64), axis=1)
+    np.testing.assert_allclose(big_a, products, rtol=1e-4, atol=np.finfo(dtype).tiny * 1e3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_narrow_scan_spreads_over_many_tiles(rng, dtype):
+    # one column, 20011 steps (prime): 5 to 10 tiles, looking back across each other
+    a = rng.uniform(0.9, 1.0, (1, 20011, 1)).astype(dtype)
+    b = rng.normal(size=a.shape).astype(dtype)
+    assert cuda.tile_plan(1, 20011, a.itemsize).n_tiles >= 5
+    out = np.empty_like(b)
+    assert cuda_scan.scan_blocks(a, b, np.ones((1, 1), dtype), out) is out
+    assert rel_err(out[0], scan(a[0], b[0], np.ones(1, dtype))) < TOL[np.dtype(dtype)]
+
+
+def test_scan_of_broadcast_decays_and_empty_blocks(rng):
+    b = rng.normal(size=(2, 50, 3))
+    h = cuda_scan.scan_blocks(np.float64(0.5), b, np.zeros((2, 3)))
+    expected = np.stack([scan(np.full((50, 3), 0.5), b[k]) for k in range(2)])
+    assert rel_err(h, expected) < 1e-12
+    assert cuda_scan.scan_blocks(b[:, :0], b[:, :0], np.zeros((2, 3))).shape == (2, 0, 3)
+
+
+# -- the cells -------------------------------------------------------------------------
+
+
+def layer(name, features, hidden, dtype, rng):
+    options = {"activation": "g"} if name in ("MinGRU", "MinLSTM") and rng.uniform() < 0.5 else {}
+    return CELLS[name].init(features, hidden, seed=int(rng.integers(1000)), dtype=dtype, **options)
+
+
+def inputs(rng, steps, batch, features, dtype):
+    x = rng.normal(size=(steps, batch, features)).astype(dtype)
+    x[rng.uniform(size=(steps, batch)) < 0.15] = np.nan
+    return x
+
+
+CELL_SHAPES = st.tuples(
+    st.sampled_from([0, 1, 2, 13, 67, 150]),  # steps: none, one, primes, several tiles
+    st.integers(1, 7),  # batch
+    st.integers(1, 3),  # features
+    st.sampled_from([1, 5, 8, 33]),  # hidden: several series per block, or one
+)
+
+
+@given(st.sampled_from(LINEAR + NONLINEAR), CELL_SHAPES, DTYPES, st.booleans(), st.data())
+def test_cells_match_the_reference_path(name, shape, dtype, with_readout, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    steps, batch, features, hidden = shape
+    cell = layer(name, features, hidden, dtype, rng)
+    x = inputs(rng, steps, batch, features, dtype)
+    h0 = cell.prepare_state(np, None, batch, np.dtype(dtype))
+    h0 = (
+        tuple(rng.normal(size=s.shape).astype(dtype) for s in h0)
+        if isinstance(h0, tuple)
+        else (rng.normal(size=h0.shape).astype(dtype))
+    )
+    readout = Readout(rng.normal(size=(2, hidden)).astype(dtype)) if with_readout else None
+    expected = reference(cell.run, x, h0, readout)
+    assert_close(cuda_cells.run(cell, x, h0, readout), expected, dtype)
+
+
+@given(st.sampled_from(LINEAR), CELL_SHAPES, DTYPES, st.data())
+def test_linear_cell_maps_and_summaries_match_the_reference_path(name, shape, dtype, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    steps, batch, features, hidden = shape
+    cell = layer(name, features, hidden, dtype, rng)
+    x = inputs(rng, steps, batch, features, dtype)
+    a, b = reference(cell.transition, x)
+    assert_close(cuda_cells.transition(cell, x), (a, b), dtype)
+    c = rng.normal(size=a.shape).astype(dtype)
+    assert_close(cuda_cells.emit(cell, c, x), reference(cell.emit, c, x), dtype)
+    assert_close(cuda_cells.summary(cell, x), reference(cell.summary, x), dtype)
+
+
+@pytest.mark.parametrize("name", NONLINEAR)
+@pytest.mark.parametrize("batch", [264, 528, 1056])  # 2, 4 and 8 series per block
+def test_nonlinear_blocks_of_several_series(rng, name, batch):
+    cell = CELLS[name].init(2, 3, seed=0, dtype="float64")
+    x = inputs(rng, 4, batch + 1, 2, np.float64)  # one series past the last full block
+    h0 = cell.prepare_state(np, None, batch + 1, np.dtype(np.float64))
+    assert_close(cuda_cells.run(cell, x, h0, None), reference(cell.run, x, h0), np.float64)
+
+
+@pytest.mark.parametrize("name", NONLINEAR)
+def test_nonlinear_weights_too_large_for_shared_memory_are_read_from_memory(rng, name):
+    cell = CELLS[name].init(1, 192, seed=0, dtype="float64")  # GRU: 864 KiB of weights
+    x = inputs(rng, 3, 2, 1, np.float64)
+    h0 = cell.prepare_state(np, None, 2, np.dtype(np.float64))
+    assert_close(cuda_cells.run(cell, x, h0, None), reference(cell.run, x, h0), np.float64)
+
+
+def test_supports_cells_whose_units_fit_one_block():
+    assert cuda_cells.supports(CELLS["MinGRU"].init(1, 1024))
+    assert not cuda_cells.supports(CELLS["MinGRU"].init(1, 1025))
+    assert kernels.cell_kernels(np, CELLS["GRU"].init(1, 4)) is kernels.cells
+    with kernels.use("numpy"):
+        assert kernels.cell_kernels(np, CELLS["GRU"].init(1, 4)) is None
