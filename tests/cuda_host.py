@@ -48,9 +48,8 @@ def _library(source_name: str, expressions: tuple[str, ...]) -> ctypes.CDLL:
         f"shared, args, concurrent); }}\n"
         for i, e in enumerate(expressions)
     )
-    code = f'#include "cuda_host.h"\n#include "{source_name}"\n{wrappers}'
-    text = code + (HERE / "cuda_host.h").read_text() + cuda.source(source_name)
-    text += "".join(cuda.source(p.name) for p in sorted(cuda.SOURCE_DIR.glob("*.cuh")))
+    code = '#include "cuda_host.h"\n' + cuda.source(source_name) + wrappers
+    text = code + (HERE / "cuda_host.h").read_text()
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     library = _BUILD / f"{Path(source_name).stem}-{key}.so"
     if not library.exists():

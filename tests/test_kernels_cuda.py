@@ -58,7 +58,7 @@ def test_every_instantiation_compiles_for_hopper_without_spills(tmp_path, source
     expressions = cuda.expressions()[source]
     unit = tmp_path / "unit.cu"
     addresses = ", ".join(f"(void*)&{e}" for e in expressions)
-    unit.write_text(f'#include "{source}"\nvoid* instances[] = {{{addresses}}};\n')
+    unit.write_text(f"{cuda.source(source)}\nvoid* instances[] = {{{addresses}}};\n")
     done = subprocess.run(
         ["nvcc", "-cubin", "-arch=sm_90", *cuda.options(), "-Xptxas", "-v", str(unit)],
         cwd=tmp_path,

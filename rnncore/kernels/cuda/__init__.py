@@ -2,11 +2,12 @@
 
 The kernels are CUDA C++ sources beside this file (``*.cu``, with the shared device
 code in ``common.cuh``), compiled on first use by CuPy's ``RawModule`` (NVRTC) and
-cached per template instantiation. The Python glue (:mod:`.scan`, :mod:`.cells`) is
-written against the inputs' array namespace and launches kernels through
-:func:`kernel`, which picks a compiler by that namespace: CuPy's for CuPy arrays.
-The tests register a second one for NumPy arrays that runs the same sources on the
-CPU (``tests/cuda_host.py``), so that kernels and glue are checked without a GPU.
+cached per template instantiation (in memory, and by CuPy on disk). The Python glue
+(:mod:`.scan`, :mod:`.cells`) is written against the inputs' array namespace and
+launches kernels through :func:`kernel`, which picks a compiler by that namespace:
+CuPy's for CuPy arrays. The tests register a second one for NumPy arrays that runs
+the same sources on the CPU (``tests/cuda_host.py``), so that kernels and glue are
+checked without a GPU.
 
 Examples
 --------
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +56,18 @@ _compilers: dict[str, Compiler] = {}
 
 def options() -> tuple[str, ...]:
     """Compiler options every source is built with."""
-    return ("-std=c++17", f"-I{SOURCE_DIR}")
+    return ("-std=c++17",)
 
 
 def source(name: str) -> str:
-    """The text of source ``name`` (``"scan.cu"``, ``"cells.cu"``)."""
-    return (SOURCE_DIR / name).read_text()
+    """The text of source ``name`` (``"scan.cu"``, ``"cells.cu"``), headers included.
+
+    Each ``#include "header"`` line is replaced by the header's text, so that the
+    compiler needs no include path and CuPy's kernel cache, keyed by the text,
+    sees a change to a header.
+    """
+    text = (SOURCE_DIR / name).read_text()
+    return re.sub(r'^#include "([^"]+)"$', lambda m: source(m.group(1)), text, flags=re.MULTILINE)
 
 
 def register(namespace: str, compiler: Compiler) -> None:
