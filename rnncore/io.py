@@ -55,12 +55,14 @@ from typing import Any
 
 import dask
 import dask.threaded
+import numpy as np
 import xarray as xr
 import zarr
 from dask.base import get_scheduler
 from dask.delayed import Delayed
 from zarr.codecs import BloscCodec
 
+from .backend import to_numpy
 from .chunked import scheduler_slots
 
 __all__ = [
@@ -260,7 +262,7 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: boo
     path = _target(path, overwrite)
     tmp = _sibling(path, "tmp")
     try:
-        _run(ds.to_netcdf(tmp, engine="h5netcdf", compute=False))
+        _run(_on_host(ds).to_netcdf(tmp, engine="h5netcdf", compute=False))
         _install(tmp, path)
     except BaseException:
         _remove(tmp)
@@ -303,10 +305,27 @@ def _aligned_chunks(ds: xr.Dataset, target_bytes: int) -> dict[str, int]:
     return chunks
 
 
-def _for_zarr(ds: xr.Dataset) -> xr.Dataset:
-    """A shallow copy of ``ds`` ready for Zarr format 3: the incomplete marker set,
-    fixed-width strings turned into variable-length ones, floats given the fast codec."""
+def _on_host(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy of ``ds`` whose device (CuPy) arrays come to host memory.
+
+    Dask-backed ones chunk by chunk, as they are written: the file formats take
+    NumPy arrays only.
+    """
     out = ds.copy(deep=False)
+    for name, var in ds.data_vars.items():
+        if var.chunks is None:  # in memory, or loaded whole by the write anyway
+            out[name] = var.copy(data=var.to_numpy())
+        elif not isinstance(var.data._meta, np.ndarray):
+            meta = np.empty((0,) * var.ndim, var.dtype)
+            out[name] = var.copy(data=var.data.map_blocks(to_numpy, meta=meta))
+    return out
+
+
+def _for_zarr(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy of ``ds`` ready for Zarr format 3: on the host, the incomplete
+    marker set, fixed-width strings turned into variable-length ones, floats given the
+    fast codec."""
+    out = _on_host(ds)
     out.attrs = {
         **ds.attrs,
         INCOMPLETE: "set while rnncore.io writes; still here: the write was cut",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from reference import rel_err, scan
 
-from rnncore import CELLS, Model, linear_scan, scan_summary
+from rnncore import CELLS, Model, Readout, linear_scan, scan_summary
 
 cupy = pytest.importorskip("cupy")
 cupyx = pytest.importorskip("cupyx")
@@ -78,3 +78,80 @@ def test_chunked_run_with_cupy_chunks(rng):
     result = run(model, xr.DataArray(data, dims=("series", "time", "feature"))).compute()
     assert isinstance(result.output.data, cupy.ndarray)
     assert rel_err(cupy.asnumpy(result.output.data), expected.output.values) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("cell", "steps", "batch", "hidden", "dtype"),
+    [
+        ("MinGRU", 20_011, 2, 8, np.float32),  # long and narrow: many tiles a series
+        ("QRNN", 300, 700, 64, np.float32),  # wide: several series a block
+        ("MinLSTM", 97, 5, 256, np.float64),  # a series' units span a block
+        ("GRU", 200, 600, 64, np.float32),  # several series a block, weights shared
+        ("LSTM", 50, 3, 192, np.float64),  # weights too large for shared memory
+        ("Elman", 50, 300, 16, np.float64),
+    ],
+)
+def test_cell_kernels_on_gpu_match_the_reference_path(rng, cell, steps, batch, hidden, dtype):
+    from rnncore import kernels
+
+    layer = CELLS[cell].init(3, hidden, seed=1, dtype=dtype)
+    x = rng.normal(size=(steps, batch, 3)).astype(dtype)
+    x[rng.uniform(size=x.shape[:2]) < 0.1] = np.nan
+    readout = Readout(rng.normal(size=(2, hidden)).astype(dtype))
+    with kernels.use("numpy"):
+        for fused in (None, readout):
+            expected = layer.run(x, None, fused)
+            y, state = layer.run(cupy.asarray(x), None, fused)
+            assert isinstance(y, cupy.ndarray)
+            assert rel_err(cupy.asnumpy(y), expected[0]) < TOL[dtype]
+            states = state if isinstance(state, tuple) else (state,)
+            expected_states = expected[1] if isinstance(state, tuple) else (expected[1],)
+            for mine, theirs in zip(states, expected_states, strict=True):
+                assert rel_err(cupy.asnumpy(mine), theirs) < TOL[dtype]
+
+
+def test_mixed_cluster_runs_cupy_chunks_on_the_gpu_worker_only(rng):
+    """One CPU-only worker and one declaring GPU=1: the same result as a CPU-only run."""
+    dask = pytest.importorskip("dask")
+    dask_array = pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+    xr = pytest.importorskip("xarray")
+    from rnncore import run
+
+    model = Model.init("GRU", 1, [16], output_size=1, seed=4)
+    values = rng.normal(size=(64, 300, 1)).astype(np.float32)
+    expected = run(model, xr.DataArray(values, dims=("series", "time", "feature")))
+    workers = {
+        "cpu": {"cls": distributed.Nanny, "options": {"nthreads": 1}},
+        "gpu": {"cls": distributed.Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
+    }
+    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": ":0"}}
+    with (
+        distributed.SpecCluster(workers=workers, scheduler=scheduler) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.wait_for_workers(2)
+        data = dask_array.from_array(values, chunks=(16, 100, 1)).map_blocks(cupy.asarray)
+        result = run(model, xr.DataArray(data, dims=("series", "time", "feature")))
+        with (
+            distributed.get_task_stream(client) as stream,
+            dask.config.set({"optimization.fuse.active": False}),  # keeps annotations
+        ):
+            output = result.output.data.map_blocks(cupy.asnumpy).compute()
+        gpu = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
+    assert {t["worker"] for t in stream.data if "rnncore-run" in str(t["key"])} == {gpu}
+    assert rel_err(output, expected.output.values) < 1e-5
+
+
+def test_cupy_results_are_written_to_zarr_from_the_host(rng, tmp_path):
+    dask_array = pytest.importorskip("dask.array")
+    xr = pytest.importorskip("xarray")
+    from rnncore import io, run
+
+    model = Model.init("MinGRU", 1, [8], output_size=1)
+    values = rng.normal(size=(6, 200, 1)).astype(np.float32)
+    expected = run(model, xr.DataArray(values, dims=("series", "time", "feature")))
+    data = dask_array.from_array(values, chunks=(3, 50, 1)).map_blocks(cupy.asarray)
+    result = run(model, xr.DataArray(data, dims=("series", "time", "feature")))
+    written = io.open_dataset(io.write_zarr(result, tmp_path / "out.zarr"))
+    assert rel_err(written.output.values, expected.output.values) < 1e-5
