@@ -98,17 +98,22 @@ def kernel(xp: ModuleType, source_name: str, expression: str, shared_bytes: int 
     return compiler(source_name, expression, shared_bytes)
 
 
-@functools.cache
 def _cupy_kernel(source_name: str, expression: str, shared_bytes: int) -> Launch:
+    function = _cupy_function(source_name, expression)
+    # above the default 48 KiB, a kernel's blocks must opt in to their shared memory
+    if shared_bytes > max(48 * 1024, function.max_dynamic_shared_size_bytes):
+        function.max_dynamic_shared_size_bytes = shared_bytes
+    return function
+
+
+@functools.cache
+def _cupy_function(source_name: str, expression: str) -> Any:
     import cupy
 
     module = cupy.RawModule(
         code=source(source_name), options=options(), name_expressions=[expression]
     )
-    function = module.get_function(expression)
-    if shared_bytes > 48 * 1024:  # above the default, blocks must opt in
-        function.max_dynamic_shared_size_bytes = shared_bytes
-    return function
+    return module.get_function(expression)
 
 
 @dataclass(frozen=True)

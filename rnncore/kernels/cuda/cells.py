@@ -93,9 +93,8 @@ def summary(cell: LinearStateCell, x: Any) -> tuple[Any, Any]:
     shape = (x.shape[1], cell.hidden_size)
     big_a, big_b = xp.ones(shape, x.dtype), xp.zeros(shape, x.dtype)
     if x.shape[0]:
-        _linear(
-            xp, cell, x, big_b, big_b[:0], big_b[:0], big_b[:0], big_b[:0], big_a, big_b, _SUMMARY
-        )
+        zeros, unused = xp.zeros_like(big_b), big_b[:0]
+        _linear(xp, cell, x, zeros, unused, unused, unused, unused, big_a, big_b, _SUMMARY)
     return big_a, big_b
 
 
