@@ -1,126 +1,149 @@
 """GPU benchmark: rnncore on CuPy beside its peers, measured side by side in one run.
 
 Run on a GPU machine (``scripts/gpu_check.sh`` does): ``python -m benchmarks.gpu [--quick]``.
-Every row is a ratio against a peer measured in the same process: the device-copy
-bandwidth floor and ``jax.lax.associative_scan`` for the scan, cuDNN through
-``torch.nn.GRU``/``LSTM`` for the cells. Times are medians of CUDA-event timings after
-a warm-up. Peers that are not installed are skipped with a note.
+Every row is a ratio against a peer measured in the same process, in alternation
+(:func:`benchmarks.run.side_by_side`), each call ending with a device synchronise:
+the device-copy bandwidth floor and ``jax.lax.associative_scan`` for the scan, cuDNN
+through ``torch.nn.GRU``/``LSTM`` for the cells. Peers that are not installed are
+reported as absent. Prints the same markdown table as :mod:`benchmarks.run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections.abc import Callable
+from pathlib import Path
 
 import cupy
 
 from rnncore import Model, linear_scan
 
+from .run import Row, meets, side_by_side, table
 
-def gpu_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Median seconds of ``fn`` on the current stream, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
+REPEATS = 7
+
+
+def synced(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` followed by a synchronise of the whole device (every stream, every library)."""
+
+    def call() -> None:
         fn()
-        stop.record()
-        stop.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
-    return statistics.median(times)
+        cupy.cuda.runtime.deviceSynchronize()
+
+    return call
 
 
-def scan_rows(shapes: list[tuple[int, int]]) -> list[dict]:
-    rows = []
-    for steps, width in shapes:
-        rng = cupy.random.default_rng(0)
-        a = rng.uniform(0.5, 1.0, (steps, width), dtype=cupy.float32)
-        b = rng.standard_normal((steps, width), dtype=cupy.float32)
-        out = cupy.empty_like(b)
-        elements = steps * width
-        ours = elements / gpu_time(lambda: linear_scan(a, b))  # noqa: B023
-        copy_rate = 2 * a.nbytes / gpu_time(lambda: cupy.copyto(out, b))  # noqa: B023
-        floor = copy_rate / 12  # a scan reads a and b and writes h: 12 bytes an element
-        row = {
-            "row": f"linear_scan {steps}x{width}",
-            "ours (G el/s)": ours / 1e9,
-            "floor (G el/s)": floor / 1e9,
-            "vs floor": ours / floor,
-            "target": "0.8",
+def scan_rows(steps: int, width: int) -> list[Row]:
+    """``linear_scan`` float32 against the device-copy floor and JAX's associative scan."""
+    rng = cupy.random.default_rng(0)
+    a = rng.uniform(0.5, 1.0, (steps, width), dtype=cupy.float32)
+    b = rng.standard_normal((steps, width), dtype=cupy.float32)
+    h, out = cupy.empty_like(b), cupy.empty_like(b)
+    ours, copy = side_by_side(
+        synced(lambda: linear_scan(a, b, out=h)),
+        synced(lambda: cupy.copyto(out, b)),
+        repeats=REPEATS,
+    )
+    size, shapes = steps * width, f"T={steps} x N={width} float32"
+    # a copy moves 8 bytes an element, a scan 12 (reads a and b, writes h)
+    floor = copy * 12 / 8
+    rows: list[Row] = [
+        {
+            "row": "linear_scan / device-copy floor",
+            "shapes": shapes,
+            "ours": f"{size / ours / 1e9:.1f} G el/s",
+            "peer": f"{size / floor / 1e9:.1f} G el/s",
+            "ratio": floor / ours,
+            "target": ">= 0.8",
         }
-        try:
-            import jax
-            import jax.numpy as jnp
+    ]
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        peer, ratio = "jax absent", None
+    else:
+        ja, jb = jnp.asarray(cupy.asnumpy(a)), jnp.asarray(cupy.asnumpy(b))
 
-            ja, jb = jnp.asarray(cupy.asnumpy(a)), jnp.asarray(cupy.asnumpy(b))
+        def combine(x: tuple, y: tuple) -> tuple:
+            return y[0] * x[0], y[0] * x[1] + y[1]
 
-            def combine(x, y):
-                return y[0] * x[0], y[0] * x[1] + y[1]
-
-            fn = jax.jit(lambda p, q: jax.lax.associative_scan(combine, (p, q))[1])
-            fn(ja, jb).block_until_ready()
-            jax_time = gpu_time(lambda: fn(ja, jb).block_until_ready())  # noqa: B023
-            row["vs jax.associative_scan"] = ours / (elements / jax_time)
-        except ImportError:
-            row["vs jax.associative_scan"] = "jax not installed"
-        rows.append(row)
+        scan = jax.jit(lambda p, q: jax.lax.associative_scan(combine, (p, q))[1])
+        ours, theirs = side_by_side(
+            synced(lambda: linear_scan(a, b, out=h)),
+            synced(lambda: scan(ja, jb).block_until_ready()),
+            repeats=REPEATS,
+        )
+        peer, ratio = f"{size / theirs / 1e9:.1f} G el/s", theirs / ours
+    rows.append(
+        {
+            "row": "linear_scan / jax.lax.associative_scan",
+            "shapes": shapes,
+            "ours": f"{size / ours / 1e9:.1f} G el/s",
+            "peer": peer,
+            "ratio": ratio,
+            "target": "-",
+        }
+    )
     return rows
 
 
-def cell_rows(batch: int, steps: int, hidden: int) -> list[dict]:
+def cell_rows(batch: int, steps: int, hidden: int) -> list[Row]:
+    """Models with readout against cuDNN layers of the same shapes (F=1)."""
+    shapes = f"F=1 H={hidden} B={batch} T={steps} float32"
+    cells = {"MinGRU": ("GRU", ">= 20"), "QRNN": ("GRU", "-"), "GRU": ("GRU", ">= 1.0"),
+             "LSTM": ("LSTM", ">= 1.0")}  # fmt: skip
     try:
         import torch
     except ImportError:
-        return [{"row": "cells", "note": "torch not installed: cuDNN rows skipped"}]
-    rows = []
+        return [
+            {"row": f"{c} / cuDNN {p}", "shapes": shapes, "ours": "-", "peer": "torch absent",
+             "ratio": None, "target": t}
+            for c, (p, t) in cells.items()
+        ]  # fmt: skip
     x = cupy.random.default_rng(0).standard_normal((steps, batch, 1), dtype=cupy.float32)
-    xt = torch.as_tensor(x, device="cuda")
-    series_steps = batch * steps
-    for ours_name, peer_name in (
-        ("MinGRU", "GRU"),
-        ("QRNN", "GRU"),
-        ("GRU", "GRU"),
-        ("LSTM", "LSTM"),
-    ):
-        model = Model.init(ours_name, 1, [hidden], output_size=1)
+    x_torch = torch.as_tensor(x, device="cuda")
+    rows: list[Row] = []
+    for cell, (peer_name, target) in cells.items():
+        model = Model.init(cell, 1, [hidden], output_size=1)
         peer = getattr(torch.nn, peer_name)(1, hidden).cuda()
-        with torch.no_grad():
-            peer_time = gpu_time(lambda: peer(xt))  # noqa: B023
-        ours_time = gpu_time(lambda: model(x))  # noqa: B023
-        target = "20" if ours_name in ("MinGRU",) else "1.0"
+
+        def theirs(peer: torch.nn.Module = peer) -> None:
+            with torch.no_grad():
+                peer(x_torch)
+
+        ours, peer_time = side_by_side(
+            synced(lambda model=model: model(x)), synced(theirs), repeats=REPEATS
+        )
         rows.append(
             {
-                "row": f"{ours_name} F=1 H={hidden} B={batch} T={steps}",
-                "ours (M series-steps/s)": series_steps / ours_time / 1e6,
-                f"cuDNN {peer_name} (M/s)": series_steps / peer_time / 1e6,
-                "ratio": peer_time / ours_time,
+                "row": f"{cell} / cuDNN {peer_name}",
+                "shapes": shapes,
+                "ours": f"{batch * steps / ours / 1e6:.0f} M series-steps/s",
+                "peer": f"{batch * steps / peer_time / 1e6:.0f} M series-steps/s",
+                "ratio": peer_time / ours,
                 "target": target,
             }
         )
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller shapes")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+def main(argv: list[str] | None = None) -> list[Row]:
+    """Run the rows, print the table, write JSON if asked; return the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller shapes, a fast check")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     scale = 8 if args.quick else 1
-    rows = scan_rows([(4096, 65536 // scale), (2**20 // scale, 512)])
+    rows = scan_rows(4096, 65536 // scale) + scan_rows(2**20 // scale, 512)
     rows += cell_rows(1024, 4096 // scale, 64)
-    print(f"device: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}")
-    for row in rows:
-        print(
-            " | ".join(
-                f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
-            )
-        )
+    device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    print(f"device: {device}\n\n{table(rows)}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2, default=str)
+        results = [{**r, "met": meets(r["ratio"], r["target"])} for r in rows]
+        args.json.write_text(json.dumps({"device": device, "rows": results}, indent=2))
+    return rows
 
 
 if __name__ == "__main__":
