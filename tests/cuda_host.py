@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +34,8 @@ _SCALARS = {
 }
 # Blocks run at once: enough for tiles to find predecessors still running.
 CONCURRENT_BLOCKS = 3
+# Macros defined for the sources (NAME=VALUE), as with nvcc's -D.
+DEFINES: tuple[str, ...] = ()
 
 
 def available() -> bool:
@@ -41,22 +44,26 @@ def available() -> bool:
 
 
 @functools.cache
-def _library(source_name: str, expressions: tuple[str, ...]) -> ctypes.CDLL:
+def _library(
+    source_name: str, expressions: tuple[str, ...], defines: tuple[str, ...]
+) -> ctypes.CDLL:
     wrappers = "".join(
         f'extern "C" void rnn_launch_{i}(unsigned gx, unsigned bx, std::size_t shared, '
         f"void** args, unsigned concurrent) {{ rnn_host::launch(&{e}, dim3{{gx}}, dim3{{bx}}, "
         f"shared, args, concurrent); }}\n"
         for i, e in enumerate(expressions)
     )
-    code = '#include "cuda_host.h"\n' + cuda.source(source_name) + wrappers
+    macros = "".join(f"#define {d.replace('=', ' ', 1)}\n" for d in defines)
+    code = f'{macros}#include "cuda_host.h"\n{cuda.source(source_name)}{wrappers}'
     text = code + (HERE / "cuda_host.h").read_text()
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     library = _BUILD / f"{Path(source_name).stem}-{key}.so"
     if not library.exists():
         _BUILD.mkdir(exist_ok=True)
-        wrapper = _BUILD / f"{key}.cpp"
+        # other processes may be building it too: each writes its own files
+        wrapper = _BUILD / f"{key}.{os.getpid()}.cpp"
         wrapper.write_text(code)
-        partial = library.with_suffix(".partial")
+        partial = library.with_suffix(f".{os.getpid()}.partial")
         subprocess.run(
             [
                 "g++",
@@ -66,7 +73,6 @@ def _library(source_name: str, expressions: tuple[str, ...]) -> ctypes.CDLL:
                 "-fPIC",
                 "-pthread",
                 f"-I{HERE}",
-                f"-I{cuda.SOURCE_DIR}",
                 "-o",
                 str(partial),
                 str(wrapper),
@@ -81,7 +87,7 @@ def host_compiler(source_name: str, expression: str, shared_bytes: int) -> Any:
     """A launcher of ``expression`` from ``source_name``, run on the CPU."""
     expressions = tuple(cuda.expressions()[source_name])
     function = getattr(
-        _library(source_name, expressions), f"rnn_launch_{expressions.index(expression)}"
+        _library(source_name, expressions, DEFINES), f"rnn_launch_{expressions.index(expression)}"
     )
 
     def launch(

@@ -12,6 +12,7 @@ import math
 import shutil
 import subprocess
 
+import cuda_host
 import numpy as np
 import pytest
 from cuda_host import available, host_compiler
@@ -124,6 +125,20 @@ def test_long_narrow_scan_spreads_over_many_tiles(rng, dtype):
     assert rel_err(out[0], scan(a[0], b[0], np.ones(1, dtype))) < TOL[np.dtype(dtype)]
 
 
+@pytest.mark.parametrize("window", [32, 2])
+def test_scan_with_many_tiles_in_flight(rng, monkeypatch, window):
+    # 50 tiles of one chain, 16 running at once: look-backs find predecessors holding
+    # only their own maps, and with a window of 2 tiles go on to earlier windows
+    monkeypatch.setattr(cuda_host, "CONCURRENT_BLOCKS", 16)
+    monkeypatch.setattr(cuda_host, "DEFINES", (f"RNN_LOOK_BACK={window}",))
+    plan = cuda.tile_plan(32, 64 * 50, 8)
+    assert (plan.n_tiles, plan.n_chains(32)) == (50, 1)
+    a = rng.uniform(0.9, 1.0, (1, 64 * 50, 32))
+    b = rng.normal(size=a.shape)
+    h = cuda_scan.scan_blocks(a, b, np.zeros((1, 32)))
+    assert rel_err(h[0], scan(a[0], b[0])) < 1e-12
+
+
 def test_scan_of_broadcast_decays_and_empty_blocks(rng):
     b = rng.normal(size=(2, 50, 3))
     h = cuda_scan.scan_blocks(np.float64(0.5), b, np.zeros((2, 3)))
@@ -171,6 +186,25 @@ def test_cells_match_the_reference_path(name, shape, dtype, with_readout, data):
     assert_close(cuda_cells.run(cell, x, h0, readout), expected, dtype)
 
 
+@pytest.mark.parametrize("name", LINEAR + NONLINEAR)
+def test_cells_of_no_series(name):
+    cell = CELLS[name].init(2, 3, dtype="float32")
+    x = np.zeros((5, 0, 2), np.float32)
+    h0 = cell.prepare_state(np, None, 0, x.dtype)
+    assert_close(cuda_cells.run(cell, x, h0, None), reference(cell.run, x, h0), np.float32)
+    if name in LINEAR:
+        assert_close(cuda_cells.summary(cell, x), reference(cell.summary, x), np.float32)
+
+
+def test_fortran_ordered_readout_weights(rng):
+    cell = CELLS["MinGRU"].init(1, 4, seed=0, dtype="float64")
+    readout = Readout(np.asfortranarray(rng.normal(size=(3, 4))))
+    x = inputs(rng, 20, 3, 1, np.float64)
+    h0 = cell.prepare_state(np, None, 3, x.dtype)
+    expected = reference(cell.run, x, h0, readout)
+    assert_close(cuda_cells.run(cell, x, h0, readout), expected, np.float64)
+
+
 @given(st.sampled_from(LINEAR), CELL_SHAPES, DTYPES, st.data())
 def test_linear_cell_maps_and_summaries_match_the_reference_path(name, shape, dtype, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
@@ -195,6 +229,7 @@ def test_nonlinear_blocks_of_several_series(rng, name, batch):
 
 @pytest.mark.parametrize("name", NONLINEAR)
 def test_nonlinear_weights_too_large_for_shared_memory_are_read_from_memory(rng, name):
+    # and more gate rows than threads (GRU: 576 rows, 256 threads)
     cell = CELLS[name].init(1, 192, seed=0, dtype="float64")  # GRU: 864 KiB of weights
     x = inputs(rng, 3, 2, 1, np.float64)
     h0 = cell.prepare_state(np, None, 2, np.dtype(np.float64))
@@ -202,8 +237,8 @@ def test_nonlinear_weights_too_large_for_shared_memory_are_read_from_memory(rng,
 
 
 def test_supports_cells_whose_units_fit_one_block():
-    assert cuda_cells.supports(CELLS["MinGRU"].init(1, 1024))
-    assert not cuda_cells.supports(CELLS["MinGRU"].init(1, 1025))
+    assert cuda_cells.supports(CELLS["MinGRU"].init(1, 256))
+    assert not cuda_cells.supports(CELLS["LSTM"].init(1, 257))
     assert kernels.cell_kernels(np, CELLS["GRU"].init(1, 4)) is kernels.cells
     with kernels.use("numpy"):
         assert kernels.cell_kernels(np, CELLS["GRU"].init(1, 4)) is None

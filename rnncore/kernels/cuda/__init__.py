@@ -30,6 +30,7 @@ from typing import Any
 __all__ = [
     "SOURCE_DIR",
     "TilePlan",
+    "device_limits",
     "expressions",
     "kernel",
     "options",
@@ -48,6 +49,8 @@ CTYPES = {"float32": "float", "float64": "double"}
 # Threads per block of the tile scan, and steps each thread holds in registers.
 _TILE_THREADS = 256
 _STEPS_PER_THREAD = {4: 16, 8: 8}
+# Predecessors a look-back step reads at once (RNN_LOOK_BACK in common.cuh).
+_LOOK_BACK = 32
 
 Launch = Callable[..., None]
 Compiler = Callable[[str, str, int], Launch]
@@ -99,7 +102,9 @@ def kernel(xp: ModuleType, source_name: str, expression: str, shared_bytes: int 
 
 
 def _cupy_kernel(source_name: str, expression: str, shared_bytes: int) -> Launch:
-    function = _cupy_function(source_name, expression)
+    import cupy
+
+    function = _cupy_function(source_name, expression, cupy.cuda.Device().id)
     # above the default 48 KiB, a kernel's blocks must opt in to their shared memory
     if shared_bytes > max(48 * 1024, function.max_dynamic_shared_size_bytes):
         function.max_dynamic_shared_size_bytes = shared_bytes
@@ -107,13 +112,33 @@ def _cupy_kernel(source_name: str, expression: str, shared_bytes: int) -> Launch
 
 
 @functools.cache
-def _cupy_function(source_name: str, expression: str) -> Any:
+def _cupy_function(source_name: str, expression: str, device: int) -> Any:
+    """The kernel, loaded on GPU ``device`` (the current one)."""
     import cupy
 
     module = cupy.RawModule(
         code=source(source_name), options=options(), name_expressions=[expression]
     )
     return module.get_function(expression)
+
+
+def device_limits(xp: ModuleType) -> tuple[int, int]:
+    """Multiprocessors of the current GPU and the shared memory a block may opt in to.
+
+    For CuPy, read from the device; for other arrays (the tests' CPU emulation), an
+    H100's: 132 and 227 KiB.
+    """
+    if xp.__name__ != "cupy":
+        return 132, 227 * 1024
+    return _cupy_limits(xp.cuda.Device().id)
+
+
+@functools.cache
+def _cupy_limits(device: int) -> tuple[int, int]:
+    import cupy
+
+    attributes = cupy.cuda.Device(device).attributes
+    return attributes["MultiProcessorCount"], attributes["MaxSharedMemoryPerBlockOptin"]
 
 
 @dataclass(frozen=True)
@@ -179,8 +204,12 @@ def tile_plan(
 
 
 def tile_shared_bytes(plan: TilePlan, itemsize: int) -> int:
-    """Shared memory of the tile scan, rounded up to 16 bytes: what follows may be any type."""
-    used = (2 * plan.groups + 1) * plan.cols * itemsize + 4
+    """Shared memory of the tile scan, rounded up to 16 bytes: what follows may be any type.
+
+    As ``after_tile`` in ``common.cuh``: ``2 * groups + 1`` values per column and the
+    look-back's flags.
+    """
+    used = (2 * plan.groups + 1) * plan.cols * itemsize + 4 * _LOOK_BACK
     return -(-used // 16) * 16
 
 

@@ -122,8 +122,7 @@ __global__ void linear_cell(const T* __restrict__ x, const T* __restrict__ w,
     }
     // Readout: the tile's outputs go through shared memory, one row per step.
     int groups = blockDim.x / cols, rows = groups * K;
-    T* tile_out = reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(t.part) +
-                                       ((2 * groups + 1) * cols * sizeof(T) + 4 + 15) / 16 * 16);
+    T* tile_out = reinterpret_cast<T*>(after_tile<T>(shared, cols));
     #pragma unroll
     for (int k = 0; k < K; ++k)
         tile_out[(t.group * K + k) * cols + t.col] = missing[k] ? rnn_nan(T(0)) : gate[k] * states[k];

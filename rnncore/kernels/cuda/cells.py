@@ -19,7 +19,15 @@ import numpy as np
 
 from ...backend import namespace
 from .. import KINDS
-from . import CTYPES, dtype_name, kernel, look_back_scratch, tile_plan, tile_shared_bytes
+from . import (
+    CTYPES,
+    device_limits,
+    dtype_name,
+    kernel,
+    look_back_scratch,
+    tile_plan,
+    tile_shared_bytes,
+)
 
 if TYPE_CHECKING:
     from ...cells import Cell, LinearStateCell
@@ -30,21 +38,22 @@ __all__ = ["emit", "expressions", "run", "summary", "supports", "transition"]
 _SOURCE = "cells.cu"
 _NONLINEAR = KINDS["elman"]
 _WRITE_Y, _SUMMARY, _FINAL, _READOUT = 1, 2, 4, 8
-# Threads of a block at most; series a nonlinear block may step together.
-_MAX_THREADS = 1024
+# Hidden units at most: a linear cell's block holds a whole series' units, one
+# thread each, and 256 threads of any of these kernels fit a multiprocessor's
+# registers (the most is 140 a thread).
+_MAX_HIDDEN = 256
+# Threads of a nonlinear block (they stride over the gate rows); series it may step
+# together.
+_NONLINEAR_THREADS = 256
 _SERIES_PER_BLOCK = (8, 4, 2, 1)
-# Blocks a nonlinear launch aims for at least (one per multiprocessor of an H100),
-# and the shared memory a block may opt in to there.
-_TARGET_BLOCKS = 132
 # Steps per thread of a linear cell's tile: gates take registers beside the maps
 # (QRNN: 91 registers at 8 steps in float32, 142 at 16).
 _STEPS_PER_THREAD = 8
-_MAX_SHARED = 227 * 1024
 
 
 def supports(cell: Cell) -> bool:
-    """True when the kernels here run ``cell``: a whole series' units fit a block."""
-    return cell.kernel in KINDS and cell.hidden_size <= _MAX_THREADS
+    """True when the kernels here run ``cell``: at most 256 hidden units."""
+    return cell.kernel in KINDS and cell.hidden_size <= _MAX_HIDDEN
 
 
 def expressions() -> list[str]:
@@ -75,13 +84,14 @@ def run(cell: Cell, x: Any, state: Any, readout: Readout | None) -> tuple[Any, A
     outputs = hidden if readout is None else readout.output_size
     y = xp.empty((steps, batch, outputs), x.dtype)
     c = xp.empty((batch, hidden), x.dtype)
-    if steps == 0:
+    if steps == 0 or batch == 0:
         c[...] = state
         return y, c
     if readout is None:
         ro_w, ro_b, mode = y[:0], y[:0], _WRITE_Y | _FINAL
     else:
-        (ro_w, ro_b), mode = readout.arrays(xp, x.dtype), _WRITE_Y | _FINAL | _READOUT
+        ro_w, ro_b = (xp.ascontiguousarray(v) for v in readout.arrays(xp, x.dtype))
+        mode = _WRITE_Y | _FINAL | _READOUT
     _linear(xp, cell, x, xp.ascontiguousarray(state), ro_w, ro_b, y, c, c[:0], c[:0], mode)
     return y, c
 
@@ -92,7 +102,7 @@ def summary(cell: LinearStateCell, x: Any) -> tuple[Any, Any]:
     x = xp.ascontiguousarray(x)
     shape = (x.shape[1], cell.hidden_size)
     big_a, big_b = xp.ones(shape, x.dtype), xp.zeros(shape, x.dtype)
-    if x.shape[0]:
+    if x.shape[0] and x.shape[1]:
         zeros, unused = xp.zeros_like(big_b), big_b[:0]
         _linear(xp, cell, x, zeros, unused, unused, unused, unused, big_a, big_b, _SUMMARY)
     return big_a, big_b
@@ -211,11 +221,22 @@ def _nonlinear(xp: Any, cell: Cell, x: Any, state: Any) -> tuple[Any, Any]:
         return y, ((h, c) if isinstance(state, tuple) else h)
     p = cell.params_for(xp, x.dtype)
     rows = p["weight_hh"].shape[0]
-    sb = next((s for s in _SERIES_PER_BLOCK if -(-batch // s) >= _TARGET_BLOCKS), 1)
-    scratch = (2 * sb * hidden + 2 * sb * rows) * itemsize + 4 * sb
+    multiprocessors, max_shared = device_limits(xp)
+
+    def scratch(sb: int) -> int:  # states, gate rows and missing flags of sb series
+        return (2 * sb * hidden + 2 * sb * rows) * itemsize + 4 * sb
+
+    sb = next(
+        (
+            s
+            for s in _SERIES_PER_BLOCK
+            if -(-batch // s) >= multiprocessors and scratch(s) <= max_shared
+        ),
+        1,
+    )
     weights = hidden * rows * itemsize
-    w_shared = scratch + weights <= _MAX_SHARED
-    shared = scratch + (weights if w_shared else 0)
+    w_shared = scratch(sb) + weights <= max_shared
+    shared = scratch(sb) + (weights if w_shared else 0)
     expression = f"nonlinear_cell<{dtype_name(x)}, {KINDS[cell.kernel]}, {sb}>"
     args = (
         x,
@@ -232,7 +253,7 @@ def _nonlinear(xp: Any, cell: Cell, x: Any, state: Any) -> tuple[Any, Any]:
         np.int32(hidden),
         np.int32(w_shared),
     )
-    threads = min(_MAX_THREADS, -(-rows // 32) * 32)
+    threads = min(_NONLINEAR_THREADS, -(-rows // 32) * 32)
     launch = kernel(xp, _SOURCE, expression, shared)
     launch((-(-batch // sb),), (threads,), args, shared_mem=shared)
     return y, ((h, c) if isinstance(state, tuple) else h)

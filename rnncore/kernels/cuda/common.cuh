@@ -8,7 +8,7 @@
 // affine maps in shared memory, and the tile finds the map of everything before it
 // by a decoupled look-back (Merrill and Garland, 2016) over its predecessors in the
 // chain, which publish their own map (flag 1) and then the map from the chain's
-// start (flag 2). Inputs are read once and outputs written once, and long, narrow
+// start (flag 2), a window of predecessors at a time. Inputs are read once and outputs written once, and long, narrow
 // inputs spread over the whole GPU. Tiles take work ids in launch order from an
 // atomic counter, time-major, so every tile waited on has started: no deadlock.
 //
@@ -99,11 +99,24 @@ struct Tile {
     int group;        // this thread's group of K steps within the tile
     Affine<T>* part;  // groups * cols maps (shared)
     T* entry;         // cols states (shared)
-    int* flag;        // one int (shared)
+    int* flag;        // RNN_LOOK_BACK ints (shared)
 };
 
-// The tile scan's shared memory, (2 * groups + 1) * cols values and an int, is laid
-// out from `shared`; rnncore.kernels.cuda_source.tile_shared_bytes gives its size.
+// Predecessors whose flags one step of the look-back reads at once (a warp's worth;
+// the tests also build smaller windows, to cross them often).
+#ifndef RNN_LOOK_BACK
+#define RNN_LOOK_BACK 32
+#endif
+
+// The tile scan's shared memory, (2 * groups + 1) * cols values and RNN_LOOK_BACK
+// ints, is laid out from `shared`; what follows it starts 16-byte aligned here.
+// rnncore.kernels.cuda.tile_shared_bytes gives the same size.
+template <typename T>
+__device__ __forceinline__ unsigned char* after_tile(unsigned char* shared, int cols) {
+    int groups = blockDim.x / cols;
+    long long used = (2LL * groups + 1) * cols * sizeof(T) + 4 * RNN_LOOK_BACK;
+    return shared + (used + 15) / 16 * 16;
+}
 
 // Take the next tile in launch order. Every thread of the block calls it.
 template <typename T>
@@ -138,38 +151,58 @@ __device__ void publish(const LookBack<T>& lb, const Tile<T>& t, Affine<T> m, in
         T* slot = lb.maps + ((id * 2 + what) * lb.cols + t.col) * 2;
         slot[0] = m.a;
         slot[1] = m.b;
-        __threadfence();
     }
     __syncthreads();
-    if (threadIdx.x == 0) atomicExch(&lb.flags[id], what + 1);
+    if (threadIdx.x == 0) {  // the fence orders the block's stores, seen at the barrier,
+        __threadfence();     // before the flag
+        atomicExch(&lb.flags[id], what + 1);
+    }
 }
 
-// The map from the chain's start to this tile's entry, found by looking back.
-// Valid in the threads of group 0; identity for the chain's first tile.
+// The map from the chain's start to this tile's entry, found by looking back over
+// windows of RNN_LOOK_BACK predecessors: the first warp waits for each to publish a
+// map, every group of threads composes its share of the window up to the nearest
+// map from the chain's start, and group 0 joins the shares. Valid in the threads of
+// group 0; identity for the chain's first tile. Uses `part` as scratch.
 template <typename T>
 __device__ Affine<T> look_back(const LookBack<T>& lb, const Tile<T>& t) {
+    int groups = blockDim.x / lb.cols;
+    int share = (RNN_LOOK_BACK + groups - 1) / groups;
     Affine<T> before = identity_map<T>();
-    for (long long q = t.tile - 1; q >= 0; --q) {
-        long long id = q * lb.n_chains + t.chain;
-        if (threadIdx.x == 0) {
+    for (long long end = t.tile; end > 0;) {  // the window: tiles end - n .. end - 1
+        int n = end < RNN_LOOK_BACK ? (int)end : RNN_LOOK_BACK;
+        if (threadIdx.x < n) {  // position i is tile end - 1 - i
+            const int* flag = &lb.flags[(end - 1 - threadIdx.x) * lb.n_chains + t.chain];
             int f;
-            do {
-                f = load_volatile(&lb.flags[id]);
-            } while (f == 0);
-            __threadfence();
-            t.flag[0] = f;
+            while ((f = load_volatile(flag)) == 0) __nanosleep(32);
+            t.flag[threadIdx.x] = f;
         }
+        __threadfence();
         __syncthreads();
-        int f = t.flag[0];
-        if (t.group == 0) {
-            const T* slot = lb.maps + ((id * 2 + (f - 1)) * lb.cols + t.col) * 2;
+        int stop = n;  // the nearest position holding a map from the chain's start
+        for (int i = 0; i < n && stop == n; ++i)
+            if (t.flag[i] == 2) stop = i;
+        int lo = t.group * share, hi = stop < n ? stop + 1 : n;
+        if (hi > lo + share) hi = lo + share;
+        Affine<T> mine = identity_map<T>();
+        for (int i = hi - 1; i >= lo; --i) {  // oldest first
+            long long id = (end - 1 - i) * lb.n_chains + t.chain;
+            const T* slot = lb.maps + ((id * 2 + t.flag[i] - 1) * lb.cols + t.col) * 2;
             Affine<T> m;
             m.a = load_volatile(slot);
             m.b = load_volatile(slot + 1);
-            before = compose(m, before);
+            mine = compose(mine, m);
+        }
+        t.part[t.group * lb.cols + t.col] = mine;
+        __syncthreads();
+        if (t.group == 0) {
+            Affine<T> window = identity_map<T>();
+            for (int g = groups - 1; g >= 0; --g) window = compose(window, t.part[g * lb.cols + t.col]);
+            before = compose(window, before);
         }
         __syncthreads();
-        if (f == 2) break;
+        if (stop < n) break;
+        end -= n;
     }
     return before;
 }
@@ -205,6 +238,9 @@ __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T
         __syncthreads();
     }
     Affine<T> own = t.part[(groups - 1) * lb.cols + t.col];
+    Affine<T> prefix = identity_map<T>();  // of the groups before this thread's
+    if (t.group > 0) prefix = t.part[(t.group - 1) * lb.cols + t.col];
+    __syncthreads();  // `part` is the look-back's now
     if (t.tile > 0) publish(lb, t, own, 0);
     Affine<T> before = look_back(lb, t);
     Affine<T> upto = compose(before, own);
@@ -212,10 +248,7 @@ __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T
     if (t.group == 0) t.entry[t.col] = before.a * entry + before.b;
     __syncthreads();
     T state = t.entry[t.col];
-    if (t.group > 0) {
-        Affine<T> prefix = t.part[(t.group - 1) * lb.cols + t.col];
-        state = prefix.a * state + prefix.b;
-    }
+    state = prefix.a * state + prefix.b;
     #pragma unroll
     for (int k = 0; k < K; ++k) {
         state = steps[k].a * state + steps[k].b;
