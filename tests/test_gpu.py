@@ -66,18 +66,22 @@ def test_models_on_gpu_equal_cpu(rng, cell):
     assert rel_err(cupy.asnumpy(y_gpu), y_cpu) < 1e-12
 
 
-def test_chunked_run_with_cupy_chunks(rng):
+def test_chunked_run_with_cupy_chunks(rng, tmp_path):
     dask_array = pytest.importorskip("dask.array")
     xr = pytest.importorskip("xarray")
-    from rnncore import run
+    from rnncore import io, run
 
     model = Model.init("MinGRU", 1, [8], output_size=1)
     values = rng.normal(size=(6, 200, 1)).astype(np.float32)
     expected = run(model, xr.DataArray(values, dims=("series", "time", "feature")))
     data = dask_array.from_array(values, chunks=(3, 50, 1)).map_blocks(cupy.asarray)
-    result = run(model, xr.DataArray(data, dims=("series", "time", "feature"))).compute()
-    assert isinstance(result.output.data, cupy.ndarray)
-    assert rel_err(cupy.asnumpy(result.output.data), expected.output.values) < 1e-5
+    result = run(model, xr.DataArray(data, dims=("series", "time", "feature")))
+    computed = result.compute()
+    assert isinstance(computed.output.data, cupy.ndarray)
+    assert rel_err(cupy.asnumpy(computed.output.data), expected.output.values) < 1e-5
+    # written from the host, chunk by chunk
+    written = io.open_dataset(io.write_zarr(result, tmp_path / "out.zarr"))
+    assert rel_err(written.output.values, expected.output.values) < 1e-5
 
 
 @pytest.mark.parametrize(
@@ -141,17 +145,3 @@ def test_mixed_cluster_runs_cupy_chunks_on_the_gpu_worker_only(rng):
         gpu = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
     assert {t["worker"] for t in stream.data if "rnncore-run" in str(t["key"])} == {gpu}
     assert rel_err(output, expected.output.values) < 1e-5
-
-
-def test_cupy_results_are_written_to_zarr_from_the_host(rng, tmp_path):
-    dask_array = pytest.importorskip("dask.array")
-    xr = pytest.importorskip("xarray")
-    from rnncore import io, run
-
-    model = Model.init("MinGRU", 1, [8], output_size=1)
-    values = rng.normal(size=(6, 200, 1)).astype(np.float32)
-    expected = run(model, xr.DataArray(values, dims=("series", "time", "feature")))
-    data = dask_array.from_array(values, chunks=(3, 50, 1)).map_blocks(cupy.asarray)
-    result = run(model, xr.DataArray(data, dims=("series", "time", "feature")))
-    written = io.open_dataset(io.write_zarr(result, tmp_path / "out.zarr"))
-    assert rel_err(written.output.values, expected.output.values) < 1e-5

@@ -8,29 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import rel_err
+from reference_path import DTYPES, TOL, assert_close, reference
 
 from rnncore import CELLS, Model, Readout, kernels, linear_scan, scan_summary
-
-TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-DTYPES = st.sampled_from([np.float32, np.float64])
-
-
-def reference(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` on the reference (vectorised NumPy) path."""
-    with kernels.use("numpy"):
-        return fn(*args, **kwargs)
-
-
-def assert_close(actual, expected, dtype):
-    """Same shapes, dtype and NaNs; values within the dtype's tolerance (tuples pairwise)."""
-    if isinstance(expected, tuple):
-        for mine, theirs in zip(actual, expected, strict=True):
-            assert_close(mine, theirs, dtype)
-        return
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype == dtype
-    assert rel_err(actual, expected) < TOL[np.dtype(dtype)]
-
 
 # -- the switch -------------------------------------------------------------------------
 

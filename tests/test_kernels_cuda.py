@@ -3,8 +3,9 @@
 - The sources compile for a Hopper GPU (sm_90) with CUDA's own compiler, with no
   register spills, wherever ``nvcc`` is installed.
 - The glue and kernels run unchanged on NumPy arrays through ``cuda_host`` (each
-  CUDA thread a host thread) and match the float64 reference within the library's
-  tolerances, on random shapes, gaps and states, so their logic is checked here.
+  CUDA thread a host thread) and match the sequential float64 scan and the
+  reference path within the library's tolerances, on random shapes, gaps and
+  states, so their logic is checked here.
   ``tests/test_gpu.py`` repeats the checks on a real GPU.
 """
 
@@ -19,6 +20,7 @@ from cuda_host import available, host_compiler
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import rel_err, scan
+from reference_path import DTYPES, TOL, assert_close, reference
 
 from rnncore import CELLS, Readout, kernels
 from rnncore.kernels import cuda
@@ -27,27 +29,9 @@ from rnncore.kernels.cuda import scan as cuda_scan
 
 pytestmark = pytest.mark.skipif(not available(), reason="no C++ compiler to emulate CUDA")
 
-TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-DTYPES = st.sampled_from([np.float32, np.float64])
 LINEAR = ["DiagonalLinear", "MinGRU", "MinLSTM", "QRNN"]
 NONLINEAR = ["Elman", "GRU", "LSTM"]
 cuda.register("numpy", host_compiler)
-
-
-def reference(fn, *args):
-    """``fn(*args)`` on the reference (vectorised NumPy) path."""
-    with kernels.use("numpy"):
-        return fn(*args)
-
-
-def assert_close(actual, expected, dtype):
-    """Same shapes, dtype and NaNs; values within the dtype's tolerance (tuples pairwise)."""
-    if isinstance(expected, tuple):
-        for mine, theirs in zip(actual, expected, strict=True):
-            assert_close(mine, theirs, dtype)
-        return
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype == dtype
-    assert rel_err(actual, expected) < TOL[np.dtype(dtype)]
 
 
 # -- compiled by nvcc ------------------------------------------------------------------
