@@ -1,12 +1,13 @@
-"""Fused CPU kernels for NumPy inputs, and the switch between them and the reference path.
+"""Fused kernels, and the switch between them and the reference path.
 
 rnncore's maths is written once against an array namespace (:mod:`rnncore.backend`):
-that vectorised code is the *reference path*, and the only one for CuPy arrays. For
-NumPy arrays, the hot paths (the affine scan, the cells, the readout) run instead as
-fused `numba <https://numba.pydata.org>`_ kernels (``"numba"``, the default): one pass
-over the data, parallel over series, with no intermediate arrays. Both paths agree
-within the library's tolerances (1e-12 in float64, 1e-5 in float32), which the tests
-check on random inputs.
+that vectorised code is the *reference path*. The hot paths (the affine scan, the
+cells, the readout) run instead as fused kernels: for NumPy arrays `numba
+<https://numba.pydata.org>`_ kernels (``"numba"``, the default), one pass over the
+data, parallel over series, with no intermediate arrays; for CuPy arrays CUDA kernels
+(:mod:`rnncore.kernels.cuda`). Kernels and reference agree within the library's
+tolerances (1e-12 in float64, 1e-5 in float32), which the tests check on random
+inputs.
 
 :func:`use` selects the path for the whole process; the kernel modules (and numba)
 are imported on first use, and each kernel is compiled on its first call for a dtype

@@ -1,4 +1,4 @@
-// The affine scan over blocks of time (rnncore.kernels.cuda_scan).
+// The affine scan over blocks of time (rnncore.kernels.cuda.scan).
 //
 // Arrays are (n_blocks, steps, width), C-contiguous. Each block of time is scanned
 // from its entry state by the tile scan of common.cuh: a chain is one block's
