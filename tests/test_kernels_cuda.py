@@ -9,6 +9,7 @@
   ``tests/test_gpu.py`` repeats the checks on a real GPU.
 """
 
+import contextlib
 import math
 import shutil
 import subprocess
@@ -32,6 +33,17 @@ pytestmark = pytest.mark.skipif(not available(), reason="no C++ compiler to emul
 LINEAR = ["DiagonalLinear", "MinGRU", "MinLSTM", "QRNN"]
 NONLINEAR = ["Elman", "GRU", "LSTM"]
 cuda.register("numpy", host_compiler)
+
+
+@contextlib.contextmanager
+def walking(serial):
+    """Blocks walk whole chains (``serial``) or take a tile each and look back."""
+    saved = cuda.SERIAL_CHAINS_PER_MULTIPROCESSOR
+    cuda.SERIAL_CHAINS_PER_MULTIPROCESSOR = 0 if serial else 10**9
+    try:
+        yield
+    finally:
+        cuda.SERIAL_CHAINS_PER_MULTIPROCESSOR = saved
 
 
 # -- compiled by nvcc ------------------------------------------------------------------
@@ -72,6 +84,16 @@ def test_tile_plan_covers_every_column_and_step(width, steps, itemsize):
     assert plan.steps_per_thread * itemsize == 64
 
 
+def test_blocks_walk_whole_chains_once_chains_fill_the_gpu():
+    plan = cuda.tile_plan(32, 10_000, 4)
+    chains = cuda.SERIAL_CHAINS_PER_MULTIPROCESSOR * cuda.device_limits(np)[0]
+    blocks, args = cuda.tile_launch(np, plan, chains, np.float32)
+    assert blocks == chains and args[-1] == 1 and args[1].size == 0
+    blocks, args = cuda.tile_launch(np, plan, chains - 1, np.float32)
+    assert blocks == (chains - 1) * plan.n_tiles and args[-1] == 0
+    assert args[0].shape == (blocks + 1,) and not args[0].any()
+
+
 def test_kernel_refuses_arrays_without_a_compiler():
     with pytest.raises(TypeError, match="no CUDA compiler for math arrays; expected CuPy"):
         cuda.kernel(math, "scan.cu", cuda.expressions()["scan.cu"][0])
@@ -82,30 +104,33 @@ def test_kernel_refuses_arrays_without_a_compiler():
 SHAPES = st.tuples(st.integers(1, 3), st.integers(1, 300), st.integers(1, 40))
 
 
-@given(SHAPES, DTYPES, st.data())
-def test_scan_blocks_match_the_sequential_reference(shape, dtype, data):
+@given(SHAPES, DTYPES, st.booleans(), st.data())
+def test_scan_blocks_match_the_sequential_reference(shape, dtype, serial, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     a = rng.uniform(0, 1.2, shape).astype(dtype)
     b = rng.normal(size=shape).astype(dtype)
     entries = rng.normal(size=(shape[0], shape[2])).astype(dtype)
-    h = cuda_scan.scan_blocks(a, b, entries)
+    with walking(serial):
+        h = cuda_scan.scan_blocks(a, b, entries)
+        big_a, big_b = cuda_scan.summarise_blocks(a, b)
     expected = np.stack([scan(a[k], b[k], entries[k]) for k in range(shape[0])])
     assert h.dtype == dtype and rel_err(h, expected) < TOL[np.dtype(dtype)]
-    big_a, big_b = cuda_scan.summarise_blocks(a, b)
     from_zero = np.stack([scan(a[k], b[k])[-1] for k in range(shape[0])])
     assert rel_err(big_b, from_zero) < TOL[np.dtype(dtype)]
     products = np.prod(a.astype(np.float64), axis=1)
     np.testing.assert_allclose(big_a, products, rtol=1e-4, atol=np.finfo(dtype).tiny * 1e3)
 
 
+@pytest.mark.parametrize("serial", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_long_narrow_scan_spreads_over_many_tiles(rng, dtype):
+def test_long_narrow_scan_spreads_over_many_tiles(rng, dtype, serial):
     # one column, 20011 steps (prime): 5 to 10 tiles, looking back across each other
     a = rng.uniform(0.9, 1.0, (1, 20011, 1)).astype(dtype)
     b = rng.normal(size=a.shape).astype(dtype)
     assert cuda.tile_plan(1, 20011, a.itemsize).n_tiles >= 5
     out = np.empty_like(b)
-    assert cuda_scan.scan_blocks(a, b, np.ones((1, 1), dtype), out) is out
+    with walking(serial):
+        assert cuda_scan.scan_blocks(a, b, np.ones((1, 1), dtype), out) is out
     assert rel_err(out[0], scan(a[0], b[0], np.ones(1, dtype))) < TOL[np.dtype(dtype)]
 
 
@@ -153,8 +178,15 @@ CELL_SHAPES = st.tuples(
 )
 
 
-@given(st.sampled_from(LINEAR + NONLINEAR), CELL_SHAPES, DTYPES, st.booleans(), st.data())
-def test_cells_match_the_reference_path(name, shape, dtype, with_readout, data):
+@given(
+    st.sampled_from(LINEAR + NONLINEAR),
+    CELL_SHAPES,
+    DTYPES,
+    st.booleans(),
+    st.booleans(),
+    st.data(),
+)
+def test_cells_match_the_reference_path(name, shape, dtype, with_readout, serial, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     steps, batch, features, hidden = shape
     cell = layer(name, features, hidden, dtype, rng)
@@ -167,7 +199,8 @@ def test_cells_match_the_reference_path(name, shape, dtype, with_readout, data):
     )
     readout = Readout(rng.normal(size=(2, hidden)).astype(dtype)) if with_readout else None
     expected = reference(cell.run, x, h0, readout)
-    assert_close(cuda_cells.run(cell, x, h0, readout), expected, dtype)
+    with walking(serial):
+        assert_close(cuda_cells.run(cell, x, h0, readout), expected, dtype)
 
 
 @pytest.mark.parametrize("name", LINEAR + NONLINEAR)
@@ -189,8 +222,8 @@ def test_fortran_ordered_readout_weights(rng):
     assert_close(cuda_cells.run(cell, x, h0, readout), expected, np.float64)
 
 
-@given(st.sampled_from(LINEAR), CELL_SHAPES, DTYPES, st.data())
-def test_linear_cell_maps_and_summaries_match_the_reference_path(name, shape, dtype, data):
+@given(st.sampled_from(LINEAR), CELL_SHAPES, DTYPES, st.booleans(), st.data())
+def test_linear_cell_maps_and_summaries_match_the_reference_path(name, shape, dtype, serial, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     steps, batch, features, hidden = shape
     cell = layer(name, features, hidden, dtype, rng)
@@ -199,7 +232,8 @@ def test_linear_cell_maps_and_summaries_match_the_reference_path(name, shape, dt
     assert_close(cuda_cells.transition(cell, x), (a, b), dtype)
     c = rng.normal(size=a.shape).astype(dtype)
     assert_close(cuda_cells.emit(cell, c, x), reference(cell.emit, c, x), dtype)
-    assert_close(cuda_cells.summary(cell, x), reference(cell.summary, x), dtype)
+    with walking(serial):
+        assert_close(cuda_cells.summary(cell, x), reference(cell.summary, x), dtype)
 
 
 @pytest.mark.parametrize("name", NONLINEAR)

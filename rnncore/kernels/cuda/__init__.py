@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 __all__ = [
+    "SERIAL_CHAINS_PER_MULTIPROCESSOR",
     "SOURCE_DIR",
     "TilePlan",
     "device_limits",
@@ -36,6 +37,7 @@ __all__ = [
     "options",
     "register",
     "source",
+    "tile_launch",
     "tile_plan",
     "tile_shared_bytes",
 ]
@@ -51,6 +53,9 @@ _TILE_THREADS = 256
 _STEPS_PER_THREAD = {4: 16, 8: 8}
 # Predecessors a look-back step reads at once (RNN_LOOK_BACK in common.cuh).
 _LOOK_BACK = 32
+#: Chains per multiprocessor from which a block walks a whole chain instead of
+#: tiles looking back: a few waves of blocks, each saving the look-back's waits.
+SERIAL_CHAINS_PER_MULTIPROCESSOR = 4
 
 Launch = Callable[..., None]
 Compiler = Callable[[str, str, int], Launch]
@@ -225,15 +230,21 @@ def dtype_name(x: Any) -> str:
     return CTYPES[str(x.dtype)]
 
 
-def look_back_scratch(xp: ModuleType, plan: TilePlan, n_chains: int, dtype: Any) -> list[Any]:
-    """The tile scan's global scratch, as kernel arguments.
+def tile_launch(xp: ModuleType, plan: TilePlan, n_chains: int, dtype: Any) -> tuple[int, list[Any]]:
+    """Blocks to launch for the tile scan, and its kernel arguments.
 
-    ``flags`` (zeros: one per tile, then the work counter), ``maps`` (four values
-    per tile and column), then ``n_chains``, ``n_tiles`` and ``cols``.
+    Where the chains alone are enough blocks to fill the GPU
+    (:data:`SERIAL_CHAINS_PER_MULTIPROCESSOR` a multiprocessor), a block walks a
+    whole chain (serial); otherwise every tile is a block and looks back. The
+    arguments: ``flags`` (zeros: one per block, then the work counter), ``maps``
+    (four values per tile and column, for the look-back), ``n_chains``, ``n_tiles``,
+    ``cols`` and ``serial``.
     """
     import numpy as np
 
-    tiles = n_chains * plan.n_tiles
-    flags = xp.zeros(tiles + 1, np.int32)
-    maps = xp.empty(tiles * 4 * plan.cols, dtype)
-    return [flags, maps, np.int64(n_chains), np.int64(plan.n_tiles), np.int32(plan.cols)]
+    serial = n_chains >= SERIAL_CHAINS_PER_MULTIPROCESSOR * device_limits(xp)[0]
+    blocks = n_chains if serial else n_chains * plan.n_tiles
+    flags = xp.zeros(blocks + 1, np.int32)
+    maps = xp.empty(0 if serial else blocks * 4 * plan.cols, dtype)
+    sizes = (np.int64(n_chains), np.int64(plan.n_tiles), np.int32(plan.cols), np.int32(serial))
+    return blocks, [flags, maps, *sizes]

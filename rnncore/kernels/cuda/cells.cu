@@ -76,67 +76,74 @@ __global__ void linear_cell(const T* __restrict__ x, const T* __restrict__ w,
                             const T* __restrict__ c0, const T* __restrict__ ro_w,
                             const T* __restrict__ ro_b, T* __restrict__ y, T* __restrict__ c_out,
                             T* __restrict__ big_a, T* __restrict__ big_b, int* flags, T* maps,
-                            long long n_chains, long long n_tiles, int cols, long long steps,
-                            long long batch, int features, int hidden, int outputs, int mode) {
+                            long long n_chains, long long n_tiles, int cols, int serial,
+                            long long steps, long long batch, int features, int hidden,
+                            int outputs, int mode) {
     RNN_DYNAMIC_SHARED(shared);
-    LookBack<T> lb = {flags, maps, n_chains, n_tiles, cols};
+    LookBack<T> lb = {flags, maps, n_chains, n_tiles, cols, serial};
     Tile<T> t = next_tile(lb, shared);
     int per_chain = cols / hidden;
     int local = t.col / hidden, unit = t.col - local * hidden;
     long long series = t.chain * per_chain + local;
     bool active = series < batch;
-    long long s0 = first_step<T, K>(lb, t);
-    Affine<T> m[K];
-    T gate[K];
-    bool missing[K];
-    #pragma unroll
-    for (int k = 0; k < K; ++k) {
-        m[k] = identity_map<T>();
-        missing[k] = true;
-        gate[k] = T(1);
-        if (active && s0 + k < steps) {
-            const T* row = x + ((s0 + k) * batch + series) * features;
-            missing[k] = any_nan(row, features);
-            if (!missing[k])
-                m[k] = step_map<T, KIND, G>(w, bias, decay, row, features, hidden, unit, gate[k]);
-        }
-    }
+    int groups = blockDim.x / cols, rows = groups * K;
+    T* tile_out = reinterpret_cast<T*>(after_tile<T>(shared, cols));  // readout rows
     T entry = (active && t.group == 0) ? c0[series * hidden + unit] : T(0);
-    T states[K];
-    Affine<T> upto = scan_tile<T, K>(lb, t, m, entry, states);
-    #pragma unroll
-    for (int k = 0; k < K; ++k)
-        if (active && (mode & FINAL) && s0 + k == steps - 1) c_out[series * hidden + unit] = states[k];
-    if (active && (mode & SUMMARY) && t.group == 0 && t.tile == n_tiles - 1) {
-        big_a[series * hidden + unit] = upto.a;
-        big_b[series * hidden + unit] = upto.b;
-    }
-    if (!(mode & WRITE_Y)) return;
-    if (!(mode & READOUT)) {
+    Affine<T> carry = identity_map<T>();
+    for (bool more = true; more; more = serial && ++t.tile < n_tiles) {
+        long long s0 = first_step<T, K>(lb, t);
+        Affine<T> m[K];
+        T gate[K];
+        bool missing[K];
+        #pragma unroll
+        for (int k = 0; k < K; ++k) {
+            m[k] = identity_map<T>();
+            missing[k] = true;
+            gate[k] = T(1);
+            if (active && s0 + k < steps) {
+                const T* row = x + ((s0 + k) * batch + series) * features;
+                missing[k] = any_nan(row, features);
+                if (!missing[k])
+                    m[k] = step_map<T, KIND, G>(w, bias, decay, row, features, hidden, unit,
+                                                gate[k]);
+            }
+        }
+        T states[K];
+        Affine<T> upto = scan_tile<T, K>(lb, t, m, entry, states, carry);
         #pragma unroll
         for (int k = 0; k < K; ++k)
-            if (active && s0 + k < steps)
-                y[((s0 + k) * batch + series) * hidden + unit] =
-                    missing[k] ? rnn_nan(T(0)) : gate[k] * states[k];
-        return;
-    }
-    // Readout: the tile's outputs go through shared memory, one row per step.
-    int groups = blockDim.x / cols, rows = groups * K;
-    T* tile_out = reinterpret_cast<T*>(after_tile<T>(shared, cols));
-    #pragma unroll
-    for (int k = 0; k < K; ++k)
-        tile_out[(t.group * K + k) * cols + t.col] = missing[k] ? rnn_nan(T(0)) : gate[k] * states[k];
-    __syncthreads();
-    long long first = t.tile * rows;
-    for (int i = threadIdx.x; i < rows * per_chain * outputs; i += blockDim.x) {
-        int r = i / (per_chain * outputs), rest = i - r * per_chain * outputs;
-        int sl = rest / outputs, o = rest - sl * outputs;
-        long long step = first + r, s = t.chain * per_chain + sl;
-        if (step >= steps || s >= batch) continue;
-        const T* h = tile_out + r * cols + sl * hidden;
-        T acc = ro_b[o];
-        for (int u = 0; u < hidden; ++u) acc += ro_w[o * hidden + u] * h[u];
-        y[(step * batch + s) * outputs + o] = acc;
+            if (active && (mode & FINAL) && s0 + k == steps - 1)
+                c_out[series * hidden + unit] = states[k];
+        if (active && (mode & SUMMARY) && t.group == 0 && t.tile == n_tiles - 1) {
+            big_a[series * hidden + unit] = upto.a;
+            big_b[series * hidden + unit] = upto.b;
+        }
+        if (!(mode & WRITE_Y)) continue;
+        if (!(mode & READOUT)) {
+            #pragma unroll
+            for (int k = 0; k < K; ++k)
+                if (active && s0 + k < steps)
+                    y[((s0 + k) * batch + series) * hidden + unit] =
+                        missing[k] ? rnn_nan(T(0)) : gate[k] * states[k];
+            continue;
+        }
+        // Readout: the tile's outputs go through shared memory, one row per step.
+        #pragma unroll
+        for (int k = 0; k < K; ++k)
+            tile_out[(t.group * K + k) * cols + t.col] =
+                missing[k] ? rnn_nan(T(0)) : gate[k] * states[k];
+        __syncthreads();
+        long long first = t.tile * rows;
+        for (int i = threadIdx.x; i < rows * per_chain * outputs; i += blockDim.x) {
+            int r = i / (per_chain * outputs), rest = i - r * per_chain * outputs;
+            int sl = rest / outputs, o = rest - sl * outputs;
+            long long step = first + r, s = t.chain * per_chain + sl;
+            if (step >= steps || s >= batch) continue;
+            const T* h = tile_out + r * cols + sl * hidden;
+            T acc = ro_b[o];
+            for (int u = 0; u < hidden; ++u) acc += ro_w[o * hidden + u] * h[u];
+            y[(step * batch + s) * outputs + o] = acc;
+        }
     }
 }
 

@@ -24,7 +24,7 @@ from . import (
     device_limits,
     dtype_name,
     kernel,
-    look_back_scratch,
+    tile_launch,
     tile_plan,
     tile_shared_bytes,
 )
@@ -164,6 +164,7 @@ def _linear(
     if mode & _READOUT:
         shared += plan.groups * plan.steps_per_thread * plan.cols * itemsize
     expression = f"linear_cell<{dtype_name(x)}, {plan.steps_per_thread}, {_template_args(cell)}>"
+    blocks, scratch = tile_launch(xp, plan, n_chains, x.dtype)
     args = (
         x,
         *_params(xp, cell, x.dtype),
@@ -174,7 +175,7 @@ def _linear(
         c,
         big_a,
         big_b,
-        *look_back_scratch(xp, plan, n_chains, x.dtype),
+        *scratch,
         np.int64(steps),
         np.int64(batch),
         np.int32(features),
@@ -183,7 +184,7 @@ def _linear(
         np.int32(mode),
     )
     launch = kernel(xp, _SOURCE, expression, shared)
-    launch((n_chains * plan.n_tiles,), (plan.threads,), args, shared_mem=shared)
+    launch((blocks,), (plan.threads,), args, shared_mem=shared)
 
 
 def _maps(

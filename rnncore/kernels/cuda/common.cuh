@@ -8,9 +8,11 @@
 // affine maps in shared memory, and the tile finds the map of everything before it
 // by a decoupled look-back (Merrill and Garland, 2016) over its predecessors in the
 // chain, which publish their own map (flag 1) and then the map from the chain's
-// start (flag 2), a window of predecessors at a time. Inputs are read once and outputs written once, and long, narrow
-// inputs spread over the whole GPU. Tiles take work ids in launch order from an
+// start (flag 2), a window of predecessors at a time. Inputs are read once and
+// outputs written once, and long, narrow inputs spread over the whole GPU. Tiles take work ids in launch order from an
 // atomic counter, time-major, so every tile waited on has started: no deadlock.
+// Where chains alone fill the GPU, a block instead walks a whole chain, tile after
+// tile, carrying the map from one to the next (serial): no look-back at all.
 //
 // Only __syncthreads, shared memory, fences and atomics are used (no warp
 // intrinsics), so that the tests can run these kernels on the CPU as well.
@@ -88,6 +90,7 @@ struct LookBack {
     long long n_chains;
     long long n_tiles;  // tiles per chain
     int cols;
+    int serial;  // 1: a block walks a whole chain, tile after tile, and looks back at none
 };
 
 // Where a block's tile lies, and its share of the block's shared memory.
@@ -118,7 +121,8 @@ __device__ __forceinline__ unsigned char* after_tile(unsigned char* shared, int 
     return shared + (used + 15) / 16 * 16;
 }
 
-// Take the next tile in launch order. Every thread of the block calls it.
+// Take the next tile in launch order (serial: the first tile of the next chain).
+// Every thread of the block calls it.
 template <typename T>
 __device__ Tile<T> next_tile(const LookBack<T>& lb, unsigned char* shared) {
     Tile<T> t;
@@ -126,11 +130,12 @@ __device__ Tile<T> next_tile(const LookBack<T>& lb, unsigned char* shared) {
     t.part = reinterpret_cast<Affine<T>*>(shared);
     t.entry = reinterpret_cast<T*>(t.part + groups * lb.cols);
     t.flag = reinterpret_cast<int*>(t.entry + lb.cols);
-    if (threadIdx.x == 0) t.flag[0] = atomicAdd(&lb.flags[lb.n_chains * lb.n_tiles], 1);
+    long long items = lb.serial ? lb.n_chains : lb.n_chains * lb.n_tiles;
+    if (threadIdx.x == 0) t.flag[0] = atomicAdd(&lb.flags[items], 1);
     __syncthreads();
     long long id = t.flag[0];
     __syncthreads();
-    t.tile = id / lb.n_chains;
+    t.tile = lb.serial ? 0 : id / lb.n_chains;
     t.chain = id - t.tile * lb.n_chains;
     t.col = threadIdx.x % lb.cols;
     t.group = threadIdx.x / lb.cols;
@@ -216,10 +221,12 @@ __device__ __forceinline__ long long first_step(const LookBack<T>& lb, const Til
 // Scan one tile. On entry each thread holds its K steps' maps in `steps` (identity
 // beyond the end of time). Returns, in group 0's threads, the map from the chain's
 // start to the tile's end; on return `states` holds each step's state when the
-// chain starts from `entry` (read by group 0's threads only).
+// chain starts from `entry` (read by group 0's threads only). Serial, the map
+// before the tile is `carry`, the block's own from its previous tile (identity
+// first), and becomes the returned one; otherwise it is found by looking back.
 template <typename T, int K>
 __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T> (&steps)[K],
-                               T entry, T (&states)[K]) {
+                               T entry, T (&states)[K], Affine<T>& carry) {
     int groups = blockDim.x / lb.cols;
     Affine<T> mine = steps[0];
     #pragma unroll
@@ -241,10 +248,14 @@ __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T
     Affine<T> prefix = identity_map<T>();  // of the groups before this thread's
     if (t.group > 0) prefix = t.part[(t.group - 1) * lb.cols + t.col];
     __syncthreads();  // `part` is the look-back's now
-    if (t.tile > 0) publish(lb, t, own, 0);
-    Affine<T> before = look_back(lb, t);
+    Affine<T> before = carry;
+    if (!lb.serial) {
+        if (t.tile > 0) publish(lb, t, own, 0);
+        before = look_back(lb, t);
+    }
     Affine<T> upto = compose(before, own);
-    publish(lb, t, upto, 1);
+    if (!lb.serial) publish(lb, t, upto, 1);
+    carry = upto;
     if (t.group == 0) t.entry[t.col] = before.a * entry + before.b;
     __syncthreads();
     T state = t.entry[t.col];

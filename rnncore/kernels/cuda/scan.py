@@ -2,8 +2,9 @@
 
 :mod:`rnncore.scan` lays blocks of time side by side, ``(n_blocks, steps, ...)``;
 here each block is scanned by the tile scan of ``common.cuh``, which splits time
-itself, so long, narrow inputs (a few series, millions of steps) fill the GPU and
-:func:`min_step_width` asks :mod:`rnncore.scan` for no blocks of its own. Inputs
+itself where columns are too few to fill the GPU, so long, narrow inputs (a few
+series, millions of steps) fill it too and :func:`min_step_width` asks
+:mod:`rnncore.scan` for no blocks of its own. Inputs
 are read once, outputs written once, and nothing is synchronised with the host.
 
 Examples
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...backend import namespace
-from . import CTYPES, dtype_name, kernel, look_back_scratch, tile_plan, tile_shared_bytes
+from . import CTYPES, dtype_name, kernel, tile_launch, tile_plan, tile_shared_bytes
 
 __all__ = ["expressions", "min_step_width", "scan_blocks", "summarise_blocks"]
 
@@ -74,19 +75,21 @@ def _launch(
     n_chains = plan.n_chains(width, n_blocks)
     shared = tile_shared_bytes(plan, bb.dtype.itemsize)
     launch = kernel(xp, _SOURCE, _expression(dtype_name(bb)), shared)
+    blocks, scratch = tile_launch(xp, plan, n_chains, bb.dtype)
+    a, b = _dense(xp, ab, bb.shape), _dense(xp, bb, bb.shape)
     args = (
-        _dense(xp, ab, bb.shape),
-        _dense(xp, bb, bb.shape),
+        a,
+        b,
         entries,
         h,
         big_a,
         big_b,
-        *look_back_scratch(xp, plan, n_chains, bb.dtype),
+        *scratch,
         np.int64(steps),
         np.int64(width),
         np.int32(mode),
     )
-    launch((n_chains * plan.n_tiles,), (plan.threads,), args, shared_mem=shared)
+    launch((blocks,), (plan.threads,), args, shared_mem=shared)
 
 
 def _dense(xp: Any, x: Any, shape: tuple[int, ...]) -> Any:
