@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Download the wheels scripts/gpu_check.sh installs on a GPU machine without network:
-# the project's pure-Python dependencies (and the few compiled ones) for CPython 3.12.
+# the packages rnncore and its GPU tests import that the machine's image lacks (it has
+# numpy, pandas, xarray, numba, h5py, CuPy, torch, JAX, pytest, hypothesis, ...), each
+# without its dependencies and at the version this checkout's environment tests with.
 # Usage: scripts/gpu_wheels.sh [DIR]   (default: gpu-wheels/, ignored by git)
 set -euo pipefail
 dir=${1:-gpu-wheels}
+python=${PYTHON:-.venv/bin/python}
 mkdir -p "$dir"
-python3 -m pip download --quiet --dest "$dir" --only-binary=:all: \
-    --python-version 3.12 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux_2_28_x86_64 --implementation cp \
-    "dask[array,distributed]>=2024.12" "zarr>=3" "h5netcdf[h5py]>=1.3" "safetensors>=0.4" \
-    pytest hypothesis
+packages=$("$python" - <<'PY'
+from importlib.metadata import version
+
+names = ["dask", "distributed", "zarr", "numcodecs", "google-crc32c", "donfig", "h5netcdf",
+         "zict", "tornado", "tblib", "locket", "partd"]
+print(" ".join(f"{n}=={version(n)}" for n in names))
+PY
+)
+# shellcheck disable=SC2086
+"$python" -m pip download --quiet --no-deps --dest "$dir" --only-binary=:all: \
+    --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 $packages
 echo "wheels in $dir: $(ls "$dir" | wc -l) files, $(du -sh "$dir" | cut -f1)"
