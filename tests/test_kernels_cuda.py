@@ -148,6 +148,18 @@ def test_scan_with_many_tiles_in_flight(rng, monkeypatch, window):
     assert rel_err(h[0], scan(a[0], b[0])) < 1e-12
 
 
+@pytest.mark.parametrize("serial", [False, True])
+def test_states_stay_exact_where_the_chains_decays_underflow(serial):
+    # 0.5 ** 1500 underflows to 0, but 1e300 * 0.5 ** t stays a double: states, not
+    # products over the whole chain, carry the entry forward
+    a = np.full((1, 1500, 32), 0.5)
+    with walking(serial):
+        h = cuda_scan.scan_blocks(a, np.zeros_like(a), np.full((1, 32), 1e300))
+    expected = scan(a[0], np.zeros_like(a[0]), np.full(32, 1e300))
+    assert expected[-1, 0] > 1e-160 and 0.5**1500 == 0
+    np.testing.assert_allclose(h[0], expected, rtol=1e-12)
+
+
 def test_scan_of_broadcast_decays_and_empty_blocks(rng):
     b = rng.normal(size=(2, 50, 3))
     h = cuda_scan.scan_blocks(np.float64(0.5), b, np.zeros((2, 3)))

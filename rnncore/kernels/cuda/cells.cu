@@ -109,7 +109,7 @@ __global__ void linear_cell(const T* __restrict__ x, const T* __restrict__ w,
             }
         }
         T states[K];
-        Affine<T> upto = scan_tile<T, K>(lb, t, m, entry, states, carry);
+        Affine<T> upto = scan_tile<T, K>(lb, t, m, entry, states, carry, !(mode & SUMMARY));
         #pragma unroll
         for (int k = 0; k < K; ++k)
             if (active && (mode & FINAL) && s0 + k == steps - 1)

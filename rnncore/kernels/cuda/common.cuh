@@ -80,7 +80,7 @@ __device__ __forceinline__ Affine<T> compose(Affine<T> first, Affine<T> second) 
 
 // ---- the tile scan -------------------------------------------------------------
 
-// The look-back's global scratch. `flags` holds one flag per tile and, last, the
+// The look-back's global scratch. `flags` holds one flag per block and, last, the
 // work counter: all zero before the launch. `maps` holds, per tile and column,
 // the tile's own map and its map from the chain's start: 4 values each.
 template <typename T>
@@ -202,7 +202,8 @@ __device__ Affine<T> look_back(const LookBack<T>& lb, const Tile<T>& t) {
         __syncthreads();
         if (t.group == 0) {
             Affine<T> window = identity_map<T>();
-            for (int g = groups - 1; g >= 0; --g) window = compose(window, t.part[g * lb.cols + t.col]);
+            for (int g = groups - 1; g >= 0; --g)
+                window = compose(window, t.part[g * lb.cols + t.col]);
             before = compose(window, before);
         }
         __syncthreads();
@@ -224,9 +225,14 @@ __device__ __forceinline__ long long first_step(const LookBack<T>& lb, const Til
 // chain starts from `entry` (read by group 0's threads only). Serial, the map
 // before the tile is `carry`, the block's own from its previous tile (identity
 // first), and becomes the returned one; otherwise it is found by looking back.
+//
+// With `absorb`, the chain's first tile folds `entry` into its map, (0, its end
+// state): every later map from the chain's start is then (0, state), and decays
+// are multiplied over a look-back window at most, never along the whole chain
+// (see rnncore.scan). Without it (summaries), maps are whole products.
 template <typename T, int K>
 __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T> (&steps)[K],
-                               T entry, T (&states)[K], Affine<T>& carry) {
+                               T entry, T (&states)[K], Affine<T>& carry, bool absorb) {
     int groups = blockDim.x / lb.cols;
     Affine<T> mine = steps[0];
     #pragma unroll
@@ -254,6 +260,10 @@ __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T
         before = look_back(lb, t);
     }
     Affine<T> upto = compose(before, own);
+    if (absorb && t.tile == 0) {
+        upto.b = upto.a * entry + upto.b;
+        upto.a = T(0);
+    }
     if (!lb.serial) publish(lb, t, upto, 1);
     carry = upto;
     if (t.group == 0) t.entry[t.col] = before.a * entry + before.b;

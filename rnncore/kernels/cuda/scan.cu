@@ -36,7 +36,7 @@ __global__ void scan_blocks(const T* __restrict__ a, const T* __restrict__ b,
             }
         }
         T states[K];
-        Affine<T> upto = scan_tile<T, K>(lb, t, m, entry, states, carry);
+        Affine<T> upto = scan_tile<T, K>(lb, t, m, entry, states, carry, !(mode & 2));
         if (!active) continue;
         if (mode & 1) {
             #pragma unroll
