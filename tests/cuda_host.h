@@ -29,6 +29,7 @@ inline dim3 block_dim, grid_dim;
 #define blockDim (rnn_host::block_dim)
 #define gridDim (rnn_host::grid_dim)
 #define __global__
+#define __launch_bounds__(...)
 #define __device__
 #define __host__
 #define __forceinline__ inline

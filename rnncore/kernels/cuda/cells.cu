@@ -70,15 +70,16 @@ enum { WRITE_Y = 1, SUMMARY = 2, FINAL = 4, READOUT = 8 };
 // A linear-state layer: gates, tile scan and outputs (or their readout) in one pass,
 // hidden states never stored. A chain is `series_per_chain` whole series (all
 // their units), so that a block holds every unit a readout sums.
+// At most 256 threads; in float32, two blocks a multiprocessor (at most 128 registers).
 template <typename T, int K, int KIND, bool G>
-__global__ void linear_cell(const T* __restrict__ x, const T* __restrict__ w,
-                            const T* __restrict__ bias, const T* __restrict__ decay,
-                            const T* __restrict__ c0, const T* __restrict__ ro_w,
-                            const T* __restrict__ ro_b, T* __restrict__ y, T* __restrict__ c_out,
-                            T* __restrict__ big_a, T* __restrict__ big_b, int* flags, T* maps,
-                            long long n_chains, long long n_tiles, int cols, int serial,
-                            long long steps, long long batch, int features, int hidden,
-                            int outputs, int mode) {
+__global__ void __launch_bounds__(256, 8 / sizeof(T))
+    linear_cell(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                const T* __restrict__ decay, const T* __restrict__ c0,
+                const T* __restrict__ ro_w, const T* __restrict__ ro_b, T* __restrict__ y,
+                T* __restrict__ c_out, T* __restrict__ big_a, T* __restrict__ big_b, int* flags,
+                T* maps, long long n_chains, long long n_tiles, int cols, int serial,
+                long long steps, long long batch, int features, int hidden, int outputs,
+                int mode) {
     RNN_DYNAMIC_SHARED(shared);
     LookBack<T> lb = {flags, maps, n_chains, n_tiles, cols, serial};
     Tile<T> t = next_tile(lb, shared);

@@ -39,8 +39,8 @@ _SOURCE = "cells.cu"
 _NONLINEAR = KINDS["elman"]
 _WRITE_Y, _SUMMARY, _FINAL, _READOUT = 1, 2, 4, 8
 # Hidden units at most: a linear cell's block holds a whole series' units, one
-# thread each, and 256 threads of any of these kernels fit a multiprocessor's
-# registers (the most is 140 a thread).
+# thread each, and 256 threads fit a multiprocessor's 64 K registers whatever a
+# kernel uses (255 a thread at most).
 _MAX_HIDDEN = 256
 # Threads of a nonlinear block (they stride over the gate rows); series it may step
 # together.

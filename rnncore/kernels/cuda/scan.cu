@@ -8,12 +8,13 @@
 
 // mode bit 1: write every step's state into h; bit 2: write each block's summary
 // (A, B) into big_a, big_b.
+// 256 threads; in float32, two blocks a multiprocessor (at most 128 registers).
 template <typename T, int K>
-__global__ void scan_blocks(const T* __restrict__ a, const T* __restrict__ b,
-                            const T* __restrict__ entries, T* __restrict__ h,
-                            T* __restrict__ big_a, T* __restrict__ big_b, int* flags, T* maps,
-                            long long n_chains, long long n_tiles, int cols, int serial,
-                            long long steps, long long width, int mode) {
+__global__ void __launch_bounds__(256, 8 / sizeof(T))
+    scan_blocks(const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ entries,
+                T* __restrict__ h, T* __restrict__ big_a, T* __restrict__ big_b, int* flags,
+                T* maps, long long n_chains, long long n_tiles, int cols, int serial,
+                long long steps, long long width, int mode) {
     RNN_DYNAMIC_SHARED(shared);
     LookBack<T> lb = {flags, maps, n_chains, n_tiles, cols, serial};
     Tile<T> t = next_tile(lb, shared);
