@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from reference import rel_err, scan
 from reference_path import DTYPES, TOL, assert_close, reference
 
-from rnncore import CELLS, Readout, kernels
+from rnncore import CELLS, Readout, kernels, linear_scan, scan_summary
 from rnncore.kernels import cuda
 from rnncore.kernels.cuda import cells as cuda_cells
 from rnncore.kernels.cuda import scan as cuda_scan
@@ -272,3 +272,62 @@ def test_supports_cells_whose_units_fit_one_block():
     assert kernels.cell_kernels(np, CELLS["GRU"].init(1, 4)) is kernels.cells
     with kernels.use("numpy"):
         assert kernels.cell_kernels(np, CELLS["GRU"].init(1, 4)) is None
+
+
+# -- rnncore on the CUDA kernels -------------------------------------------------------
+
+
+@pytest.fixture
+def cuda_for_numpy(monkeypatch):
+    """NumPy arrays take the (emulated) CUDA kernels wherever rnncore would take numba's."""
+
+    def scan_kernels(xp):
+        return cuda_scan if kernels.active(xp) else None
+
+    def cell_kernels(xp, cell):
+        return cuda_cells if kernels.active(xp) and cuda_cells.supports(cell) else None
+
+    monkeypatch.setattr(kernels, "scan_kernels", scan_kernels)
+    monkeypatch.setattr(kernels, "cell_kernels", cell_kernels)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, [5, 0, 31, 64]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_scan_on_the_cuda_kernels_matches_the_sequential_reference(
+    cuda_for_numpy, rng, chunk, dtype
+):
+    a = rng.uniform(0, 1, (3, 100, 5)).astype(dtype)
+    b = rng.normal(size=a.shape).astype(dtype)
+    h0 = rng.normal(size=(3, 5)).astype(dtype)
+    at, bt = a.transpose(1, 0, 2), b.transpose(1, 0, 2)  # time first, for the reference
+    out = np.empty_like(b)
+    h = linear_scan(a, b, h0, axis=1, chunk=chunk, out=out)
+    assert h is out and rel_err(h, scan(at, bt, h0).transpose(1, 0, 2)) < TOL[np.dtype(dtype)]
+    big_a, big_b = scan_summary(a, b, axis=1)
+    assert rel_err(big_b, scan(at, bt)[-1]) < TOL[np.dtype(dtype)]
+    products = np.prod(at.astype(np.float64), axis=0)
+    np.testing.assert_allclose(big_a, products, rtol=1e-4, atol=np.finfo(dtype).tiny * 1e3)
+
+
+@pytest.mark.parametrize(("cell", "method"), [("MinGRU", "parallel"), ("QRNN", "sequential"),
+                                              ("GRU", "parallel"), ("LSTM", "auto")])  # fmt: skip
+def test_models_and_chunked_runs_on_the_cuda_kernels_equal_the_reference(
+    cuda_for_numpy, rng, cell, method
+):
+    import dask
+    import xarray as xr
+
+    from rnncore import Model, run
+
+    model = Model.init(cell, 2, [8, 4], output_size=1, seed=1, dtype=np.float64)
+    values = rng.normal(size=(9, 70, 2))
+    values[rng.uniform(size=values.shape[:2]) < 0.1] = np.nan
+    data = xr.DataArray(values, dims=("series", "time", "feature"))
+    expected = reference(run, model, data)
+    x = values.transpose(1, 0, 2)  # time first
+    assert_close(model(x)[0], reference(model, x)[0], np.float64)
+    with dask.config.set(scheduler="synchronous"):
+        lazy = run(model, data.chunk({"series": 4, "time": 23}), method=method, tol=1e-12)
+        computed = lazy.compute()
+    assert rel_err(computed.output.values, expected.output.values) < 1e-10
+    assert rel_err(computed.state.values, expected.state.values) < 1e-10
