@@ -39,6 +39,7 @@ class Readout:
         self.weight = check_param("readout.weight", weight, weight.shape, dtype)
         bias = np.zeros(weight.shape[0], dtype) if bias is None else bias
         self.bias = check_param("readout.bias", bias, (weight.shape[0],), dtype)
+        self._cast_cache: dict[tuple[str, np.dtype], tuple[Any, Any]] = {}
 
     @property
     def output_size(self) -> int:
@@ -51,8 +52,17 @@ class Readout:
         return self.weight.shape[1]
 
     def arrays(self, xp: ModuleType, dtype: Any) -> tuple[Any, Any]:
-        """``(weight, bias)`` as ``xp`` arrays of ``dtype``."""
-        return xp.asarray(self.weight, dtype=dtype), xp.asarray(self.bias, dtype=dtype)
+        """``(weight, bias)`` as C-contiguous ``xp`` arrays of ``dtype``.
+
+        Cached per namespace and dtype, as cells cache their parameters: a GPU run
+        copies them to the device once.
+        """
+        key = (xp.__name__, np.dtype(dtype))
+        if key not in self._cast_cache:
+            self._cast_cache[key] = tuple(
+                xp.ascontiguousarray(xp.asarray(v, dtype=dtype)) for v in (self.weight, self.bias)
+            )
+        return self._cast_cache[key]
 
     def __call__(self, h: Any) -> Any:
         """Apply the readout to ``(..., hidden)`` states in their own namespace and dtype."""

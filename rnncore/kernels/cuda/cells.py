@@ -90,8 +90,7 @@ def run(cell: Cell, x: Any, state: Any, readout: Readout | None) -> tuple[Any, A
     if readout is None:
         ro_w, ro_b, mode = y[:0], y[:0], _WRITE_Y | _FINAL
     else:
-        ro_w, ro_b = (xp.ascontiguousarray(v) for v in readout.arrays(xp, x.dtype))
-        mode = _WRITE_Y | _FINAL | _READOUT
+        (ro_w, ro_b), mode = readout.arrays(xp, x.dtype), _WRITE_Y | _FINAL | _READOUT
     _linear(xp, cell, x, xp.ascontiguousarray(state), ro_w, ro_b, y, c, c[:0], c[:0], mode)
     return y, c
 
