@@ -228,8 +228,8 @@ __device__ __forceinline__ long long first_step(const LookBack<T>& lb, const Til
 //
 // With `absorb`, the chain's first tile folds `entry` into its map, (0, its end
 // state): every later map from the chain's start is then (0, state), and decays
-// are multiplied over a look-back window at most, never along the whole chain
-// (see rnncore.scan). Without it (summaries), maps are whole products.
+// are multiplied over a tile or a look-back window at most, never along the whole
+// chain (see rnncore.scan). Without it (summaries), maps are whole products.
 template <typename T, int K>
 __device__ Affine<T> scan_tile(const LookBack<T>& lb, Tile<T>& t, const Affine<T> (&steps)[K],
                                T entry, T (&states)[K], Affine<T>& carry, bool absorb) {
