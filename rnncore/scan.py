@@ -10,12 +10,12 @@ chunks on a cluster (:mod:`rnncore.chunked`):
 2. *stitch*: an exclusive prefix over the summaries, giving each chunk's entry state;
 3. *fix-up*: each chunk scanned again from its entry state.
 
-No state is ever divided by a product of decays, so long spans whose decay products
-underflow stay exact within the norm-wise tolerances. The stitch does multiply decays
-across chunks: an entry state is read as zero where a product underflows although the
-state it carries would still be a (tiny) number, which takes entry states above about
-1e15 in float64 (1e7 in float32) and changes the result by less than the tolerance.
-The CUDA kernels carry states across tiles instead (:mod:`rnncore.kernels.cuda`).
+The stitch is the scan itself over the chunks' summaries, so states are carried chunk
+to chunk: no product of decays is formed over more than one chunk, and no state is
+ever divided by one, so long spans whose decay products underflow stay exact. (The
+log-depth stitch of Dask chunks in :mod:`rnncore.chunked` does multiply decays across
+chunks: an entry state above about 1e15 in float64, 1e7 in float32, is read as zero
+where their product underflows, within the norm-wise tolerances.)
 """
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ def stitch(summaries: Sequence[Summary], h0: Any = None) -> Any:
     """Give each chunk its entry state from the summaries of the chunks before it.
 
     The exclusive prefix ``entry[0] = h0``, ``entry[k] = (S_0 ∘ ... ∘ S_{k-1})(h0)``,
-    computed in ``ceil(log2(n))`` vectorised rounds.
+    computed as the affine scan over the summaries: chunk after chunk, carrying
+    states, so that decays are never multiplied across chunks.
 
     Parameters
     ----------
@@ -366,8 +367,14 @@ def _inclusive_prefix(big_a: Any, big_b: Any) -> Summary:
 
 
 def _stitch_stacked(big_a: Any, big_b: Any, h0: Any) -> Any:
-    """Entry state of every chunk from stacked summaries ``(n, ...)``."""
+    """Entry state of every chunk from stacked summaries ``(n, ...)``.
+
+    The scan itself, run over the chunks' maps from ``h0``: states are carried chunk
+    to chunk, so decays are never multiplied across chunks.
+    """
     xp = namespace(big_a, big_b, h0)
-    inc_a, inc_b = _inclusive_prefix(big_a[:-1], big_b[:-1])
     h0 = xp.broadcast_to(h0, big_b.shape[1:])
-    return xp.concatenate([h0[None], inc_a * h0 + inc_b])
+    if big_b.shape[0] <= 1:
+        return xp.array(h0[None])
+    after = _scan_from(xp, big_a[None, :-1], big_b[None, :-1], xp.ascontiguousarray(h0[None]))
+    return xp.concatenate([h0[None], after[0]])

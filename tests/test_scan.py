@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference import rel_err, scan, scan_scalar
 
-from rnncore import IDENTITY, compose, linear_scan, scan_summary, stitch
+from rnncore import IDENTITY, compose, kernels, linear_scan, scan_summary, stitch
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -100,6 +100,19 @@ def test_underflowing_decay_products_stay_exact(rng):
     big_a, big_b = scan_summary(a, b)
     assert (big_a == 0).all() and np.isfinite(big_b).all()
     np.testing.assert_allclose(big_b, scan(a, b)[-1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("chunk", [None, 7, [100, 1, 1399]])
+def test_entry_states_are_carried_past_chunks_whose_decays_underflow(backend, chunk):
+    # 0.5 ** 1500 underflows to 0, but 1e300 * 0.5 ** t stays a double: the stitch
+    # carries states from chunk to chunk, never multiplying decays across chunks
+    a = np.full((1500, 4), 0.5)
+    with kernels.use(backend):
+        h = linear_scan(a, np.zeros_like(a), h0=1e300, chunk=chunk)
+    expected = scan(a, np.zeros_like(a), np.full(4, 1e300))
+    assert expected[-1, 0] > 1e-160 and 0.5**1500 == 0
+    np.testing.assert_allclose(h, expected, rtol=1e-12)
 
 
 def test_time_axis_of_length_zero():
