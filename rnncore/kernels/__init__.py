@@ -149,11 +149,7 @@ def scan_kernels(xp: ModuleType) -> ModuleType | None:
     is selected; CuPy arrays take the CUDA kernels (:mod:`rnncore.kernels.cuda.scan`),
     which share their interface.
     """
-    if active(xp):
-        return importlib.import_module(f"{__name__}.scan")
-    if xp.__name__ == "cupy":
-        return importlib.import_module(f"{__name__}.cuda.scan")
-    return None
+    return _kernel_module(xp, "scan")
 
 
 def cell_kernels(xp: ModuleType, cell: Cell) -> ModuleType | None:
@@ -161,17 +157,19 @@ def cell_kernels(xp: ModuleType, cell: Cell) -> ModuleType | None:
 
     NumPy arrays take the numba kernels (:mod:`rnncore.kernels.cells`) when
     ``"numba"`` is selected; CuPy arrays take the CUDA kernels
-    (:mod:`rnncore.kernels.cuda.cells`) where they support the cell. Both modules
-    offer ``run``, ``transition``, ``summary`` and ``emit``; ``None`` means the
-    reference path.
+    (:mod:`rnncore.kernels.cuda.cells`). Both modules offer ``supports``, ``run``,
+    ``transition``, ``summary`` and ``emit``; ``None`` means the reference path.
     """
-    if cell.kernel is None:
-        return None
+    module = _kernel_module(xp, "cells")
+    return module if module is not None and module.supports(cell) else None
+
+
+def _kernel_module(xp: ModuleType, name: str) -> ModuleType | None:
+    """Kernel module ``name``: numba's for NumPy (when active), CUDA's for CuPy."""
     if active(xp):
-        return importlib.import_module(f"{__name__}.cells")
+        return importlib.import_module(f"{__name__}.{name}")
     if xp.__name__ == "cupy":
-        module = importlib.import_module(f"{__name__}.cuda.cells")
-        return module if module.supports(cell) else None
+        return importlib.import_module(f"{__name__}.cuda.{name}")
     return None
 
 

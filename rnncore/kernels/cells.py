@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from ..cells import Cell, LinearStateCell
     from ..model import Readout
 
-__all__ = ["KINDS", "emit", "run", "summary", "transition"]
+__all__ = ["KINDS", "emit", "run", "summary", "supports", "transition"]
 
 _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU = (
     KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru")
@@ -61,6 +61,11 @@ _LEAF = {**_JIT, "_nrt": False}
 # Scalar maths and per-step helpers are inlined by numba, so that loops vectorise and
 # no call (with its many arguments) is paid per step.
 _INLINE = {**_LEAF, "inline": "always"}
+
+
+def supports(cell: Cell) -> bool:
+    """True when a kernel here runs ``cell``: its class names one in :data:`KINDS`."""
+    return cell.kernel in KINDS
 
 
 def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple[np.ndarray, Any]:

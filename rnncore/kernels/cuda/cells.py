@@ -61,12 +61,24 @@ def expressions() -> list[str]:
     out = []
     for ctype in CTYPES.values():
         for kind in range(_NONLINEAR):
-            for g in ("false", "true"):
-                out.append(f"linear_cell<{ctype}, {_STEPS_PER_THREAD}, {kind}, {g}>")
-                out.append(f"linear_maps<{ctype}, {kind}, {g}>")
+            for g in (False, True):
+                out.append(_linear_cell(ctype, _STEPS_PER_THREAD, kind, g))
+                out.append(_linear_maps(ctype, kind, g))
         for kind in range(_NONLINEAR, len(KINDS)):
-            out.extend(f"nonlinear_cell<{ctype}, {kind}, {sb}>" for sb in _SERIES_PER_BLOCK)
+            out.extend(_nonlinear_cell(ctype, kind, sb) for sb in _SERIES_PER_BLOCK)
     return out
+
+
+def _linear_cell(ctype: str, k: int, kind: int, g: bool) -> str:
+    return f"linear_cell<{ctype}, {k}, {kind}, {str(g).lower()}>"
+
+
+def _linear_maps(ctype: str, kind: int, g: bool) -> str:
+    return f"linear_maps<{ctype}, {kind}, {str(g).lower()}>"
+
+
+def _nonlinear_cell(ctype: str, kind: int, series_per_block: int) -> str:
+    return f"nonlinear_cell<{ctype}, {kind}, {series_per_block}>"
 
 
 def run(cell: Cell, x: Any, state: Any, readout: Readout | None) -> tuple[Any, Any]:
@@ -134,10 +146,9 @@ def _params(xp: Any, cell: LinearStateCell, dtype: Any) -> tuple[Any, Any, Any]:
     return tuple(xp.ascontiguousarray(v) for v in (p["weight"], p["bias"], decay))
 
 
-def _template_args(cell: Cell) -> str:
-    """The cell's id and whether its candidate passes through ``g``, as template arguments."""
-    g = "true" if cell.options.get("activation") == "g" else "false"
-    return f"{KINDS[cell.kernel]}, {g}"
+def _kind(cell: Cell) -> tuple[int, bool]:
+    """The cell's id, and whether its candidate passes through ``g``."""
+    return KINDS[cell.kernel], cell.options.get("activation") == "g"
 
 
 def _linear(
@@ -158,11 +169,11 @@ def _linear(
     hidden, itemsize = cell.hidden_size, x.dtype.itemsize
     per_chain = max(1, 32 // hidden)
     plan = tile_plan(batch * hidden, steps, itemsize, per_chain * hidden, _STEPS_PER_THREAD)
-    n_chains = -(-batch // per_chain)
+    n_chains = plan.n_chains(batch * hidden)
     shared = tile_shared_bytes(plan, itemsize)
     if mode & _READOUT:
         shared += plan.groups * plan.steps_per_thread * plan.cols * itemsize
-    expression = f"linear_cell<{dtype_name(x)}, {plan.steps_per_thread}, {_template_args(cell)}>"
+    expression = _linear_cell(dtype_name(x), plan.steps_per_thread, *_kind(cell))
     blocks, scratch = tile_launch(xp, plan, n_chains, x.dtype)
     args = (
         x,
@@ -194,7 +205,7 @@ def _maps(
     if not out_a.size:
         return
     steps, batch, features = x.shape
-    launch = kernel(xp, _SOURCE, f"linear_maps<{dtype_name(x)}, {_template_args(cell)}>")
+    launch = kernel(xp, _SOURCE, _linear_maps(dtype_name(x), *_kind(cell)))
     args = (
         x,
         *_params(xp, cell, x.dtype),
@@ -237,7 +248,7 @@ def _nonlinear(xp: Any, cell: Cell, x: Any, state: Any) -> tuple[Any, Any]:
     weights = hidden * rows * itemsize
     w_shared = scratch(sb) + weights <= max_shared
     shared = scratch(sb) + (weights if w_shared else 0)
-    expression = f"nonlinear_cell<{dtype_name(x)}, {KINDS[cell.kernel]}, {sb}>"
+    expression = _nonlinear_cell(dtype_name(x), KINDS[cell.kernel], sb)
     args = (
         x,
         *(xp.ascontiguousarray(p[k].T) for k in ("weight_ih", "weight_hh")),

@@ -37,12 +37,14 @@ def min_step_width() -> int:
 
 def expressions() -> list[str]:
     """The kernel instantiations this module may launch."""
-    return [_expression(ctype) for ctype in CTYPES.values()]
+    return [
+        _expression(ctype, tile_plan(1, 1, np.dtype(name).itemsize).steps_per_thread)
+        for name, ctype in CTYPES.items()
+    ]
 
 
-def _expression(ctype: str) -> str:
-    k = tile_plan(1, 1, 4 if ctype == "float" else 8).steps_per_thread
-    return f"scan_blocks<{ctype}, {k}>"
+def _expression(ctype: str, steps_per_thread: int) -> str:
+    return f"scan_blocks<{ctype}, {steps_per_thread}>"
 
 
 def scan_blocks(ab: Any, bb: Any, entries: Any, out: Any = None) -> Any:
@@ -74,7 +76,7 @@ def _launch(
     plan = tile_plan(width, steps, bb.dtype.itemsize)
     n_chains = plan.n_chains(width, n_blocks)
     shared = tile_shared_bytes(plan, bb.dtype.itemsize)
-    launch = kernel(xp, _SOURCE, _expression(dtype_name(bb)), shared)
+    launch = kernel(xp, _SOURCE, _expression(dtype_name(bb), plan.steps_per_thread), shared)
     blocks, scratch = tile_launch(xp, plan, n_chains, bb.dtype)
     a, b = _dense(xp, ab, bb.shape), _dense(xp, bb, bb.shape)
     args = (
