@@ -6,12 +6,15 @@ and any other numeric column). The xarray layout is rnnflow's: each value column
 variable ``(series, time)``, with coordinates ``series`` (string ids) and ``time``.
 
 :func:`from_long` pivots a table into a Dataset, filling absent rows with NaN on a
-regular time axis (when the frequency is given or can be inferred); :func:`to_long`
-goes back, dropping the all-NaN rows. Variables with further dimensions become one
-column per label (``lower`` with ``level`` 0.8 and 0.95 gives ``lower-80`` and
-``lower-95``), and a forecast's ``step`` dimension, which carries a ``time``
-coordinate, is read as time. :func:`read_long` and :func:`write_long` do the same
-for CSV and Parquet files, chosen by suffix.
+regular time axis at a pandas frequency (hourly, daily, month starts, quarters, ...),
+given or inferred, and never an irregular one; :func:`group_by_grid` splits a table
+whose series lie on different grids (quarters dated in March and in January, say)
+into one table per grid. :func:`to_long` goes back, dropping the all-NaN rows.
+Variables with further dimensions become one column per label (``lower`` with
+``level`` 0.8 and 0.95 gives ``lower-80`` and ``lower-95``), and a forecast's
+``step`` dimension, which carries a ``time`` coordinate (shared, or per series),
+is read as time. :func:`read_long` and :func:`write_long` do the same for CSV and
+Parquet files, chosen by suffix.
 """
 
 from __future__ import annotations
@@ -24,49 +27,72 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from pandas.tseries.frequencies import to_offset
 
-__all__ = ["LONG_SUFFIXES", "from_long", "is_long_format", "read_long", "to_long", "write_long"]
+from rnncore.forecast.timeaxis import check_freq, infer_freq, step_index
+
+__all__ = [
+    "CSV_COMPRESSIONS",
+    "LONG_SUFFIXES",
+    "from_long",
+    "group_by_grid",
+    "is_long_format",
+    "read_long",
+    "to_long",
+    "write_long",
+]
 
 #: File suffixes of long-format tables, and the format each means.
 LONG_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+#: Compressions a CSV table may have (``data.csv.gz``), by suffix.
+CSV_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 
 ID, TIME = "unique_id", "ds"
 SERIES_DIM, TIME_DIM = "series", "time"
 
 
 def is_long_format(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a long-format table (by its suffix: CSV or Parquet)."""
-    return Path(path).suffix.lower() in LONG_SUFFIXES
+    """Whether ``path`` names a long-format table (by its suffix: CSV, possibly
+    compressed as ``.csv.gz``, ``.csv.bz2`` or ``.csv.xz``, or Parquet)."""
+    return _kind(Path(path)) is not None
 
 
-def from_long(frame: pd.DataFrame, *, freq: str | None = None) -> xr.Dataset:
+def from_long(frame: pd.DataFrame, *, freq: str | pd.DateOffset | None = None) -> xr.Dataset:
     """Pivot a long table ``unique_id, ds, <values>`` into a Dataset ``(series, time)``.
 
     Parameters
     ----------
     frame
         Columns ``unique_id`` (any type; ids become strings), ``ds`` (timestamps or
-        strings pandas parses as such) and at least one numeric value column; each
-        value column becomes a variable of the same name. Rows may come in any order.
+        strings pandas parses as such; a time zone is dropped, keeping local times)
+        and at least one numeric value column; each value column becomes a variable
+        of the same name. Rows may come in any order.
     freq
-        The pandas frequency of the time axis (``"h"``, ``"D"``, ...). ``None``
-        takes the smallest step between the timestamps present, if every other
-        step is a multiple of it; otherwise the time axis holds just the
-        timestamps present (as for monthly data).
+        The pandas frequency of the time axis (``"h"``, ``"D"``, ``"MS"``,
+        ``"QS-DEC"``, ...): the axis is ``pd.date_range(first, last, freq)`` over all
+        series, and every timestamp must lie on it. ``None`` infers it: from all
+        the timestamps together when they form a regular axis, else from each
+        series on its own, when those agree on one grid that holds every timestamp
+        (series may start, end and have holes anywhere on it).
 
     Returns
     -------
     xarray.Dataset
         One variable per value column, NaN where the table has no row; coordinates
-        ``series`` (sorted ids) and ``time`` (sorted). Integer and boolean columns
-        become float64; float columns keep their dtype.
+        ``series`` (sorted ids) and ``time``; ``attrs["freq"]`` the canonical
+        frequency. Integer and boolean columns become float64; float columns keep
+        their dtype.
 
     Raises
     ------
     ValueError
         If a required column is missing, a value column is not numeric, timestamps
-        do not parse or fall off the ``freq`` grid, or a ``(unique_id, ds)`` pair
-        appears twice.
+        are missing or do not parse, a ``(unique_id, ds)`` pair appears twice,
+        ``freq`` is not a frequency or timestamps fall off its grid; with
+        ``freq=None``, if the series lie on different grids (the message names
+        series of each: split the table with :func:`group_by_grid`) or no frequency
+        fits (the message names where the spacing breaks: pass ``freq`` to place
+        the series on a regular grid, the missing steps as NaN).
 
     Examples
     --------
@@ -76,30 +102,21 @@ def from_long(frame: pd.DataFrame, *, freq: str | None = None) -> xr.Dataset:
     >>> ds = from_long(frame, freq="h")
     >>> ds.y.values.tolist()
     [[1.0, nan, 3.0], [nan, 2.0, nan]]
+    >>> monthly = pd.DataFrame({"unique_id": ["a", "a", "a", "b", "b"],
+    ...                         "ds": ["2025-01-01", "2025-02-01", "2025-03-01",
+    ...                                "2025-03-01", "2025-05-01"],
+    ...                         "y": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    >>> ds = from_long(monthly)
+    >>> ds.attrs["freq"], ds.y.values.tolist()
+    ('MS', [[1.0, 2.0, 3.0, nan, nan], [nan, nan, 4.0, nan, 5.0]])
     """
-    missing = [c for c in (ID, TIME) if c not in frame.columns]
-    values = [c for c in frame.columns if c not in (ID, TIME)]
-    if missing or not values:
-        raise ValueError(
-            f"a long-format table needs columns {ID!r}, {TIME!r} and at least one value "
-            f"column (such as 'y'); it has {list(frame.columns)}"
-        )
-    for name in values:
-        if not (
-            pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name])
-        ):
-            raise ValueError(
-                f"value column {name!r} has dtype {frame[name].dtype}; expected numbers"
-            )
-    try:
-        stamps = pd.DatetimeIndex(pd.to_datetime(frame[TIME]))
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"column {TIME!r} does not hold timestamps: {err}") from None
+    values = _check_columns(frame, values_needed=True)
+    stamps = _timestamps(frame[TIME])
     ids = frame[ID].astype(str).to_numpy(dtype=str)
     if pd.MultiIndex.from_arrays([ids, stamps]).has_duplicates:
         raise ValueError(f"some ({ID}, {TIME}) pairs appear more than once")
     series = np.unique(ids)
-    time = _time_axis(stamps, freq)
+    time, freq = _time_axis(ids, stamps, freq)
     rows, cols = np.searchsorted(series, ids), time.get_indexer(stamps)
     if (cols < 0).any():
         raise ValueError(
@@ -113,7 +130,61 @@ def from_long(frame: pd.DataFrame, *, freq: str | None = None) -> xr.Dataset:
         grid = np.full((len(series), len(time)), np.nan, dtype)
         grid[rows, cols] = column
         data_vars[name] = ((SERIES_DIM, TIME_DIM), grid)
-    return xr.Dataset(data_vars, coords={SERIES_DIM: series, TIME_DIM: time})
+    return xr.Dataset(data_vars, coords={SERIES_DIM: series, TIME_DIM: time}, attrs={"freq": freq})
+
+
+def group_by_grid(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """Split a long table into tables of series that share one regular time grid.
+
+    Each series' frequency is inferred from its own timestamps; two series share a
+    grid when they have the same frequency and anchor (quarters dated March, June,
+    September and December, ``"QS-DEC"``, are one grid; quarters dated January,
+    April, July and October, ``"QS-JAN"``, another). A series whose frequency cannot
+    be inferred on its own (one timestamp, or holes) joins a grid that holds all its
+    timestamps, else forms a group of its own. Inferring needs 3 timestamps or more.
+
+    Parameters
+    ----------
+    frame
+        A long table with columns ``unique_id`` and ``ds`` (see :func:`from_long`).
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        The rows of ``frame`` (all columns, original order and index) of each group,
+        largest group first; each group's ``attrs["freq"]`` holds its frequency
+        (``None`` for a series without one), ready for :func:`from_long`.
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing or timestamps are missing or do not parse.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({
+    ...     "unique_id": ["dec"] * 3 + ["jan"] * 3,
+    ...     "ds": ["2025-03-01", "2025-06-01", "2025-09-01",
+    ...            "2025-01-01", "2025-04-01", "2025-07-01"],
+    ...     "y": range(6)})
+    >>> [(g.attrs["freq"], g["unique_id"].unique().tolist()) for g in group_by_grid(frame)]
+    [('QS-DEC', ['dec']), ('QS-JAN', ['jan'])]
+    """
+    _check_columns(frame, values_needed=False)
+    stamps = _timestamps(frame[TIME])
+    ids = frame[ID].astype(str).to_numpy(dtype=str)
+    grids, loose = _series_grids(ids, stamps)
+    groups = {key: list(members) for key, members in grids.items()}
+    for name, times in loose.items():
+        key = next((k for k in groups if _grid_key(times, k[0]) == k), (None, name))
+        groups.setdefault(key, []).append(name)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), min(item[1])))
+    out = []
+    for (freq, _), members in ordered:
+        group = frame[np.isin(ids, members)].copy()
+        group.attrs["freq"] = freq
+        out.append(group)
+    return out
 
 
 def to_long(
@@ -125,7 +196,8 @@ def to_long(
     ----------
     ds
         Variables with dims ``(series, T, ...)``, where ``T`` is ``time`` or a
-        dimension along which a ``time`` coordinate runs (a forecast's ``step``).
+        dimension along which a ``time`` coordinate runs (a forecast's ``step``):
+        ``time (T)``, shared by all series, or ``time (series, T)``, per series.
         Further dimensions become one column per label: ``name-<label>``, with
         fractions in (0, 1) written as percentages (``lower-80``).
     variables
@@ -133,7 +205,8 @@ def to_long(
         ``T`` among its dims (variables without them, such as per-series flags, are
         left out).
     dropna
-        Drop the rows where every value column is NaN.
+        Drop the rows where every value column is NaN, and those without a
+        timestamp (NaT in a per-series ``time``).
 
     Returns
     -------
@@ -144,7 +217,8 @@ def to_long(
     ------
     ValueError
         If ``ds`` has no ``series`` dimension or ``time`` coordinate, or a chosen
-        variable does not run along both.
+        variable does not run along both ``series`` and the ``time`` coordinate's
+        other dimension.
 
     Examples
     --------
@@ -152,13 +226,28 @@ def to_long(
     ...                 coords={"series": ["a"], "time": pd.date_range("2025", periods=2)})
     >>> to_long(ds).values.tolist()
     [['a', Timestamp('2025-01-01 00:00:00'), 1.0]]
+    >>> forecast = xr.Dataset(
+    ...     {"mean": (("series", "step"), [[1.0, 2.0], [3.0, 4.0]])},
+    ...     coords={"series": ["a", "b"], "time": (("series", "step"), np.array(
+    ...         [["2025-02-01", "2025-03-01"], ["2025-05-01", "2025-06-01"]], "M8[ns]"))})
+    >>> to_long(forecast)["ds"].dt.month.tolist()
+    [2, 3, 5, 6]
     """
-    if SERIES_DIM not in ds.dims or TIME_DIM not in ds.coords or ds[TIME_DIM].ndim != 1:
-        raise ValueError(
-            f"expected a dataset with a {SERIES_DIM!r} dimension and a one-dimensional "
-            f"{TIME_DIM!r} coordinate; got dims {dict(ds.sizes)}"
+    time = ds.coords.get(TIME_DIM)
+    if (
+        SERIES_DIM not in ds.dims
+        or time is None
+        or not (
+            (time.ndim == 1 and time.dims[0] != SERIES_DIM)
+            or (time.ndim == 2 and SERIES_DIM in time.dims)
         )
-    axis = ds[TIME_DIM].dims[0]
+    ):
+        raise ValueError(
+            f"expected a dataset with a {SERIES_DIM!r} dimension and a {TIME_DIM!r} "
+            f"coordinate along one other dimension, or along ({SERIES_DIM!r}, step); "
+            f"got dims {dict(ds.sizes)}"
+        )
+    axis = next(d for d in time.dims if d != SERIES_DIM)
     if variables is None:
         variables = [n for n, v in ds.data_vars.items() if {SERIES_DIM, axis} <= set(v.dims)]
     columns: dict[str, np.ndarray] = {}
@@ -182,33 +271,51 @@ def to_long(
         )
         for k, label in enumerate(labels):
             columns[f"{name}{label}"] = stacked[:, k]
+    times = (
+        np.tile(time.values, ds.sizes[SERIES_DIM])
+        if time.ndim == 1
+        else time.transpose(SERIES_DIM, axis).values.ravel()
+    )
     frame = pd.DataFrame(
         {
             ID: np.repeat(ds[SERIES_DIM].values.astype(str), ds.sizes[axis]),
-            TIME: np.tile(ds[TIME_DIM].values, ds.sizes[SERIES_DIM]),
+            TIME: times,
             **columns,
         }
     )
-    if dropna and columns:
-        frame = frame.dropna(subset=list(columns), how="all")
+    if dropna:
+        frame = frame[frame[TIME].notna()]
+        if columns:
+            frame = frame.dropna(subset=list(columns), how="all")
     return frame.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
 
 
-def read_long(path: str | os.PathLike[str], *, freq: str | None = None) -> xr.Dataset:
+def read_long(
+    path: str | os.PathLike[str], *, freq: str | pd.DateOffset | None = None
+) -> xr.Dataset:
     """Read a CSV or Parquet long-format table into a Dataset (see :func:`from_long`).
+
+    ``freq`` is the frequency of the time axis; ``None`` infers it, and refuses
+    series on different grids or timestamps no frequency fits (see
+    :func:`from_long`).
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the suffix is not a long-format one, or the table is not in long format.
+        If the suffix is not a long-format one, the table is not in long format,
+        or its time axis is not regular (see :func:`from_long`).
     """
     path = Path(path)
     kind = _format(path)
     if not path.is_file():
         raise FileNotFoundError(f"no long-format table at {path}")
-    frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    frame = (
+        pd.read_csv(path, compression=_compression(path))
+        if kind == "csv"
+        else pd.read_parquet(path)
+    )
     try:
         return from_long(frame, freq=freq)
     except ValueError as err:
@@ -240,7 +347,7 @@ def write_long(
     os.close(fd)
     try:
         if kind == "csv":
-            frame.to_csv(tmp, index=False)
+            frame.to_csv(tmp, index=False, compression=_compression(path))
         else:
             frame.to_parquet(tmp, index=False)
         os.replace(tmp, path)
@@ -251,29 +358,156 @@ def write_long(
 
 
 def _format(path: Path) -> str:
-    kind = LONG_SUFFIXES.get(path.suffix.lower())
+    kind = _kind(path)
     if kind is None:
         raise ValueError(
-            f"{path} is not a long-format table; expected a suffix among {sorted(LONG_SUFFIXES)}"
+            f"{path} is not a long-format table; expected a suffix among {sorted(LONG_SUFFIXES)} "
+            f"(CSV also compressed: {', '.join('.csv' + c for c in CSV_COMPRESSIONS)})"
         )
     return kind
 
 
-def _time_axis(stamps: pd.DatetimeIndex, freq: str | None) -> pd.DatetimeIndex:
-    """The regular axis at ``freq`` (or at the smallest step between the timestamps, when
-    every step is a multiple of it) from the first timestamp to the last; else the
-    timestamps present."""
-    present = stamps.unique().sort_values()
-    if freq is None and len(present) > 1:
-        steps = np.diff(present.asi8)
-        if (steps % steps.min() == 0).all():
-            freq = pd.Timedelta(int(steps.min()), unit=present.unit)
-    if freq is None:
-        return present.rename(TIME_DIM)
+def _kind(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if len(suffixes) == 2 and suffixes[0] == ".csv" and suffixes[1] in CSV_COMPRESSIONS:
+        return "csv"
+    return LONG_SUFFIXES.get(path.suffix.lower())
+
+
+def _compression(path: Path) -> str | None:
+    return CSV_COMPRESSIONS.get(path.suffix.lower())
+
+
+def _check_columns(frame: pd.DataFrame, *, values_needed: bool) -> list[str]:
+    """The value columns of a long table, after checking its columns."""
+    missing = [c for c in (ID, TIME) if c not in frame.columns]
+    values = [c for c in frame.columns if c not in (ID, TIME)]
+    if missing or (values_needed and not values):
+        raise ValueError(
+            f"a long-format table needs columns {ID!r}, {TIME!r} and at least one value "
+            f"column (such as 'y'); it has {list(frame.columns)}"
+        )
+    for name in values if values_needed else []:
+        if not (
+            pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name])
+        ):
+            raise ValueError(
+                f"value column {name!r} has dtype {frame[name].dtype}; expected numbers"
+            )
+    return values
+
+
+def _timestamps(column: pd.Series) -> pd.DatetimeIndex:
+    """The ``ds`` column as naive nanosecond timestamps (local times of a time zone)."""
     try:
-        return pd.date_range(present[0], present[-1], freq=freq, name=TIME_DIM)
+        stamps = pd.DatetimeIndex(pd.to_datetime(column))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"column {TIME!r} does not hold timestamps: {err}") from None
+    if stamps.tz is not None:
+        stamps = stamps.tz_localize(None)
+    if stamps.hasnans:
+        row = int(np.flatnonzero(stamps.isna())[0])
+        raise ValueError(f"column {TIME!r} has a missing timestamp (row {row})")
+    return stamps.as_unit("ns")
+
+
+def _time_axis(
+    ids: np.ndarray, stamps: pd.DatetimeIndex, freq: str | pd.DateOffset | None
+) -> tuple[pd.DatetimeIndex, str]:
+    """The regular axis from the first timestamp to the last, and its canonical
+    frequency: ``freq``, else the one inferred (see :func:`from_long`)."""
+    present = stamps.unique().sort_values()
+    if len(present) == 0:
+        raise ValueError("the table has no rows")
+    freq = check_freq(freq) if freq is not None else _infer_table_freq(ids, stamps, present)
+    axis = pd.date_range(present[0], present[-1], freq=freq, name=TIME_DIM)
+    return axis.as_unit("ns"), freq
+
+
+def _infer_table_freq(ids: np.ndarray, stamps: pd.DatetimeIndex, present: pd.DatetimeIndex) -> str:
+    try:
+        return infer_freq(present.values)
     except ValueError as err:
-        raise ValueError(f"freq={freq!r} is not a pandas frequency: {err}") from None
+        union_error = err
+    grids, _ = _series_grids(ids, stamps)
+    if len(grids) > 1:
+        raise ValueError(_mixed_grids_message(grids)) from None
+    if len(grids) == 1:
+        freq = next(iter(grids))[0]
+        axis = pd.date_range(present[0], present[-1], freq=freq).as_unit("ns")
+        if axis.size and axis[0] == present[0] and present.isin(axis).all():
+            return freq
+    raise union_error from None
+
+
+def _series_grids(
+    ids: np.ndarray, stamps: pd.DatetimeIndex
+) -> tuple[dict[tuple[str, pd.Timestamp], list[str]], dict[str, np.ndarray]]:
+    """The series of each grid ``(freq, anchor)``, in order of their ids, and the
+    timestamps of the series whose frequency cannot be inferred on their own."""
+    order = np.lexsort((stamps.asi8, ids))
+    names, starts = np.unique(ids[order], return_index=True)
+    times = stamps.values[order]
+    grids: dict[tuple[str, pd.Timestamp], list[str]] = {}
+    loose: dict[str, np.ndarray] = {}
+    seen: dict[tuple[int, int, int, int], tuple[str, pd.Timestamp] | None] = {}
+    for name, start, stop in zip(names, starts, [*starts[1:], len(ids)], strict=True):
+        own = times[start:stop]
+        memo = (own.size, int(own[0].view(np.int64)), int(own[-1].view(np.int64)))
+        memo = (*memo, hash(own.tobytes()))
+        if memo not in seen:
+            seen[memo] = _own_grid(own)
+        key = seen[memo]
+        if key is None:
+            loose[str(name)] = own
+        else:
+            grids.setdefault(key, []).append(str(name))
+    return grids, loose
+
+
+def _own_grid(times: np.ndarray) -> tuple[str, pd.Timestamp] | None:
+    """The grid ``(freq, anchor)`` inferred from one series' timestamps, or None
+    (also for fewer than 3: two month starts 31 days apart could be months or days)."""
+    if times.size < 3:
+        return None
+    try:
+        freq = infer_freq(times)
+    except ValueError:
+        return None
+    return freq, _anchor(times[0], freq)
+
+
+def _grid_key(times: np.ndarray, freq: str) -> tuple[str, pd.Timestamp] | None:
+    """The grid ``(freq, anchor)`` holding all of ``times`` (sorted), or None."""
+    offset = to_offset(freq)
+    first = pd.Timestamp(times[0])
+    if not offset.is_on_offset(first):
+        return None
+    axis = pd.date_range(first, pd.Timestamp(times[-1]), freq=offset).as_unit("ns")
+    if not np.isin(times, axis.values).all():
+        return None
+    return freq, _anchor(times[0], freq)
+
+
+def _anchor(time: np.datetime64, freq: str) -> pd.Timestamp:
+    """The point of ``time``'s grid with step index 0 (near 1970): the same for every
+    timestamp of one grid, different for grids of one frequency but another phase."""
+    steps = int(step_index(np.asarray([time], "datetime64[ns]"), freq)[0])
+    return pd.Timestamp(time) - steps * to_offset(freq)
+
+
+def _mixed_grids_message(grids: dict[tuple[str, pd.Timestamp], list[str]]) -> str:
+    described = []
+    for (freq, _), members in sorted(grids.items(), key=lambda item: -len(item[1])):
+        shown = ", ".join(members[:3]) + (", ..." if len(members) > 3 else "")
+        count = f"{len(members)} series" if len(members) > 1 else "1 series"
+        described.append(f"{freq!r} ({count}: {shown})")
+    return (
+        f"the series lie on {len(grids)} different time grids: {'; '.join(described)}. "
+        "Split the table by grid (rnncore.longformat.group_by_grid) and read each part "
+        "on its own, or pass freq=... (--freq on the command line) naming one grid that "
+        "holds every timestamp, the missing steps as NaN"
+    )
 
 
 def _label(value: object) -> str:

@@ -12,9 +12,10 @@ from safetensors.numpy import load_file, save_file
 
 from rnncore import Model, ModelFileError
 from rnncore.forecast import Forecaster
-from rnncore.forecast.features import FeatureSpec, ahead_from_window
+from rnncore.forecast.features import SPREAD_FLOOR
 from rnncore.forecast.reservoir import Reservoir
 from rnncore.forecast.scaling import apply_scaling, series_stats
+from rnncore.forecast.timeaxis import calendar_features
 from rnncore.synthetic import generate
 
 HORIZON = 12
@@ -35,39 +36,46 @@ def fitted(data):
 
 
 def in_memory_rows(ds, forecaster):
-    """Training features and targets, built from NumPy arrays in one piece: the
-    reservoir run by ``Model.__call__``, the seasonal memories by a plain loop."""
+    """Every fitted row's features and targets, built from NumPy arrays in one piece:
+    the reservoir run by ``Model.__call__``, the lag windows and their normalisation
+    by plain loops."""
     y = ds.y.values.astype(np.float64)
     times = ds.time.values
     n_series, n_steps = y.shape
-    spec = FeatureSpec(Reservoir(24), HOUR)
-    reservoir = spec.reservoir
-    stats = series_stats(ds.y, 24, window=28 * 24)  # the forecaster's default window
+    season, n_lags = 24, forecaster.training_window_["n_lags"]
+    reservoir = Reservoir(season)
+    stats = series_stats(ds.y, season, window=28 * season)  # the forecaster's default window
     z = apply_scaling(y, stats.location.values, stats.scale.values)
     observed = np.isfinite(z)
     filled = np.where(observed, z, 0.0)
     x = np.stack([filled, observed.astype(float)], axis=-1).transpose(1, 0, 2)
-    units = reservoir.model(x)[0].transpose(1, 0, 2)
-    alphas = np.array(reservoir.seasonal_alphas)
-    state = np.zeros((n_series, 24, alphas.size))
-    memories = np.full((n_series, 23 + n_steps, alphas.size), np.nan)
-    for t in range(n_steps):
-        k = (times[t].astype("datetime64[h]").astype(np.int64)) % 24
-        seen = observed[:, t]
-        state[seen, k] = (1 - alphas) * state[seen, k] + alphas * z[seen, t, None]
-        memories[:, 23 + t] = state[:, k]
-    features = spec.assemble(units, ahead_from_window(memories, 24), times)
-    future = np.concatenate([z, np.full((n_series, HORIZON), np.nan)], axis=1)
-    targets = np.stack([future[:, h : h + n_steps] for h in range(1, HORIZON + 1)], axis=-1)
-    window = forecaster.training_window_
-    start = int(np.searchsorted(times, np.datetime64(window["calibration_start"])))
-    t = np.arange(n_steps)
-    rows = (
-        observed
-        & np.isfinite(targets).all(axis=2)
-        & ((t >= window["warmup"]) & (t + HORIZON < start))[None, :]
-    )
-    return features[rows], targets[rows]
+    raw = reservoir.model(x)[0].transpose(1, 0, 2)
+    n = reservoir.n_levels
+    with np.errstate(invalid="ignore"):  # 0 / 0 before a series' first value
+        averages = raw[..., :n] / raw[..., n : 2 * n]  # bias-corrected by their weights
+    units = np.concatenate([averages, raw[..., 2 * n :]], axis=-1)
+    features, targets, usable = [], [], np.zeros((n_series, n_steps), bool)
+    for s in range(n_series):
+        for t in range(n_lags - 1, n_steps - HORIZON):
+            lags = z[s, t - n_lags + 1 : t + 1]
+            ahead = z[s, t + 1 : t + 1 + HORIZON]
+            if not (np.isfinite(lags).all() and np.isfinite(ahead).all()):
+                continue
+            level = lags[-season:].mean()
+            spread = max(np.abs(lags - level).mean(), SPREAD_FLOOR)
+            base = lags[n_lags - season + np.arange(HORIZON) % season]
+            linear = np.concatenate([lags, units[s, t, : reservoir.n_levels]])
+            calendar = calendar_features(times[t : t + 1], "h")[0]
+            features.append(
+                np.concatenate(
+                    [(linear - level) / spread, units[s, t, reservoir.n_levels :], calendar]
+                )
+            )
+            targets.append((ahead - base) / spread)
+            usable[s, t] = True
+    warmup = forecaster.training_window_["warmup"]
+    rows = usable[usable] & (np.nonzero(usable)[1] >= warmup)
+    return np.array(features)[rows], np.array(targets)[rows]
 
 
 def lstsq_readout(x, y, lam):
@@ -82,7 +90,7 @@ def lstsq_readout(x, y, lam):
 def test_distributed_fit_equals_in_memory_least_squares(data, fitted):
     forecaster, _ = fitted
     x, y = in_memory_rows(data, forecaster)
-    assert forecaster.training_window_["n_train_rows"] == x.shape[0] > 1000
+    assert forecaster.training_window_["n_rows"] == x.shape[0] > 1000
     coef, intercept = lstsq_readout(x, y, 1e-4)
     scale = np.abs(coef).max()
     np.testing.assert_allclose(forecaster.coef_, coef, rtol=1e-8, atol=1e-8 * scale)
@@ -119,8 +127,16 @@ def test_forecast_layout_and_time_coordinate(data, fitted):
     assert dict(forecast["lower"].sizes) == {"series": 12, "step": HORIZON, "level": 2}
     assert forecast.step.values.tolist() == list(range(1, HORIZON + 1))
     assert forecast.level.values.tolist() == [0.8, 0.95]
-    expected = data.time.values[-1] + HOUR * np.arange(1, HORIZON + 1)
-    np.testing.assert_array_equal(forecast.time.values, expected)
+    observed = np.isfinite(data.y.values)
+    kept = observed.any(axis=1)
+    last = data.time.values[data.sizes["time"] - 1 - np.argmax(observed[:, ::-1], axis=1)]
+    expected = last[:, None] + HOUR * np.arange(1, HORIZON + 1)
+    np.testing.assert_array_equal(forecast.time.values[kept], expected[kept])
+    assert np.isnat(forecast.time.values[~kept]).all()
+    np.testing.assert_array_equal(forecast.last_observed.values[kept], last[kept])
+    early = kept & (last < data.time.values[-1])
+    assert forecast.attrs["ended_early"] == data.series.values[early].tolist()
+    assert forecast.attrs["freq"] == "h"
     assert (forecast.series == data.series).all()
     assert forecast.attrs["model_fingerprint"] == forecaster.fingerprint()
     assert forecast.attrs["training_end"] == "2025-01-28T23:00:00"
@@ -165,6 +181,10 @@ def test_a_series_in_a_gap_at_the_end_still_gets_finite_forecasts(data, fitted):
     result = forecaster.predict(data.copy(data={"y": values}))
     for name in ("mean", "lower", "upper"):
         assert np.isfinite(result[name].values[varying]).all()
+    # each is forecast from its own last observation, at its own timestamps
+    assert result.attrs["ended_early"] == data.series.values[varying].tolist()
+    first = result.time.values[varying, 0]
+    np.testing.assert_array_equal(first, data.time.values[[-30, -3]])
     assert not np.allclose(result["mean"].values[varying], forecast["mean"].values[varying])
 
 
@@ -221,7 +241,7 @@ def test_loading_a_corrupt_or_mismatched_file_raises_a_clear_error(tmp_path, fit
 
     def reseed(arrays, metadata):
         config = json.loads(metadata["config"])
-        config["reservoir"]["seed"] += 1
+        config["reservoir"]["n_levels"] += 1
         metadata["config"] = json.dumps(config)
 
     with pytest.raises(ModelFileError, match="reservoir built from the file"):
@@ -241,7 +261,7 @@ def test_misuse_is_refused_with_clear_errors(data, fitted):
     with pytest.raises(ValueError, match="exceeds the 12 steps"):
         forecaster.predict(data, horizon=13)
     daily = data.isel(time=slice(0, None, 24))
-    with pytest.raises(ValueError, match="time step"):
+    with pytest.raises(ValueError, match="frequency is 'D'; the forecaster was fitted at 'h'"):
         forecaster.predict(daily)
     with pytest.raises(KeyError, match="'load'"):
         forecaster.predict(data, variable="load")

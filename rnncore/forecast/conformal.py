@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,8 +56,17 @@ def min_scores(level: float) -> int:
     return math.ceil(2 / (1 - level) - _EPS) - 1
 
 
-def conformal_quantiles(scores: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+def conformal_quantiles(
+    scores: np.ndarray, levels: Sequence[float], expected: np.ndarray | None = None
+) -> np.ndarray:
     """The bounds ``(q_lo, q_hi)`` of every level for every column of scores.
+
+    A column with enough scores for a level (:func:`min_scores`) takes its own
+    conformal bounds. Small panels give fewer: such a column takes the bounds of
+    the scores of all columns pooled, each divided by its column's root-mean-square
+    score (``expected`` for a column of fewer than two scores) and multiplied back
+    by its own; where even the pool is too small, the normal bounds ``+-z * rms``.
+    Every interval holds its forecast: ``q_lo <= 0 <= q_hi``.
 
     Parameters
     ----------
@@ -64,6 +74,9 @@ def conformal_quantiles(scores: np.ndarray, levels: Sequence[float]) -> np.ndarr
         ``(n, steps)``; NaN scores are left out, column by column.
     levels
         Interval levels, each in ``(0, 1)``.
+    expected
+        ``(steps,)`` the expected root-mean-square error of each column, for columns
+        of fewer than two scores (NaN where unknown: the pooled one is taken).
 
     Returns
     -------
@@ -73,31 +86,33 @@ def conformal_quantiles(scores: np.ndarray, levels: Sequence[float]) -> np.ndarr
     Raises
     ------
     ValueError
-        If a column has too few scores for a level's bounds to be finite
-        (:func:`min_scores`).
+        If no column has a score and ``expected`` gives no error either.
 
     Examples
     --------
-    >>> scores = np.arange(1.0, 20.0)[:, None]  # 19 scores: 1 .. 19
+    >>> scores = np.arange(1.0, 20.0)[:, None] - 10  # 19 scores: -9 .. 9
     >>> conformal_quantiles(scores, [0.8]).tolist()
-    [[[2.0, 18.0]]]
+    [[[-8.0, 8.0]]]
+    >>> conformal_quantiles(scores[:5], [0.8]).round(3).tolist()  # too few: normal bounds
+    [[[-9.152, 9.152]]]
     """
     levels = check_levels(levels)
     scores = np.asarray(scores, dtype=np.float64)
+    rms = _column_rms(scores, expected)
+    pooled = np.sort((scores / rms)[np.isfinite(scores)])
     out = np.empty((scores.shape[1], len(levels), 2))
     for h in range(scores.shape[1]):
         column = np.sort(scores[np.isfinite(scores[:, h]), h])
-        n = column.size
         for i, level in enumerate(levels):
-            if n < min_scores(level):
-                raise ValueError(
-                    f"horizon step {h + 1} has {n} calibration score(s); the {level:g} interval "
-                    f"needs at least {min_scores(level)}: hold out a longer calibration window"
-                )
-            alpha = 1 - level
-            low = math.floor((n + 1) * alpha / 2 + _EPS)
-            high = math.ceil((n + 1) * (1 - alpha / 2) - _EPS)
-            out[h, i] = column[low - 1], column[high - 1]
+            if column.size >= min_scores(level):
+                out[h, i] = _ranked(column, level)
+            elif pooled.size >= min_scores(level):
+                out[h, i] = _ranked(pooled, level) * rms[h]
+            else:
+                z = statistics.NormalDist().inv_cdf(1 - (1 - level) / 2)
+                out[h, i] = -z * rms[h], z * rms[h]
+    out[..., 0] = np.minimum(out[..., 0], 0.0)
+    out[..., 1] = np.maximum(out[..., 1], 0.0)
     return out
 
 
@@ -130,3 +145,30 @@ def intervals(
     base = forecast[:, :, None]
     spread = norm[:, None, None, None] * quantiles
     return base + spread[..., 0], base + spread[..., 1]
+
+
+def _ranked(sorted_scores: np.ndarray, level: float) -> np.ndarray:
+    """The equal-tailed split-conformal bounds of ``level`` from sorted scores."""
+    n, alpha = sorted_scores.size, 1 - level
+    low = math.floor((n + 1) * alpha / 2 + _EPS)
+    high = math.ceil((n + 1) * (1 - alpha / 2) - _EPS)
+    return np.array([sorted_scores[low - 1], sorted_scores[high - 1]])
+
+
+def _column_rms(scores: np.ndarray, expected: np.ndarray | None) -> np.ndarray:
+    """Each column's root-mean-square score; ``expected``, then the pooled one, for
+    columns of fewer than two scores."""
+    finite = np.isfinite(scores)
+    squares = np.where(finite, scores, 0.0) ** 2
+    counts = finite.sum(axis=0)
+    rms = np.where(counts >= 2, np.sqrt(squares.sum(axis=0) / np.maximum(counts, 1)), np.nan)
+    if expected is not None:
+        rms = np.where(np.isnan(rms), np.asarray(expected, dtype=np.float64), rms)
+    pooled = math.sqrt(squares.sum() / finite.sum()) if finite.sum() >= 2 else math.nan
+    rms = np.where(np.isnan(rms), pooled, rms)
+    if not np.isfinite(rms).all():
+        raise ValueError(
+            "no calibration score and no expected error: cannot size the intervals "
+            "(hold out a longer calibration window)"
+        )
+    return np.maximum(rms, np.finfo(np.float64).tiny)

@@ -1,18 +1,25 @@
-"""The forecaster's features at a forecast origin: reservoir, seasonal memories, calendar, exog.
+"""The forecaster's features at a forecast origin, normalised by the origin's own window.
 
 At an origin ``t`` (an observed step) a series' feature vector holds, in order:
 
-1. the reservoir's moving averages of ``z`` (``level_tau*``);
-2. its seasonal memories, *rotated* to the origin: column ``seasonal<alpha>_ahead<j>``
-   holds the memory of the phase ``j`` steps after ``t`` (``j = 1 .. season``): the
-   (weighted) values last seen at the phase of ``y_{t+j}``. With ``alpha = 1`` these
-   are the last season of values, ``ahead<season>`` being ``z_t`` itself;
+1. its last ``n_lags`` scaled values ``z_{t - n_lags + 1} .. z_t`` (``lag<k>`` is
+   ``z_{t-k}``), the raw window every global window model reads;
+2. the reservoir's moving averages of ``z`` (``level_tau*``);
 3. the reservoir's gated units;
 4. the calendar features of ``t`` (:func:`~rnncore.forecast.timeaxis.calendar_features`);
 5. the exogenous variables' values at ``t``.
 
-The rotation makes one set of readout weights serve every origin: the column that
-matters most for step ``h`` is always ``ahead<h>``, whichever the origin's phase.
+**Window normalisation.** The lags and moving averages (linear in ``z``) are taken
+relative to the origin's *level* ``L_t`` (the mean of the last season of lags) and
+divided by its *spread* ``S_t`` (the mean absolute deviation of the window's lags
+from ``L_t``, at least ``SPREAD_FLOOR``). The targets are likewise the values ahead
+relative to the seasonal-naive forecast from ``t``, over ``S_t``::
+
+    target_h = (z_{t+h} - z_{t+h-m*ceil(h/m)}) / S_t,
+
+so that one set of readout weights serves every series whatever its level, a level
+shift is forgotten as soon as it leaves the window, and a readout of zeros is the
+seasonal-naive forecast: the model starts from it and learns corrections.
 """
 
 from __future__ import annotations
@@ -22,9 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .reservoir import Reservoir
-from .timeaxis import calendar_features, calendar_names, phase
+from .timeaxis import calendar_features, calendar_names
 
-__all__ = ["FeatureSpec"]
+__all__ = ["SPREAD_FLOOR", "FeatureSpec", "lag_windows"]
+
+#: The least spread of a window, in units of the series' robust scale: a flat window
+#: (a run of zeros in a count series, say) does not blow its targets up.
+SPREAD_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -34,38 +45,44 @@ class FeatureSpec:
     Parameters
     ----------
     reservoir
-        The reservoir whose units and memories come first.
-    step
-        The data's time step, which decides the calendar features.
+        The reservoir whose units follow the lags.
+    freq
+        The data's pandas frequency, which decides the calendar features.
+    season
+        Steps of the season that sets the level and the seasonal-naive baseline
+        (1: the last value).
+    n_lags
+        Steps of the lag window, at least ``season``.
     exog
         Names of the exogenous columns.
 
     Examples
     --------
-    >>> spec = FeatureSpec(Reservoir(24, n_levels=2, seasonal_alphas=(1.0,), n_gated=1),
-    ...                    np.timedelta64(1, "h"), ("temperature",))
-    >>> spec.n_features, spec.names[:3], spec.names[-1]
-    (40, ['level_tau24', 'level_tau336', 'seasonal1_ahead1'], 'exog_temperature')
+    >>> spec = FeatureSpec(Reservoir(24, n_levels=2, n_gated=1), "h", 24, 48, ("temperature",))
+    >>> spec.n_features, spec.names[:2], spec.names[47:50], spec.names[-1]
+    (64, ['lag47', 'lag46'], ['lag0', 'level_tau24', 'level_tau336'], 'exog_temperature')
     """
 
     reservoir: Reservoir
-    step: np.timedelta64
+    freq: str
+    season: int
+    n_lags: int
     exog: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.season <= self.n_lags:
+            raise ValueError(
+                f"the lag window ({self.n_lags} steps) must hold at least one season "
+                f"({self.season} steps)"
+            )
 
     @property
     def names(self) -> list[str]:
         """Every feature's name, in column order."""
-        r = self.reservoir
-        units = r.unit_names
         return (
-            units[: r.n_levels]
-            + [
-                f"seasonal{alpha:g}_ahead{j}"
-                for alpha in r.seasonal_alphas
-                for j in range(1, r.season + 1)
-            ]
-            + units[r.n_levels :]
-            + calendar_names(self.step)
+            [f"lag{k}" for k in range(self.n_lags - 1, -1, -1)]
+            + self.reservoir.unit_names
+            + calendar_names(self.freq)
             + [f"exog_{name}" for name in self.exog]
         )
 
@@ -74,24 +91,28 @@ class FeatureSpec:
         """Number of feature columns."""
         return len(self.names)
 
+    @property
+    def n_normalised(self) -> int:
+        """The leading columns normalised by the window: the lags and moving averages."""
+        return self.n_lags + self.reservoir.n_levels
+
     def assemble(
         self,
         units: np.ndarray,
-        ahead: np.ndarray,
+        lags: np.ndarray,
         times: np.ndarray,
         exog: np.ndarray | None = None,
         *,
         out: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The feature vectors of every series at every origin.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The normalised feature vectors of every series at every origin.
 
         Parameters
         ----------
         units
             Reservoir units ``(series, time, n_units)`` at the origins ``times``.
-        ahead
-            Rotated memories ``(series, time, n_memories, season)``, as
-            :func:`ahead_from_window` or :func:`ahead_from_final` give them.
+        lags
+            Lag windows ``(series, time, n_lags)``, oldest first (:func:`lag_windows`).
         times
             ``datetime64`` origins: ``(time,)``, or ``(series, time)`` for origins
             that differ between series.
@@ -103,10 +124,10 @@ class FeatureSpec:
 
         Returns
         -------
-        numpy.ndarray
-            ``out``: ``(series, time, n_features)``; NaN where an input is.
+        features, level, spread
+            ``out`` ``(series, time, n_features)`` (NaN where an input is), and the
+            windows' level and spread ``(series, time)``.
         """
-        r = self.reservoir
         n_series, n_times = units.shape[:2]
         n_exog = 0 if exog is None else exog.shape[2]
         if n_exog != len(self.exog):
@@ -117,63 +138,80 @@ class FeatureSpec:
         if out is None:
             out = np.empty((n_series, n_times, self.n_features))
         times = np.asarray(times)
-        calendar = calendar_features(times.ravel(), self.step).reshape(*times.shape, -1)
-        parts = [units[:, :, : r.n_levels]]
-        parts += [ahead[:, :, k, :] for k in range(r.n_memories)]
-        parts += [units[:, :, r.n_levels :], calendar if calendar.ndim == 3 else calendar[None]]
+        calendar = calendar_features(times.ravel(), self.freq).reshape(*times.shape, -1)
+        parts = [lags, units, calendar if calendar.ndim == 3 else calendar[None]]
         if exog is not None:
             parts.append(exog)
         column = 0
         for part in parts:
-            out[:, :, column : column + part.shape[2]] = part
-            column += part.shape[2]
-        return out
+            width = part.shape[2]
+            out[:, :, column : column + width] = part
+            column += width
+        level, spread = self.window_stats(lags)
+        linear = out[:, :, : self.n_normalised]
+        linear -= level[..., None]
+        linear /= spread[..., None]
+        return out, level, spread
+
+    def window_stats(self, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The level and spread ``(series, time)`` of lag windows (see the module).
+
+        Missing lags are left out; a window with no lag at all has NaN for both.
+
+        Examples
+        --------
+        >>> spec = FeatureSpec(Reservoir(2), "D", 2, 4)
+        >>> level, spread = spec.window_stats(np.array([[[0.0, 2.0, 1.0, 3.0]]]))
+        >>> level.tolist(), spread.tolist()
+        ([[2.0]], [[1.0]])
+        """
+        level = _nanmean(lags[..., self.n_lags - self.season :])
+        spread = _nanmean(np.abs(lags - level[..., None]))
+        return level, np.maximum(spread, SPREAD_FLOOR, where=np.isfinite(spread), out=spread)
+
+    def baseline(self, lags: np.ndarray, horizon: int) -> np.ndarray:
+        """The seasonal-naive forecasts ``(..., horizon)`` from lag windows ``(..., n_lags)``.
+
+        Step ``h`` repeats the lag one season before it (``z_{t+h-m*ceil(h/m)}``).
+
+        Examples
+        --------
+        >>> spec = FeatureSpec(Reservoir(2), "D", 2, 3)
+        >>> spec.baseline(np.array([1.0, 2.0, 3.0]), 3).tolist()
+        [2.0, 3.0, 2.0]
+        """
+        columns = self.n_lags - self.season + np.arange(horizon) % self.season
+        return lags[..., columns]
 
 
-def ahead_from_window(memories: np.ndarray, season: int) -> np.ndarray:
-    """Rotated memories of origins from the memories of the steps up to each.
+def lag_windows(values: np.ndarray, n_lags: int) -> np.ndarray:
+    """The lag window of every origin from the values up to each.
 
     Parameters
     ----------
-    memories
-        ``(series, season - 1 + n, n_memories)``: the memories of the ``n`` origins'
-        steps and of the ``season - 1`` steps before the first (NaN if unknown).
-    season
-        Steps per season.
+    values
+        ``(series, n_lags - 1 + n)``: the values of the ``n`` origins' steps and of
+        the ``n_lags - 1`` steps before the first (NaN if unknown).
+    n_lags
+        Steps per window.
 
     Returns
     -------
     numpy.ndarray
-        ``(series, n, n_memories, season)``: entry ``j - 1`` of the last axis is the
-        memory ``season - j`` steps before the origin, that of the phase ``j`` steps
-        after it. A view of ``memories``.
+        ``(series, n, n_lags)``, oldest first: a view of ``values``.
 
     Examples
     --------
-    >>> m = np.arange(4.0)[None, :, None]  # steps 0..3, season 2: origins 1..3
-    >>> ahead_from_window(m, 2)[0, :, 0].tolist()
+    >>> lag_windows(np.arange(4.0)[None, :], 2)[0].tolist()
     [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
     """
-    return np.lib.stride_tricks.sliding_window_view(memories, season, axis=1)
+    return np.lib.stride_tricks.sliding_window_view(values, n_lags, axis=1)
 
 
-def ahead_from_final(final: np.ndarray, origins: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """Rotated memories at each series' origin from every phase's final memories.
-
-    Parameters
-    ----------
-    final
-        ``(series, season, n_memories)``: each phase's memories at the end.
-    origins
-        ``(series,)`` the origin timestamp of each series.
-    spec
-        The features (for the season and the time step).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(series, 1, n_memories, season)``.
-    """
-    season = spec.reservoir.season
-    order = (phase(origins, spec.step, season)[:, None] + np.arange(1, season + 1)) % season
-    return np.take_along_axis(final, order[:, :, None], axis=1).transpose(0, 2, 1)[:, None]
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """The mean of the finite values along the last axis; NaN where there are none
+    (without NumPy's warning, which is not thread-safe to silence)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=-1)
+    total = np.where(finite, values, 0.0).sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -1,10 +1,13 @@
 """The global forecaster: one readout for every series, fitted and applied at scale.
 
 :class:`Forecaster` forecasts ``y_{t+1..t+H}`` of every series from its features at
-``t`` (:mod:`rnncore.forecast.features`): a direct multi-horizon ridge readout of a
-fixed reservoir run over the series' robustly scaled values, fitted by a distributed
-reduction (:mod:`rnncore.forecast.ridge`), with split-conformal intervals calibrated
-on the held-out end of the training data (:mod:`rnncore.forecast.conformal`).
+``t`` (:mod:`rnncore.forecast.features`): a direct multi-horizon ridge readout of the
+origin's lag window and of a fixed reservoir run over the series' values, both
+normalised by the origin's own recent level and spread, predicting corrections to
+the seasonal-naive forecast. One readout serves all series (a global model, fitted
+by a distributed reduction: :mod:`rnncore.forecast.ridge`); split-conformal intervals
+are calibrated on the held-out end of the training data
+(:mod:`rnncore.forecast.conformal`), and the readout is then refitted on all of it.
 
 Fitting is one pass over the data after the per-series statistics; forecasting one
 pass that keeps only the reservoir's final states. Both run on the active Dask
@@ -25,23 +28,38 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
+from ..longformat import ID, TIME, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
 from .checks import check_int
 from .conformal import check_levels, conformal_quantiles, intervals
 from .features import FeatureSpec
-from .passes import History, RowPlan, calibration_stride, fit_pass, origin_pass, prepare
+from .frame import cutoff_mask, forecast_frame, percent_levels
+from .passes import (
+    History,
+    Origins,
+    RowPlan,
+    calibration_stride,
+    fit_pass,
+    origin_pass,
+    prepare,
+)
 from .reservoir import Reservoir
 from .ridge import GRID, RidgeSolution, solve_ridge
-from .scaling import interval_norm, undo_scaling
-from .timeaxis import forecast_times, isoformat
+from .scaling import undo_scaling
+from .timeaxis import check_freq, future_times, infer_freq, isoformat
 
 __all__ = ["Forecaster"]
 
 _KIND = "forecaster"
 # The arrays of a fitted forecaster, as saved.
 _ARRAYS = ("coef", "intercept", "ridge", "gcv", "feature_mean", "quantiles")
+#: How each series was forecast (``method`` in the forecast): by the model, by a
+#: fallback for series too short for it, or not at all (no observation).
+METHODS = ("model", "seasonal_naive", "naive", "none")
+_NAT = np.datetime64("NaT", "ns")
 
 
 @dataclass(frozen=True)
@@ -67,8 +85,18 @@ class Forecaster:
         Ridge strength (on standardised features); ``None`` chooses one per horizon
         step by generalised cross-validation on the accumulated matrices.
     season
-        Steps per season; ``None`` infers it from the time step (24 for hourly data,
-        96 for 15-minute data, 7 for daily, 52 for weekly, else 1).
+        Steps per season, one or several (``24`` or ``[24, 168]``); ``None`` for the
+        frequency's (:func:`~rnncore.forecast.timeaxis.default_seasons`: 48 and 336
+        for half-hourly data, 24 and 168 hourly, 7 daily, 12 monthly, 4 quarterly,
+        none yearly). The shortest sets the seasonal-naive baseline and the level;
+        the lag window spans the longest.
+    freq
+        The pandas frequency of the data (``"h"``, ``"D"``, ``"W-SUN"``, ``"MS"``,
+        ``"QS-DEC"``, ...); ``None`` infers it from the time coordinate. Stored with
+        the fitted forecaster; later data must have the same.
+    n_lags
+        Steps of the lag window; ``None`` for three of the shortest seasons, or the
+        longest plus the shortest if that is more (8 without a season).
     exog
         Exogenous variables of the dataset, whose values at the forecast origin
         are features: dims ``(series, time)``, ``(time,)``, or either with one more
@@ -80,9 +108,9 @@ class Forecaster:
         a fraction of the time steps (float in ``(0, 1)``) or a number of steps
         (int, more than ``horizon``). The readout is fitted on the steps before it.
     warmup
-        Leading steps left out of training while the reservoir's memories fill;
-        ``None`` for the reservoir's longest timescale (at most a quarter of the data).
-    n_levels, seasonal_alphas, n_gated, timescales
+        Leading steps left out of training while the reservoir's moving averages
+        fill; ``None`` for its longest timescale (at most a quarter of the data).
+    n_levels, n_gated, timescales
         The reservoir (:class:`~rnncore.forecast.reservoir.Reservoir`).
     scale_window
         Trailing steps of a series' history its robust location and scale are taken
@@ -113,7 +141,7 @@ class Forecaster:
     >>> forecast = forecaster.predict(ds)
     >>> dict(forecast.lower.sizes)
     {'series': 20, 'step': 24, 'level': 2}
-    >>> str(forecast.time.values[0])
+    >>> str(forecast.time.values[0, 0])
     '2025-02-12T00:00:00.000000000'
     """
 
@@ -123,14 +151,15 @@ class Forecaster:
         *,
         levels: Sequence[float] = (0.8, 0.95),
         ridge: float | None = None,
-        season: int | None = None,
+        season: int | Sequence[int] | None = None,
+        freq: str | None = None,
+        n_lags: int | None = None,
         exog: Sequence[str] = (),
         seed: int = 0,
         calibration: float | int = 0.1,
         warmup: int | None = None,
-        n_levels: int = 8,
-        seasonal_alphas: Sequence[float] = (1.0, 0.25),
-        n_gated: int = 8,
+        n_levels: int = 4,
+        n_gated: int = 0,
         timescales: tuple[float, float] | None = None,
         scale_window: int | None = None,
         max_calibration_rows: int = 50_000,
@@ -139,7 +168,9 @@ class Forecaster:
     ) -> None:
         self.horizon = check_int("horizon", horizon, 1)
         self.levels = check_levels(levels)
-        self.season = None if season is None else check_int("season", season, 1)
+        self.season = _check_seasons(season)
+        self.freq = None if freq is None else check_freq(freq)
+        self.n_lags = None if n_lags is None else check_int("n_lags", n_lags, 1)
         self.seed = check_int("seed", seed, 0)
         self.warmup = None if warmup is None else check_int("warmup", warmup, 0)
         self.scale_window = (
@@ -168,7 +199,6 @@ class Forecaster:
         self.ridge = None if ridge is None else float(ridge)
         self.exog = tuple(exog)
         self.calibration = calibration
-        self.seasonal_alphas = tuple(float(a) for a in seasonal_alphas)
         self.timescales = None if timescales is None else tuple(float(t) for t in timescales)
         self.scaling_: xr.Dataset | None = None
         self._fitted: _Fitted | None = None
@@ -182,13 +212,14 @@ class Forecaster:
             "horizon": self.horizon,
             "levels": list(self.levels),
             "ridge": self.ridge,
-            "season": self.season,
+            "season": None if self.season is None else list(self.season),
+            "freq": self.freq,
+            "n_lags": self.n_lags,
             "exog": list(self.exog),
             "seed": self.seed,
             "calibration": self.calibration,
             "warmup": self.warmup,
             "n_levels": self.n_levels,
-            "seasonal_alphas": list(self.seasonal_alphas),
             "n_gated": self.n_gated,
             "timescales": None if self.timescales is None else list(self.timescales),
             "scale_window": self.scale_window,
@@ -204,8 +235,18 @@ class Forecaster:
 
     @property
     def season_(self) -> int:
-        """The season used (given, or inferred from the data's time step)."""
-        return self._state().spec.reservoir.season
+        """The shortest season used (given, or from the data's frequency); 1 for none."""
+        return self._state().spec.season
+
+    @property
+    def seasons_(self) -> list[int]:
+        """Every season used, the shortest first."""
+        return list(self._state().window["seasons"])
+
+    @property
+    def freq_(self) -> str:
+        """The data's pandas frequency (given, or inferred when fitting)."""
+        return self._state().spec.freq
 
     @property
     def feature_names_(self) -> list[str]:
@@ -229,7 +270,7 @@ class Forecaster:
 
     @property
     def quantiles_(self) -> np.ndarray:
-        """``(horizon, levels, 2)`` conformal bounds of the normalised errors."""
+        """``(horizon, levels, 2)`` conformal bounds of the errors, in spreads."""
         return self._state().quantiles.copy()
 
     @property
@@ -254,7 +295,7 @@ class Forecaster:
 
     def fit(
         self,
-        ds: xr.Dataset,
+        ds: xr.Dataset | pd.DataFrame,
         *,
         variable: str = "y",
         time_dim: str = "time",
@@ -266,8 +307,9 @@ class Forecaster:
         ----------
         ds
             Dataset with ``variable`` ``(series, time)`` (NumPy- or Dask-backed, NaN
-            where missing), a ``datetime64`` time coordinate with a constant step,
-            and the ``exog`` variables.
+            where missing), a regular ``datetime64`` time coordinate (at ``freq``),
+            and the ``exog`` variables; or a long frame ``unique_id, ds, y`` with the
+            ``exog`` columns (:func:`rnncore.longformat.from_long`).
         variable, time_dim, series_dim
             The target and the dimension names.
 
@@ -282,7 +324,7 @@ class Forecaster:
             If the data are too short for the warm-up, one training origin and the
             calibration window, or the calibration window gives too few scores.
         """
-        self._fit(ds, variable, time_dim, series_dim)
+        self._fit(self._dataset(ds), variable, time_dim, series_dim)
         return self
 
     def fit_predict(
@@ -301,9 +343,105 @@ class Forecaster:
         history, origin = self._fit(ds, variable, time_dim, series_dim)
         return self._forecast(history, origin, horizon, variable)
 
+    def forecast(
+        self, df: pd.DataFrame, h: int | None = None, level: Sequence[float] | None = None
+    ) -> pd.DataFrame:
+        """Fit on a long frame and forecast ``h`` steps past each series' end.
+
+        StatsForecast's ``forecast``. A frame whose series lie on different grids
+        (quarterly series dated in March and in January, say) is forecast one grid
+        at a time (:func:`rnncore.longformat.group_by_grid`), a forecaster fitted to
+        each; ``self`` is left as it was.
+
+        Parameters
+        ----------
+        df
+            ``unique_id, ds, y`` and the ``exog`` columns.
+        h
+            Steps ahead; ``None`` for ``horizon``.
+        level
+            Interval levels in percent (``[80, 95]``); ``None`` for ``levels``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``unique_id, ds, RNNFlow, RNNFlow-lo-80, RNNFlow-hi-80, ...``
+            (:func:`~rnncore.forecast.frame.forecast_frame`).
+
+        Examples
+        --------
+        >>> from rnncore.longformat import to_long
+        >>> from rnncore.synthetic import generate
+        >>> df = to_long(generate(10, 24 * 7 * 6, seed=0), ["y"])
+        >>> Forecaster(24).forecast(df, level=[90]).columns.tolist()
+        ['unique_id', 'ds', 'RNNFlow', 'RNNFlow-lo-90', 'RNNFlow-hi-90']
+        """
+        model = self._clone(h, level)
+        frames = [forecast_frame(model.fit_predict(ds)) for ds in self._grids(df)]
+        return _joined(frames)
+
+    def cross_validation(
+        self,
+        df: pd.DataFrame,
+        h: int | None = None,
+        n_windows: int = 1,
+        step_size: int | None = None,
+        level: Sequence[float] | None = None,
+    ) -> pd.DataFrame:
+        """Rolling-origin cross-validation on a long frame, as StatsForecast's.
+
+        Window ``w`` of ``n_windows`` fits a fresh forecaster on each series' values
+        up to its cutoff (counted back from the series' own end:
+        :func:`~rnncore.forecast.frame.cutoff_mask`) and forecasts the ``h`` steps
+        after it; consecutive cutoffs are ``step_size`` steps apart.
+
+        Parameters
+        ----------
+        df
+            ``unique_id, ds, y`` and the ``exog`` columns.
+        h
+            Steps ahead; ``None`` for ``horizon``.
+        n_windows
+            Number of windows.
+        step_size
+            Steps between cutoffs; ``None`` for ``h``.
+        level
+            Interval levels in percent; ``None`` for ``levels``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``unique_id, ds, cutoff, y, RNNFlow, RNNFlow-lo-80, ...``: the rows of
+            the test windows present in ``df``.
+        """
+        model = self._clone(h, level)
+        check_int("n_windows", n_windows, 1)
+        step = model.horizon if step_size is None else check_int("step_size", step_size, 1)
+        frames = []
+        for ds in self._grids(df):
+            times = ds["time"].values
+            for window in range(n_windows):
+                cut = cutoff_mask(ds, "y", window, n_windows, model.horizon, step)
+                kept = ds.isel(series=np.flatnonzero(cut.values >= 0))
+                cut = cut.values[cut.values >= 0]
+                if cut.size == 0:
+                    continue
+                train = kept.isel(time=slice(0, int(cut.max()) + 1))
+                index = np.arange(train.sizes["time"])
+                train["y"] = train["y"].where(index[None, :] <= cut[:, None])
+                frame = forecast_frame(model.fit_predict(train))
+                cutoffs = pd.Series(times[cut], index=train["series"].values.astype(str))
+                frame.insert(2, "cutoff", frame[ID].map(cutoffs).to_numpy())
+                frames.append(frame)
+        actual = df[[ID, TIME, "y"]].assign(**{ID: df[ID].astype(str)})
+        actual[TIME] = pd.to_datetime(actual[TIME])
+        result = _joined(frames).merge(actual, on=[ID, TIME], how="inner")
+        columns = [ID, TIME, "cutoff", "y"]
+        return result[columns + [c for c in result.columns if c not in columns]]
+
     def predict(
         self,
-        ds: xr.Dataset,
+        ds: xr.Dataset | pd.DataFrame,
         horizon: int | None = None,
         *,
         variable: str = "y",
@@ -319,7 +457,8 @@ class Forecaster:
         Parameters
         ----------
         ds
-            As for :meth:`fit`, at the same time step.
+            As for :meth:`fit`, at the same frequency; a long frame gives a long
+            frame (:func:`~rnncore.forecast.frame.forecast_frame`).
         horizon
             Steps to forecast, at most the fitted ``horizon`` (the default).
         variable, time_dim, series_dim
@@ -330,33 +469,37 @@ class Forecaster:
         xarray.Dataset
             ``mean`` ``(series, step)``, ``lower`` and ``upper`` ``(series, step,
             level)``, ``all_missing`` ``(series)`` (True for a series with no
-            observation, whose forecasts are NaN); coordinates ``step`` (1 ..
-            horizon), ``level``, ``time`` ``(step)`` the forecast timestamps, and
-            ``series``; attributes naming the model fingerprint, the rnnflow version
-            and the training window.
+            observation, whose forecasts are NaN), ``method`` ``(series)`` (how each
+            was forecast: one of :data:`METHODS`) and ``last_observed`` ``(series)``;
+            coordinates ``step`` (1 .. horizon), ``level``, ``time`` ``(series,
+            step)`` the forecast timestamps of each series, and ``series``;
+            attributes naming the model fingerprint, the rnnflow version, the
+            training window and ``ended_early``, the series last observed before
+            the end of ``ds``.
 
         Notes
         -----
-        A series last observed ``g`` steps before the end of ``ds`` is forecast from
-        that observation, whose features are the ones the readout was fitted on: the
-        forecast for step ``h`` is the readout's step ``g + h``, moved back by whole
-        seasons when it lies beyond the fitted horizon (to the horizon's last step if
-        the season is longer than the horizon).
+        Each series is forecast from its own last observation, at its own
+        timestamps (as StatsForecast does). A series with fewer than half a lag
+        window of observations there is forecast by seasonal naive (the values one
+        season before), or by naive (its last value) where a season back is
+        missing; its intervals are the model's, around that forecast.
         """
         state = self._state()
-        season = state.spec.reservoir.season
-        history = self._prepare(ds, variable, time_dim, series_dim, season)
-        if history.step != state.spec.step:
-            raise ValueError(
-                f"the data's time step is {history.step}; the forecaster was fitted at "
-                f"{state.spec.step}"
-            )
+        if isinstance(ds, pd.DataFrame):
+            return forecast_frame(self.predict(self._dataset(ds), horizon, variable=variable))
+        _check_same_freq(ds, time_dim, state.spec.freq)
+        history = self._prepare(
+            ds, variable, time_dim, series_dim, state.window["seasons"], state.spec.freq
+        )
         if history.exog_columns != state.spec.exog:
             raise ValueError(
                 f"the data's exogenous columns are {list(history.exog_columns)}; the forecaster "
                 f"was fitted with {list(state.spec.exog)}"
             )
-        return self._forecast(history, origin_pass(history, state.spec), horizon, variable)
+        return self._forecast(
+            history, origin_pass(history, state.spec, self.horizon), horizon, variable
+        )
 
     # -- persistence -----------------------------------------------------------------
 
@@ -386,7 +529,9 @@ class Forecaster:
             forecaster = cls(**config["settings"])
             spec = FeatureSpec(
                 Reservoir(**config["reservoir"]),
-                np.timedelta64(int(config["step_ns"]), "ns"),
+                check_freq(config["freq"]),
+                check_int("season", config["season"], 1),
+                check_int("n_lags", config["n_lags"], 1),
                 tuple(config["exog_columns"]),
             )
             if spec.reservoir.fingerprint() != config["reservoir_fingerprint"]:
@@ -442,20 +587,50 @@ class Forecaster:
         return Reservoir(
             season,
             n_levels=self.n_levels,
-            seasonal_alphas=self.seasonal_alphas,
             n_gated=self.n_gated,
             timescales=self.timescales,
             seed=self.seed,
         )
 
+    def _dataset(self, data: xr.Dataset | pd.DataFrame) -> xr.Dataset:
+        """``data`` as a Dataset: a long frame read at ``freq`` (or the fitted one)."""
+        if not isinstance(data, pd.DataFrame):
+            return data
+        freq = self.freq if self._fitted is None else self._fitted.spec.freq
+        return from_long(_frame_columns(data, self.exog), freq=freq)
+
+    def _grids(self, df: pd.DataFrame) -> list[xr.Dataset]:
+        """The Datasets of a long frame, one per grid its series lie on."""
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"expected a pandas DataFrame; got {type(df).__name__}")
+        if self.freq is not None:
+            return [self._dataset(df)]
+        return [self._dataset(group) for group in group_by_grid(_frame_columns(df, self.exog))]
+
+    def _clone(self, h: int | None, level: Sequence[float] | None) -> Forecaster:
+        """An unfitted forecaster of these settings, for ``h`` steps and ``level``."""
+        settings = self.settings()
+        if h is not None:
+            settings["horizon"] = check_int("h", h, 1)
+        if level is not None:
+            settings["levels"] = percent_levels(level)
+        return type(self)(**settings)
+
     def _prepare(
-        self, ds: xr.Dataset, variable: str, time_dim: str, series_dim: str, season: int | None
+        self,
+        ds: xr.Dataset,
+        variable: str,
+        time_dim: str,
+        series_dim: str,
+        seasons: Sequence[int] | None,
+        freq: str | None,
     ) -> History:
         history = prepare(
             ds,
             variable=variable,
             exog=self.exog,
-            season=season,
+            freq=freq,
+            seasons=seasons,
             time_dim=time_dim,
             series_dim=series_dim,
             chunk_rows=self.chunk_rows,
@@ -465,44 +640,58 @@ class Forecaster:
 
     def _fit(
         self, ds: xr.Dataset, variable: str, time_dim: str, series_dim: str
-    ) -> tuple[History, np.ndarray]:
-        """Fit; return the prepared history and its features at the last step."""
-        history = self._prepare(ds, variable, time_dim, series_dim, self.season)
+    ) -> tuple[History, Origins]:
+        """Fit; return the prepared history and its features at the origins."""
+        history = self._prepare(ds, variable, time_dim, series_dim, self.season, self.freq)
         reservoir = self._reservoir(history.season)
-        spec = FeatureSpec(reservoir, history.step, history.exog_columns)
+        n_lags = self.n_lags or _default_lags(history.seasons)
+        spec = FeatureSpec(
+            reservoir,
+            history.freq,
+            history.season,
+            max(n_lags, history.season),
+            history.exog_columns,
+        )
         n_series, n_steps = history.y.shape
-        plan = self._plan(n_series, n_steps, reservoir)
-        result = fit_pass(history, spec, plan, interval_norm(history.stats))
+        plan = self._plan(n_series, n_steps, reservoir, spec.n_lags)
+        result = fit_pass(history, spec, plan)
         if result.moments.n < 2:
             raise ValueError(
-                f"the data give {result.moments.n} training row(s) with every feature and all "
-                f"{self.horizon} targets observed; a fit needs more (longer or fuller series)"
+                f"the data give {result.moments.n} training row(s) with every lag, feature and "
+                f"all {self.horizon} targets observed; a fit needs more (longer or fuller "
+                f"series, or a shorter n_lags than {spec.n_lags})"
             )
-        solution = solve_ridge(result.moments, spec.n_features, self.ridge)
-        quantiles = conformal_quantiles(_scores(result.calibration, solution), self.levels)
+        held_out = solve_ridge(result.moments, spec.n_features, self.ridge)
+        solution = solve_ridge(result.moments.merge(result.later), spec.n_features, self.ridge)
+        quantiles = conformal_quantiles(
+            _scores(result.calibration, held_out), self.levels, _expected_error(held_out)
+        )
         window = {
             "start": isoformat(history.times[0]),
             "end": isoformat(history.times[-1]),
-            "step_ns": int(history.step / np.timedelta64(1, "ns")),
+            "freq": history.freq,
+            "seasons": list(history.seasons),
+            "n_lags": spec.n_lags,
             "n_series": int(n_series),
             "n_steps": int(n_steps),
             "warmup": plan.warmup,
             "calibration_start": isoformat(history.times[plan.calibration_start]),
             "n_train_rows": int(result.moments.n),
+            "n_rows": int(solution.n),
             "n_calibration_rows": int(result.calibration.shape[0]),
         }
         self._fitted = _Fitted(spec, solution, quantiles, window)
         self.scaling_ = history.stats
         return history, result.origin
 
-    def _plan(self, n_series: int, n_steps: int, reservoir: Reservoir) -> RowPlan:
+    def _plan(self, n_series: int, n_steps: int, reservoir: Reservoir, n_lags: int) -> RowPlan:
         if isinstance(self.calibration, float):
             held_out = max(self.horizon + 1, round(self.calibration * n_steps))
         else:
             held_out = self.calibration
         warmup = self.warmup
         if warmup is None:
-            warmup = min(round(reservoir.span[1]), n_steps // 4)
+            warmup = max(n_lags - 1, min(round(reservoir.span[1]), n_steps // 4))
         start = n_steps - held_out
         if start - self.horizon <= warmup:
             raise ValueError(
@@ -514,9 +703,9 @@ class Forecaster:
         return RowPlan(self.horizon, n_steps, warmup, start, stride)
 
     def _forecast(
-        self, history: History, origin: np.ndarray, horizon: int | None, variable: str
+        self, history: History, origins: Origins, horizon: int | None, variable: str
     ) -> xr.Dataset:
-        """The forecast dataset from the origin features of ``history``."""
+        """The forecast dataset from the features at the origins of ``history``."""
         state = self._state()
         horizon = self.horizon if horizon is None else horizon
         check_int("horizon", horizon, 1)
@@ -525,31 +714,40 @@ class Forecaster:
                 f"horizon={horizon} exceeds the {self.horizon} steps this forecaster was fitted for"
             )
         solution = state.solution
-        origin = np.where(np.isfinite(origin), origin, solution.feature_mean)
-        lag = history.times.size - 1 - history.origins()
-        columns = _columns(lag, horizon, self.horizon, state.spec.reservoir.season)
-        z = np.take_along_axis(solution.predict(origin), columns, axis=1)
-        norm = interval_norm(history.stats)
-        z_lower, z_upper = intervals(z, norm, state.quantiles[columns])
+        features = np.where(np.isfinite(origins.features), origins.features, solution.feature_mean)
+        baseline = origins.baseline[:, :horizon]
+        method = _methods(origins, state.spec.n_lags, history.stats.n_observed.values)
+        start = np.where(np.isfinite(baseline), baseline, origins.last[:, None])
+        correction = solution.predict(features)[:, :horizon] * origins.spread[:, None]
+        z = start + np.where(method[:, None] == "model", correction, 0.0)
+        z_lower, z_upper = intervals(z, origins.spread, state.quantiles[:horizon])
         stats = history.stats
         loc, scale = stats.location.values, stats.scale.values
         series_dim, time_dim = history.y.dims
-        coords = {name: c for name, c in history.y.coords.items() if c.dims == (series_dim,)} | {
-            "step": np.arange(1, horizon + 1),
-            "level": list(self.levels),
-            time_dim: ("step", forecast_times(history.times[-1], history.step, horizon)),
-        }
+        last = np.where(method == "none", _NAT, history.times[history.origins()])
+        ended = last < history.times[-1]
+        series_coords = {name: c for name, c in history.y.coords.items() if c.dims == (series_dim,)}
+        labels = np.asarray(history.y[series_dim].values).astype(str)
         return xr.Dataset(
             {
                 "mean": ((series_dim, "step"), undo_scaling(z, loc, scale)),
                 "lower": ((series_dim, "step", "level"), undo_scaling(z_lower, loc, scale)),
                 "upper": ((series_dim, "step", "level"), undo_scaling(z_upper, loc, scale)),
-                "all_missing": (series_dim, stats.n_observed.values == 0),
+                "all_missing": (series_dim, method == "none"),
+                "method": (series_dim, method),
+                "last_observed": (series_dim, last),
             },
-            coords=coords,
+            coords=series_coords
+            | {
+                "step": np.arange(1, horizon + 1),
+                "level": list(self.levels),
+                time_dim: ((series_dim, "step"), future_times(last, history.freq, horizon)),
+            },
             attrs={
                 "variable": variable,
+                "freq": history.freq,
                 "origin": isoformat(history.times[-1]),
+                "ended_early": labels[ended].tolist(),
                 "model_fingerprint": self.fingerprint(),
                 "rnnflow_version": _version(),
                 "training_start": state.window["start"],
@@ -573,7 +771,9 @@ class Forecaster:
             "settings": self.settings(),
             "reservoir": state.spec.reservoir.config(),
             "reservoir_fingerprint": state.spec.reservoir.fingerprint(),
-            "step_ns": state.window["step_ns"],
+            "freq": state.spec.freq,
+            "season": state.spec.season,
+            "n_lags": state.spec.n_lags,
             "exog_columns": list(state.spec.exog),
             "feature_names": state.spec.names,
             "window": state.window,
@@ -582,31 +782,82 @@ class Forecaster:
         return arrays, config
 
 
-def _columns(lag: np.ndarray, horizon: int, fitted: int, season: int) -> np.ndarray:
-    """The readout column of each series and step, from origins ``lag`` steps early.
+def _check_same_freq(ds: xr.Dataset, time_dim: str, fitted: str) -> None:
+    """Refuse data whose time axis is regular at another frequency than ``fitted``."""
+    if time_dim not in ds.coords or ds.sizes[time_dim] < 3:
+        return
+    try:
+        found = infer_freq(ds[time_dim].values)
+    except (TypeError, ValueError):
+        return  # not a regular axis: preparing the data at `fitted` says where
+    if found != fitted:
+        raise ValueError(
+            f"the data's frequency is {found!r}; the forecaster was fitted at {fitted!r}"
+        )
 
-    A series last observed ``lag`` steps before the end is forecast ``lag + h``
-    steps from its origin. Beyond the fitted horizon the step is moved back by whole
-    seasons, to the same phase within the horizon, or to its last step if there is none.
+
+def _frame_columns(df: pd.DataFrame, exog: Sequence[str]) -> pd.DataFrame:
+    """The columns of a long frame the forecaster reads: ids, timestamps, ``y``, exog."""
+    wanted = [ID, TIME, "y", *exog]
+    missing = [name for name in wanted if name not in df.columns]
+    if missing:
+        raise ValueError(
+            f"the frame lacks columns {missing}; expected {wanted} (exogenous columns are "
+            f"the forecaster's exog={list(exog)})"
+        )
+    return df[wanted]
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of forecasts, one after another, sorted by series and time."""
+    joined = pd.concat(frames, ignore_index=True)
+    return joined.sort_values([ID, TIME], kind="stable").reset_index(drop=True)
+
+
+def _check_seasons(season: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``season`` as a sorted tuple of distinct seasons, each at least 1."""
+    if season is None:
+        return None
+    seasons = [season] if isinstance(season, int | np.integer) else list(season)
+    if not seasons:
+        raise ValueError("season must be an integer, a non-empty list of integers, or None")
+    return tuple(sorted({check_int("season", value, 1) for value in seasons}))
+
+
+def _default_lags(seasons: Sequence[int]) -> int:
+    """The default lag window: three shortest seasons, or the longest plus the shortest.
 
     Examples
     --------
-    >>> _columns(np.array([0, 3]), 3, 4, 2) + 1
-    array([[1, 2, 3],
-           [4, 3, 4]])
+    >>> _default_lags((12,)), _default_lags((48, 336)), _default_lags((1,))
+    (36, 384, 8)
     """
-    ahead = lag[:, None] + np.arange(1, horizon + 1)
-    back = ahead - season * -(-(ahead - fitted) // season)
-    moved = np.where(back >= 1, back, fitted)
-    return np.where(ahead > fitted, moved, ahead) - 1
+    if seasons[-1] == 1:
+        return 8
+    return max(3 * seasons[0], seasons[-1] + seasons[0])
+
+
+def _methods(origins: Origins, n_lags: int, n_observed: np.ndarray) -> np.ndarray:
+    """How each series is forecast (:data:`METHODS`): by the model where at least half
+    its lag window is observed, else by seasonal naive where its baseline is known,
+    else by naive; ``"none"`` without an observation."""
+    full = np.isfinite(origins.baseline).all(axis=1)
+    method = np.where(full, "seasonal_naive", "naive")
+    method = np.where(2 * origins.n_lags >= n_lags, "model", method)
+    return np.where(n_observed > 0, method, "none").astype(object).astype(str)
 
 
 def _scores(calibration: np.ndarray, solution: RidgeSolution) -> np.ndarray:
-    """Normalised calibration errors ``(rows, horizon)``; rows of zero-width series dropped."""
+    """Calibration errors ``(rows, horizon)``, in spreads."""
     p = solution.coef.shape[0]
-    features, targets, norm = calibration[:, :p], calibration[:, p:-1], calibration[:, -1]
-    kept = norm > 0
-    return (targets[kept] - solution.predict(features[kept])) / norm[kept, None]
+    return calibration[:, p:] - solution.predict(calibration[:, :p])
+
+
+def _expected_error(solution: RidgeSolution) -> np.ndarray:
+    """``(horizon,)`` each step's expected root-mean-square error (in spreads) by GCV,
+    or NaN where the ridge strength was given."""
+    gcv = np.where(np.isfinite(solution.gcv), solution.gcv, np.inf).min(axis=0)
+    return np.sqrt(np.where(np.isfinite(gcv), gcv, np.nan))
 
 
 def _version() -> str:

@@ -6,15 +6,17 @@ season of steps), each cut into blocks of at most ``chunk_rows`` values. A pass 
 the panels in time order, one computation each on the active Dask scheduler (a
 distributed ``Client`` if one is active): the reservoir runs over the panel
 (:func:`rnncore.run`) from the state the previous panel ended in, and the panel's
-blocks are processed in parallel. Memory is that of one panel, whatever the length
-of the data, and the data are read once.
+blocks are processed in parallel, each with the lag window of the steps before it.
+Memory is that of one panel, whatever the length of the data, and the data are
+read once.
 
 :func:`fit_pass`
-    Each block builds its feature rows and their targets ``z_{t+1..t+H}`` (reading
-    the first ``H`` steps after it) and reduces its training rows to
+    Each block builds its feature rows and their targets (reading the first ``H``
+    steps after it; :mod:`rnncore.forecast.features`) and reduces its rows to
     :class:`~rnncore.forecast.ridge.Moments`, summed by Dask in a tree, then across
-    panels; it also keeps a thinned sample of its calibration rows. The final state
-    gives the features at each series' forecast origin.
+    panels: the training rows, and apart the later rows that complete the final
+    fit. It also keeps a thinned sample of its calibration rows. The final state
+    and the lags at each series' forecast origin give its features there.
 :func:`origin_pass`
     Only the reservoir's states: the features at each series' forecast origin.
 """
@@ -30,15 +32,16 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .features import FeatureSpec, ahead_from_final, ahead_from_window
+from .features import FeatureSpec, lag_windows
 from .reservoir import ReservoirRun, ReservoirState
 from .ridge import Moments, tree_reduce
 from .scaling import apply_scaling, series_stats
-from .timeaxis import default_season, infer_step, phase
+from .timeaxis import check_regular, default_seasons, infer_freq
 
 __all__ = [
     "FitPass",
     "History",
+    "Origins",
     "RowPlan",
     "calibration_stride",
     "fit_pass",
@@ -65,10 +68,10 @@ class History:
         Exogenous columns ``(series, time, exog_column)`` chunked like ``y``, or ``None``.
     times
         The time coordinate, ``datetime64[ns]``.
-    step
-        Its constant step.
-    season
-        Steps per season.
+    freq
+        Its pandas frequency.
+    seasons
+        Steps per season, the shortest first: ``(1,)`` when the data have none.
     panels
         ``(start, stop)`` of every panel, in time order.
     stats
@@ -79,8 +82,8 @@ class History:
     y: xr.DataArray
     exog: xr.DataArray | None
     times: np.ndarray
-    step: np.timedelta64
-    season: int
+    freq: str
+    seasons: tuple[int, ...]
     panels: tuple[tuple[int, int], ...]
     stats: xr.Dataset | None = None
 
@@ -89,11 +92,16 @@ class History:
         """Names of the exogenous columns."""
         return () if self.exog is None else tuple(self.exog[_EXOG_DIM].values.tolist())
 
+    @property
+    def season(self) -> int:
+        """The shortest season: the one of the baseline, the level and the MASE scale."""
+        return self.seasons[0]
+
     def with_stats(self, window: int) -> History:
         """This history with its per-series statistics computed (robust ones over the
         trailing ``window`` steps: :func:`~rnncore.forecast.scaling.series_stats`)."""
         stats = series_stats(self.y, self.season, window=window, panels=self.panels)
-        return History(self.y, self.exog, self.times, self.step, self.season, self.panels, stats)
+        return History(self.y, self.exog, self.times, self.freq, self.seasons, self.panels, stats)
 
     def origins(self) -> np.ndarray:
         """Each series' forecast origin: its last observed step (the last step if none)."""
@@ -136,17 +144,46 @@ class FitPass:
     ----------
     moments
         Moments of the training rows ``[features, targets]``.
+    later
+        Moments of the usable rows after the training rows (their targets reach into
+        the calibration window): with ``moments``, those of the final fit.
     calibration
-        Calibration rows ``(n, n_features + horizon + 1)``: features, targets and the
-        series' interval normaliser.
+        Calibration rows ``(n, n_features + horizon)``: features and targets.
     origin
-        Features at every series' origin (:meth:`History.origins`),
-        ``(series, n_features)``.
+        The features at every series' origin.
     """
 
     moments: Moments
+    later: Moments
     calibration: np.ndarray
-    origin: np.ndarray
+    origin: Origins
+
+
+@dataclass(frozen=True)
+class Origins:
+    """Every series' features at its forecast origin (:meth:`History.origins`).
+
+    Attributes
+    ----------
+    features
+        ``(series, n_features)``, normalised by each origin's window.
+    level, spread
+        ``(series,)`` the windows' level and spread (scaled units).
+    baseline
+        ``(series, horizon)`` the seasonal-naive forecasts (scaled units; NaN where
+        the lag a season before is missing).
+    last
+        ``(series,)`` the value at the origin (scaled units): the naive forecast.
+    n_lags
+        ``(series,)`` observed values in each origin's lag window.
+    """
+
+    features: np.ndarray
+    level: np.ndarray
+    spread: np.ndarray
+    baseline: np.ndarray
+    last: np.ndarray
+    n_lags: np.ndarray
 
 
 def prepare(
@@ -154,7 +191,8 @@ def prepare(
     *,
     variable: str,
     exog: Sequence[str],
-    season: int | None,
+    freq: str | None,
+    seasons: Sequence[int] | None,
     time_dim: str,
     series_dim: str,
     chunk_rows: int,
@@ -164,9 +202,12 @@ def prepare(
 
     Parameters
     ----------
-    season
-        Steps per season; ``None`` infers it from the time step
-        (:func:`~rnncore.forecast.timeaxis.default_season`).
+    freq
+        The pandas frequency of the time coordinate; ``None`` infers it
+        (:func:`~rnncore.forecast.timeaxis.infer_freq`).
+    seasons
+        Steps per season; ``None`` for the frequency's
+        (:func:`~rnncore.forecast.timeaxis.default_seasons`).
 
     Raises
     ------
@@ -187,10 +228,10 @@ def prepare(
     if time_dim not in ds.coords:
         raise ValueError(f"the dataset has no {time_dim!r} coordinate; forecasts need timestamps")
     times = np.asarray(ds[time_dim].values)
-    step = infer_step(times)
-    season = default_season(step) if season is None else season
+    freq = infer_freq(times) if freq is None else check_regular(times, freq)
+    seasons = tuple(sorted(default_seasons(freq) if seasons is None else seasons)) or (1,)
     n_series, n_steps = y.sizes[series_dim], y.sizes[time_dim]
-    width, steps, panels = _layout(n_series, n_steps, season, chunk_rows, panel_rows)
+    width, steps, panels = _layout(n_series, n_steps, seasons[-1], chunk_rows, panel_rows)
     chunks = {series_dim: width, time_dim: steps}
     y = y.transpose(series_dim, time_dim).astype(np.float64).chunk(chunks)
     columns = [_exog_columns(ds, name, y, series_dim, time_dim) for name in exog]
@@ -198,10 +239,10 @@ def prepare(
     if columns:
         exog_array = xr.concat(columns, dim=_EXOG_DIM).transpose(series_dim, time_dim, _EXOG_DIM)
         exog_array = exog_array.chunk({**chunks, _EXOG_DIM: -1})
-    return History(y, exog_array, times.astype("datetime64[ns]"), step, season, panels)
+    return History(y, exog_array, times.astype("datetime64[ns]"), freq, seasons, panels)
 
 
-def fit_pass(history: History, spec: FeatureSpec, plan: RowPlan, norm: np.ndarray) -> FitPass:
+def fit_pass(history: History, spec: FeatureSpec, plan: RowPlan) -> FitPass:
     """Training moments, calibration rows and origin features, in one pass.
 
     Parameters
@@ -212,48 +253,48 @@ def fit_pass(history: History, spec: FeatureSpec, plan: RowPlan, norm: np.ndarra
         The features.
     plan
         The training and calibration origins.
-    norm
-        ``(series,)`` interval normalisers, stored with each calibration row.
     """
     z = history.scaled()
     n_series, n_steps = z.shape
-    season, h = history.season, plan.horizon
-    memories = np.full((n_series, season - 1, spec.reservoir.n_memories), np.nan)
-    shared = dask.delayed((spec, plan, history.times[0]), pure=True)  # one key, not one per block
-    total = Moments.empty(spec.n_features + h)
+    lookback, h = spec.n_lags - 1, plan.horizon
+    before = np.full((n_series, lookback), np.nan)  # the lags before the panel
+    shared = dask.delayed((spec, plan), pure=True)  # one key, not one per block
+    total = later = Moments.empty(spec.n_features + h)
     calibration = []
     state = None
+    merge = dask.delayed(Moments.merge, pure=True)
     for start, stop in history.panels:
-        run = _run_panel(history, spec, z, start, stop, state)
+        run = _run_panel(spec, z, start, stop, state)
         ahead = z[:, start : min(stop + h, n_steps)]
         exog = None if history.exog is None else history.exog.data[:, start:stop]
-        rows = _panel_rows(run, memories, ahead, exog, start, h, norm, shared)
-        tail = run.memories[:, max(0, stop - start - season + 1) :]
-        moments, sample, state, tail = dask.compute(
-            tree_reduce(rows[0], dask.delayed(Moments.merge, pure=True)),
-            dask.delayed(np.concatenate, pure=True)(rows[1]),
+        rows = _panel_rows(run, before, ahead, exog, history.times, start, h, shared)
+        moments, late, sample, state, tail = dask.compute(
+            tree_reduce(rows[0], merge),
+            tree_reduce(rows[1], merge),
+            dask.delayed(np.concatenate, pure=True)(rows[2]),
             run.state,
-            tail,
+            z[:, max(start, stop - lookback) : stop],
         )
-        total = total.merge(moments)
+        total, later = total.merge(moments), later.merge(late)
         calibration.append(sample)
-        joined = np.concatenate([memories, tail], axis=1)
-        memories = joined[:, joined.shape[1] - (season - 1) :]
-    origin = _origin_features(history, spec, state)
-    return FitPass(total, np.concatenate(calibration), origin)
+        joined = np.concatenate([before, tail], axis=1)
+        before = joined[:, joined.shape[1] - lookback :]
+    origin = _origin_features(history, spec, state, h)
+    return FitPass(total, later, np.concatenate(calibration), origin)
 
 
-def origin_pass(history: History, spec: FeatureSpec) -> np.ndarray:
-    """The features of every series at its origin, ``(series, n_features)``.
+def origin_pass(history: History, spec: FeatureSpec, horizon: int) -> Origins:
+    """The features of every series at its origin.
 
     The origin is a series' last observed step (:meth:`History.origins`): its
-    features there are the reservoir's final states, as at any observed step.
+    features there are the reservoir's final states, as at any observed step, and
+    its lag window.
     """
     z = history.scaled()
     state = None
     for start, stop in history.panels:
-        (state,) = dask.compute(_run_panel(history, spec, z, start, stop, state).state)
-    return _origin_features(history, spec, state)
+        (state,) = dask.compute(_run_panel(spec, z, start, stop, state).state)
+    return _origin_features(history, spec, state, horizon)
 
 
 def calibration_stride(n_series: int, n_origins: int, max_rows: int) -> int:
@@ -316,12 +357,7 @@ def _exog_columns(
 
 
 def _run_panel(
-    history: History,
-    spec: FeatureSpec,
-    z: da.Array,
-    start: int,
-    stop: int,
-    state: ReservoirState | None,
+    spec: FeatureSpec, z: da.Array, start: int, stop: int, state: ReservoirState | None
 ) -> ReservoirRun:
     """The reservoir over steps ``start:stop``, from the state the steps before left.
 
@@ -329,119 +365,140 @@ def _run_panel(
     of several blocks along time is stitched in parallel.
     """
     panel = z[:, start:stop]
-    first_phase = int(phase(history.times[start : start + 1], history.step, history.season)[0])
     method = "sequential" if len(panel.chunks[1]) == 1 else "parallel"
-    return spec.reservoir.run(panel, first_phase, state, method)
+    return spec.reservoir.run(panel, state, method)
 
 
 def _panel_rows(
     run: ReservoirRun,
-    memories: np.ndarray,
+    before: np.ndarray,
     ahead: da.Array,
     exog: da.Array | None,
+    times: np.ndarray,
     start: int,
     horizon: int,
-    norm: np.ndarray,
     shared: object,
-) -> tuple[list, list]:
-    """The delayed moments and calibration rows of every block of a panel.
+) -> tuple[list, list, list]:
+    """The delayed moments (training and later rows) and calibration rows of every
+    block of a panel.
 
-    ``memories`` holds the ``season - 1`` memories before the panel; ``ahead`` the
+    ``before`` holds the ``n_lags - 1`` scaled values before the panel; ``ahead`` the
     scaled values of the panel and of the ``horizon`` steps after it (fewer at the
     end of the data).
     """
     units = run.units.to_delayed()[:, :, 0]
-    blocks = run.memories.to_delayed()[:, :, 0]
     following = ahead.to_delayed()
     exog_blocks = None if exog is None else exog.to_delayed()[:, :, 0]
-    lookback = memories.shape[1]
+    lookback = before.shape[1]
     series_starts = np.cumsum((0, *run.units.chunks[0]))
     time_starts = np.cumsum((start, *run.units.chunks[1]))
-    memory_starts = np.concatenate([[start - lookback], time_starts[:-1]])
     ahead_starts = np.cumsum((start, *ahead.chunks[1]))
-    block = dask.delayed(_block_rows, nout=2, pure=True)
-    moments, calibration = [], []
+    first_ahead = np.searchsorted(ahead_starts, time_starts - lookback, "right") - 1
+    block = dask.delayed(_block_rows, nout=3, pure=True)
+    out: tuple[list, list, list] = ([], [], [])
     for j in range(len(series_starts) - 1):
         series = np.arange(series_starts[j], series_starts[j + 1])
-        known = [memories[series], *blocks[j]]
         for i in range(len(time_starts) - 1):
-            first = int(np.searchsorted(memory_starts, time_starts[i] - lookback, "right")) - 1
-            last = int(np.searchsorted(ahead_starts, time_starts[i + 1] + horizon, "left"))
+            t0, t1 = int(time_starts[i]), int(time_starts[i + 1])
+            first = max(int(first_ahead[i]), 0)
+            last = int(np.searchsorted(ahead_starts, t1 + horizon, "left"))
+            known = max(0, start - (t0 - lookback))  # lags from before the panel
             with dask.annotate(priority=1):  # consume each block's outputs at once
                 rows = block(
                     units[j, i],
-                    known[first : i + 2],
-                    int(memory_starts[first]),
-                    list(following[j, i:last]),
+                    before[series, lookback - known :] if known else None,
+                    list(following[j, first:last]),
+                    int(ahead_starts[first]),
                     None if exog_blocks is None else exog_blocks[j, i],
-                    int(time_starts[i]),
+                    times[t0:t1],
+                    t0,
                     series,
-                    norm[series],
                     shared,
                 )
-            moments.append(rows[0])
-            calibration.append(rows[1])
-    return moments, calibration
+            for part, row in zip(out, rows, strict=True):
+                part.append(row)
+    return out
 
 
-def _origin_features(history: History, spec: FeatureSpec, state: ReservoirState) -> np.ndarray:
-    """Features at every series' origin from the reservoir's final state."""
-    reservoir = spec.reservoir
+def _origin_features(
+    history: History, spec: FeatureSpec, state: ReservoirState, horizon: int
+) -> Origins:
+    """Features at every series' origin from the reservoir's final state and its lags."""
     index = history.origins()
-    exog = None
+    rows = np.arange(index.size)
+    columns = index[:, None] + np.arange(1 - spec.n_lags, 1)
+    inside = columns >= 0
+    gathered = [history.scaled().vindex[rows[:, None], np.maximum(columns, 0)]]
     if history.exog is not None:
-        (exog,) = dask.compute(history.exog.data.vindex[np.arange(index.size), index])
-        exog = exog[:, None, :]
+        gathered.append(history.exog.data.vindex[rows, index])
+    computed = dask.compute(*gathered)
+    lags = np.where(inside, computed[0], np.nan)
+    exog = computed[1][:, None, :] if history.exog is not None else None
+    units = spec.reservoir.final_units(state)[:, None, :]
     origins = history.times[index]
-    ahead = ahead_from_final(reservoir.final_memories(state), origins, spec)
-    units = reservoir.final_units(state)[:, None, :]
-    return spec.assemble(units, ahead, origins[:, None], exog)[:, 0, :]
+    features, level, spread = spec.assemble(units, lags[:, None, :], origins[:, None], exog)
+    return Origins(
+        features[:, 0, :],
+        level[:, 0],
+        spread[:, 0],
+        spec.baseline(lags, horizon),
+        lags[:, -1],
+        np.isfinite(lags).sum(axis=1),
+    )
 
 
 def _block_rows(
     units: np.ndarray,
-    memories: list[np.ndarray],
-    memories_start: int,
+    before: np.ndarray | None,
     z_blocks: list[np.ndarray],
+    z_start: int,
     exog: np.ndarray | None,
+    times: np.ndarray,
     start: int,
     series: np.ndarray,
-    norm: np.ndarray,
-    shared: tuple[FeatureSpec, RowPlan, np.datetime64],
-) -> tuple[Moments, np.ndarray]:
-    """One block's training moments and thinned calibration rows.
+    shared: tuple[FeatureSpec, RowPlan],
+) -> tuple[Moments, Moments, np.ndarray]:
+    """One block's moments (training and later rows) and thinned calibration rows.
 
     A row is an origin ``t`` of a series: its features, then its targets
-    ``z_{t+1..t+H}``. It is used where ``z_t`` and every target are observed, the
-    exogenous values are finite and a whole season of memories precedes ``t``
-    (the reservoir's outputs are finite by construction).
+    (:mod:`rnncore.forecast.features`). It is used where ``z_t``, every target and
+    every lag are observed, and the exogenous values are finite.
     """
-    spec, plan, first_time = shared
+    spec, plan = shared
     n_series, n_times = units.shape[:2]
-    season, h, p = spec.reservoir.season, plan.horizon, spec.n_features
-    times = first_time + spec.step * (start + np.arange(n_times))
-    window = np.concatenate(memories, axis=1)[:, start - season + 1 - memories_start :]
-    future = np.full((n_series, n_times + h), np.nan)
-    following = np.concatenate(z_blocks, axis=1)[:, : n_times + h]
-    future[:, : following.shape[1]] = following
+    h, p, lookback = plan.horizon, spec.n_features, spec.n_lags - 1
+    # The values from n_lags - 1 steps before the block to `horizon` steps after it.
+    values = np.full((n_series, lookback + n_times + h), np.nan)
+    following = np.concatenate(z_blocks, axis=1)
+    offset = z_start - (start - lookback)  # where `following` starts in `values`
+    skip = max(0, -offset)
+    following = following[:, skip : skip + values.shape[1] - max(offset, 0)]
+    values[:, max(offset, 0) : max(offset, 0) + following.shape[1]] = following
+    if before is not None:
+        values[:, : before.shape[1]] = before
+    lags = lag_windows(values[:, : lookback + n_times], spec.n_lags)
 
     table = np.empty((n_series, n_times, p + h))
-    spec.assemble(units, ahead_from_window(window, season), times, exog, out=table[:, :, :p])
-    table[:, :, p:] = np.lib.stride_tricks.sliding_window_view(future, h + 1, axis=1)[
-        :, :n_times, 1:
-    ]
+    _, _, spread = spec.assemble(units, lags, times, exog, out=table[:, :, :p])
+    future = np.lib.stride_tricks.sliding_window_view(values[:, lookback + 1 :], h, axis=1)
+    targets = table[:, :, p:]
+    np.subtract(future[:, :n_times], spec.baseline(lags, h), out=targets)
+    targets /= spread[..., None]
     t = start + np.arange(n_times)
-    missing = np.cumsum(~np.isfinite(future), axis=1)
+    missing = np.cumsum(~np.isfinite(values), axis=1)
     missing = np.concatenate([np.zeros((n_series, 1)), missing], axis=1)
-    usable = (missing[:, h + 1 : n_times + h + 1] == missing[:, :n_times]) & (t >= season - 1)
+    usable = missing[:, spec.n_lags + h : spec.n_lags + h + n_times] == missing[:, :n_times]
     if exog is not None:
         usable &= np.isfinite(exog).all(axis=2)
     train = usable & ((t >= plan.warmup) & (t + h < plan.calibration_start))[None, :]
+    late = usable & ((t + h >= plan.calibration_start) & (t + h < plan.n_steps))[None, :]
     calibrate = (
         usable
         & ((t >= plan.calibration_start) & (t + h < plan.n_steps))[None, :]
         & ((t[None, :] + series[:, None]) % plan.stride == 0)
     )
-    moments = Moments.of(table[train], overwrite=True)
-    norms = np.broadcast_to(norm[:, None], (n_series, n_times))
-    return moments, np.concatenate([table[calibrate], norms[calibrate][:, None]], axis=1)
+    return (
+        Moments.of(table[train], overwrite=True),
+        Moments.of(table[late], overwrite=True),
+        table[calibrate],
+    )

@@ -33,8 +33,9 @@ import numpy as np
 
 __all__ = ["GRID", "Moments", "RidgeSolution", "solve_ridge", "tree_reduce"]
 
-#: The ridge strengths GCV chooses among (relative to standardised features).
-GRID = np.concatenate([[0.0], np.logspace(-10, 3, 53)])
+#: The ridge strengths GCV chooses among (relative to standardised features). None is
+#: zero: with collinear features and few rows, GCV's minimum can sit at an unstable 0.
+GRID = np.logspace(-6, 3, 37)
 
 # Eigenvalues below this fraction of the largest are treated as zero (pseudo-inverse).
 _RCOND = 1e-13
