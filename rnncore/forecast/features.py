@@ -60,7 +60,7 @@ class FeatureSpec:
     --------
     >>> spec = FeatureSpec(Reservoir(24, n_levels=2, n_gated=1), "h", 24, 48, ("temperature",))
     >>> spec.n_features, spec.names[:2], spec.names[47:50], spec.names[-1]
-    (64, ['lag47', 'lag46'], ['lag0', 'level_tau24', 'level_tau336'], 'exog_temperature')
+    (64, ['lag47', 'lag46'], ['lag0', 'level_tau1', 'level_tau48'], 'exog_temperature')
     """
 
     reservoir: Reservoir

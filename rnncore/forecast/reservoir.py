@@ -80,7 +80,8 @@ class Reservoir:
         Randomly weighted gated units.
     timescales
         ``(shortest, longest)`` timescale in steps of the moving averages and the
-        gated units; ``None`` for ``(season, 14 * season)`` (at least ``(4, 56)``).
+        gated units; ``None`` for ``(1, 2 * season)`` (at least ``(1, 8)``): the recent
+        past, which the lag window does not already hold in detail.
     seed
         Seed of the gated units' weights.
 
@@ -110,7 +111,7 @@ class Reservoir:
     def span(self) -> tuple[float, float]:
         """``(shortest, longest)`` timescale, the default filled in."""
         if self.timescales is None:
-            return float(max(self.season, 4)), 14.0 * max(self.season, 4)
+            return 1.0, 2.0 * max(self.season, 4)
         low, high = self.timescales
         return float(low), float(high)
 
