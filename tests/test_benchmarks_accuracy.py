@@ -352,7 +352,7 @@ def test_rnnflow_entry_calls_the_dataframe_api(monkeypatch):
 
     monkeypatch.setattr(forecast, "Forecaster", Fake)
     assert acc.rnnflow_model(pd.DataFrame(), 12, 3, 12, "MS", 12, (80, 95)) == "frame"
-    assert calls["init"] == {"horizon": 12, "season": 12, "freq": "MS"}
+    assert calls["init"] == {"horizon": 12, "freq": "MS"}  # seasons from the frequency
     assert calls["cv"] == {"h": 12, "n_windows": 3, "step_size": 12, "level": [80, 95]}
 
 
