@@ -272,7 +272,7 @@ def test_misuse_is_refused_with_clear_errors(data, fitted):
         forecaster.predict(data, variable="load")
     with pytest.raises(ValueError, match="too few"):
         Forecaster(24).fit(data.isel(time=slice(0, 60)))
-    with pytest.raises(ValueError, match="calibration"):
-        Forecaster(24, calibration=10)
+    with pytest.raises(ValueError, match="n_folds"):
+        Forecaster(24, n_folds=1)
     with pytest.raises(ValueError, match="horizon"):
         Forecaster(0)

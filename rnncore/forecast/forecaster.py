@@ -38,6 +38,7 @@ from .conformal import check_levels, conformal_quantiles, intervals
 from .features import FeatureSpec
 from .frame import cutoff_mask, forecast_frame, percent_levels
 from .passes import (
+    FitPass,
     History,
     Origins,
     RowPlan,
@@ -47,7 +48,7 @@ from .passes import (
     prepare,
 )
 from .reservoir import Reservoir
-from .ridge import GRID, RidgeSolution, solve_ridge
+from .ridge import GRID, Moments, RidgeSolution, solve_ridge, tree_reduce
 from .scaling import undo_scaling
 from .timeaxis import check_freq, future_times, infer_freq, isoformat
 
@@ -103,10 +104,13 @@ class Forecaster:
         dimension of columns. They must be in the data given to :meth:`predict` too.
     seed
         Seed of the reservoir's random units.
-    calibration
-        The held-out end of the training data on which intervals are calibrated:
-        a fraction of the time steps (float in ``(0, 1)``) or a number of steps
-        (int, more than ``horizon``). The readout is fitted on the steps before it.
+    n_folds
+        Consecutive stretches of time (blocked cross-validation) the intervals are
+        calibrated on: each fold's rows are scored by a readout fitted on the other
+        folds, leaving out the ``horizon`` origins before the fold, whose targets
+        are its values. Scores from the whole history, not only its end, keep a
+        quiet or unusual last stretch from setting the intervals. Fewer where the
+        data give fewer origins; at least 2.
     warmup
         Leading steps left out of training while the reservoir's moving averages
         fill; ``None`` for its longest timescale (at most a quarter of the data).
@@ -116,7 +120,7 @@ class Forecaster:
         Trailing steps of a series' history its robust location and scale are taken
         from (:func:`~rnncore.forecast.scaling.series_stats`); ``None`` for 28 seasons.
     max_calibration_rows
-        About how many calibration rows (series x origin) to keep; the calibration
+        About how many rows (series x origin) to score for calibration; the
         origins are thinned evenly beyond that.
     chunk_rows
         Most values (series x time) of a block of work.
@@ -156,7 +160,7 @@ class Forecaster:
         n_lags: int | None = None,
         exog: Sequence[str] = (),
         seed: int = 0,
-        calibration: float | int = 0.1,
+        n_folds: int = 5,
         warmup: int | None = None,
         n_levels: int = 4,
         n_gated: int = 0,
@@ -183,22 +187,11 @@ class Forecaster:
         self.panel_rows = check_int("panel_rows", panel_rows, 1)
         if ridge is not None and not (math.isfinite(ridge) and ridge >= 0):
             raise ValueError(f"ridge must be a finite non-negative number or None; got {ridge!r}")
-        if isinstance(calibration, np.integer | np.floating):
-            calibration = calibration.item()
-        if isinstance(calibration, bool) or not isinstance(calibration, int | float):
-            raise TypeError(f"calibration must be a float fraction or an int; got {calibration!r}")
-        if isinstance(calibration, float) and not 0 < calibration < 1:
-            raise ValueError(f"a calibration fraction must lie in (0, 1); got {calibration}")
-        if isinstance(calibration, int) and calibration <= horizon:
-            raise ValueError(
-                f"calibration={calibration} steps leaves no forecast origin with a full "
-                f"horizon of {horizon} steps; give more than {horizon}"
-            )
+        self.n_folds = check_int("n_folds", n_folds, 2)
         if isinstance(exog, str):
             raise TypeError(f"exog must be a sequence of variable names; got the string {exog!r}")
         self.ridge = None if ridge is None else float(ridge)
         self.exog = tuple(exog)
-        self.calibration = calibration
         self.timescales = None if timescales is None else tuple(float(t) for t in timescales)
         self.scaling_: xr.Dataset | None = None
         self._fitted: _Fitted | None = None
@@ -217,7 +210,7 @@ class Forecaster:
             "n_lags": self.n_lags,
             "exog": list(self.exog),
             "seed": self.seed,
-            "calibration": self.calibration,
+            "n_folds": self.n_folds,
             "warmup": self.warmup,
             "n_levels": self.n_levels,
             "n_gated": self.n_gated,
@@ -321,8 +314,8 @@ class Forecaster:
         Raises
         ------
         ValueError
-            If the data are too short for the warm-up, one training origin and the
-            calibration window, or the calibration window gives too few scores.
+            If the data are too short for the warm-up and two folds of origins, or
+            give too few rows with every lag and target observed.
         """
         self._fit(self._dataset(ds), variable, time_dim, series_dim)
         return self
@@ -567,7 +560,7 @@ class Forecaster:
                 arrays["ridge"],
                 arrays["gcv"],
                 arrays["feature_mean"],
-                int(config["window"]["n_train_rows"]),
+                int(config["window"]["n_rows"]),
             )
             forecaster._fitted = _Fitted(spec, solution, arrays["quantiles"], config["window"])
         except ModelFileError:
@@ -655,17 +648,16 @@ class Forecaster:
         n_series, n_steps = history.y.shape
         plan = self._plan(n_series, n_steps, reservoir, spec.n_lags)
         result = fit_pass(history, spec, plan)
-        if result.moments.n < 2:
+        total = tree_reduce(result.buckets, Moments.merge)
+        if total.n < 2:
             raise ValueError(
-                f"the data give {result.moments.n} training row(s) with every lag, feature and "
-                f"all {self.horizon} targets observed; a fit needs more (longer or fuller "
+                f"the data give {total.n} row(s) with every lag, feature and all "
+                f"{self.horizon} targets observed; a fit needs more (longer or fuller "
                 f"series, or a shorter n_lags than {spec.n_lags})"
             )
-        held_out = solve_ridge(result.moments, spec.n_features, self.ridge)
-        solution = solve_ridge(result.moments.merge(result.later), spec.n_features, self.ridge)
-        quantiles = conformal_quantiles(
-            _scores(result.calibration, held_out), self.levels, _expected_error(held_out)
-        )
+        solution = solve_ridge(total, spec.n_features, self.ridge)
+        scores = _cross_scores(result, plan, spec.n_features, self.ridge)
+        quantiles = conformal_quantiles(scores, self.levels, _expected_error(solution))
         window = {
             "start": isoformat(history.times[0]),
             "end": isoformat(history.times[-1]),
@@ -675,8 +667,7 @@ class Forecaster:
             "n_series": int(n_series),
             "n_steps": int(n_steps),
             "warmup": plan.warmup,
-            "calibration_start": isoformat(history.times[plan.calibration_start]),
-            "n_train_rows": int(result.moments.n),
+            "n_folds": plan.n_folds,
             "n_rows": int(solution.n),
             "n_calibration_rows": int(result.calibration.shape[0]),
         }
@@ -685,22 +676,19 @@ class Forecaster:
         return history, result.origin
 
     def _plan(self, n_series: int, n_steps: int, reservoir: Reservoir, n_lags: int) -> RowPlan:
-        if isinstance(self.calibration, float):
-            held_out = max(self.horizon + 1, round(self.calibration * n_steps))
-        else:
-            held_out = self.calibration
         warmup = self.warmup
         if warmup is None:
             warmup = max(n_lags - 1, min(round(reservoir.span[1]), n_steps // 4))
-        start = n_steps - held_out
-        if start - self.horizon <= warmup:
+        origins = n_steps - self.horizon - warmup
+        if origins < 2:
             raise ValueError(
-                f"the data have {n_steps} steps: too few for a warm-up of {warmup}, a training "
-                f"origin with {self.horizon} steps ahead and a calibration window of {held_out}"
+                f"the data have {n_steps} steps: too few for a warm-up of {warmup} and two "
+                f"forecast origins with {self.horizon} steps ahead"
             )
-        origins = held_out - self.horizon
+        n_folds = min(self.n_folds, origins)
+        edges = tuple(int(e) for e in np.linspace(warmup, warmup + origins, n_folds + 1).round())
         stride = calibration_stride(n_series, origins, self.max_calibration_rows)
-        return RowPlan(self.horizon, n_steps, warmup, start, stride)
+        return RowPlan(self.horizon, n_steps, warmup, edges, stride)
 
     def _forecast(
         self, history: History, origins: Origins, horizon: int | None, variable: str
@@ -847,10 +835,22 @@ def _methods(origins: Origins, n_lags: int, n_observed: np.ndarray) -> np.ndarra
     return np.where(n_observed > 0, method, "none").astype(object).astype(str)
 
 
-def _scores(calibration: np.ndarray, solution: RidgeSolution) -> np.ndarray:
-    """Calibration errors ``(rows, horizon)``, in spreads."""
-    p = solution.coef.shape[0]
-    return calibration[:, p:] - solution.predict(calibration[:, :p])
+def _cross_scores(
+    result: FitPass, plan: RowPlan, n_features: int, ridge: float | None
+) -> np.ndarray:
+    """Calibration errors ``(rows, horizon)`` in spreads: each fold's rows scored by
+    the readout fitted on the buckets :meth:`RowPlan.held_out` leaves in."""
+    rows, p = result.calibration, n_features
+    scores = []
+    for fold in range(plan.n_folds):
+        kept = [m for b, m in enumerate(result.buckets) if b not in plan.held_out(fold)]
+        training = tree_reduce(kept, Moments.merge)
+        scored = rows[rows[:, -1] == fold]
+        if training.n < 2 or not scored.size:
+            continue
+        readout = solve_ridge(training, n_features, ridge)
+        scores.append(scored[:, p:-1] - readout.predict(scored[:, :p]))
+    return np.concatenate(scores) if scores else np.empty((0, rows.shape[1] - p - 1))
 
 
 def _expected_error(solution: RidgeSolution) -> np.ndarray:

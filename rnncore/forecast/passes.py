@@ -13,10 +13,10 @@ read once.
 :func:`fit_pass`
     Each block builds its feature rows and their targets (reading the first ``H``
     steps after it; :mod:`rnncore.forecast.features`) and reduces its rows to
-    :class:`~rnncore.forecast.ridge.Moments`, summed by Dask in a tree, then across
-    panels: the training rows, and apart the later rows that complete the final
-    fit. It also keeps a thinned sample of its calibration rows. The final state
-    and the lags at each series' forecast origin give its features there.
+    :class:`~rnncore.forecast.ridge.Moments`, one per bucket of origins
+    (:class:`RowPlan`), summed by Dask in a tree, then across panels. It also keeps
+    a thinned sample of its rows for calibration. The final state and the lags at
+    each series' forecast origin give its features there.
 :func:`origin_pass`
     Only the reservoir's states: the features at each series' forecast origin.
 """
@@ -121,19 +121,31 @@ class History:
 
 @dataclass(frozen=True)
 class RowPlan:
-    """Which forecast origins (time indices) give training and calibration rows.
+    """Which forecast origins (time indices) give rows, and their folds.
 
-    Training origins are ``warmup <= t < calibration_start - horizon`` (their targets
-    end before the calibration window); calibration origins are
-    ``calibration_start <= t < n_steps - horizon`` with ``(t + series index) % stride
-    == 0``, a thinning that is the same whatever the layout.
+    Origins ``warmup <= t < n_steps - horizon`` give rows, cut by ``edges`` into
+    consecutive folds along time. Fold ``k`` holds ``edges[k] <= t < edges[k + 1]``;
+    its *tail*, the last ``horizon`` of them, has targets that reach into the next
+    fold. Rows are summed per bucket: fold ``k``'s head is bucket ``2k``, its tail
+    ``2k + 1``. Calibration rows are those with ``(t + series index) % stride == 0``,
+    a thinning that is the same whatever the layout.
     """
 
     horizon: int
     n_steps: int
     warmup: int
-    calibration_start: int
+    edges: tuple[int, ...]
     stride: int
+
+    @property
+    def n_folds(self) -> int:
+        """Number of folds."""
+        return len(self.edges) - 1
+
+    def held_out(self, fold: int) -> set[int]:
+        """The buckets left out of the fit that scores ``fold``: its own, and the tail
+        before it (whose targets are its values)."""
+        return {2 * fold, 2 * fold + 1} | ({2 * fold - 1} if fold else set())
 
 
 @dataclass(frozen=True)
@@ -142,19 +154,17 @@ class FitPass:
 
     Attributes
     ----------
-    moments
-        Moments of the training rows ``[features, targets]``.
-    later
-        Moments of the usable rows after the training rows (their targets reach into
-        the calibration window): with ``moments``, those of the final fit.
+    buckets
+        Moments of the rows ``[features, targets]`` of every bucket
+        (:class:`RowPlan`).
     calibration
-        Calibration rows ``(n, n_features + horizon)``: features and targets.
+        Calibration rows ``(n, n_features + horizon + 1)``: features, targets and
+        the row's fold.
     origin
         The features at every series' origin.
     """
 
-    moments: Moments
-    later: Moments
+    buckets: list[Moments]
     calibration: np.ndarray
     origin: Origins
 
@@ -259,28 +269,27 @@ def fit_pass(history: History, spec: FeatureSpec, plan: RowPlan) -> FitPass:
     lookback, h = spec.n_lags - 1, plan.horizon
     before = np.full((n_series, lookback), np.nan)  # the lags before the panel
     shared = dask.delayed((spec, plan), pure=True)  # one key, not one per block
-    total = later = Moments.empty(spec.n_features + h)
+    buckets = [Moments.empty(spec.n_features + h)] * (2 * plan.n_folds)
     calibration = []
     state = None
-    merge = dask.delayed(Moments.merge, pure=True)
+    merge = dask.delayed(_merge_buckets, pure=True)
     for start, stop in history.panels:
         run = _run_panel(spec, z, start, stop, state)
         ahead = z[:, start : min(stop + h, n_steps)]
         exog = None if history.exog is None else history.exog.data[:, start:stop]
         rows = _panel_rows(run, before, ahead, exog, history.times, start, h, shared)
-        moments, late, sample, state, tail = dask.compute(
+        moments, sample, state, tail = dask.compute(
             tree_reduce(rows[0], merge),
-            tree_reduce(rows[1], merge),
-            dask.delayed(np.concatenate, pure=True)(rows[2]),
+            dask.delayed(np.concatenate, pure=True)(rows[1]),
             run.state,
             z[:, max(start, stop - lookback) : stop],
         )
-        total, later = total.merge(moments), later.merge(late)
+        buckets = _merge_buckets(buckets, moments)
         calibration.append(sample)
         joined = np.concatenate([before, tail], axis=1)
         before = joined[:, joined.shape[1] - lookback :]
     origin = _origin_features(history, spec, state, h)
-    return FitPass(total, later, np.concatenate(calibration), origin)
+    return FitPass(buckets, np.concatenate(calibration), origin)
 
 
 def origin_pass(history: History, spec: FeatureSpec, horizon: int) -> Origins:
@@ -378,9 +387,8 @@ def _panel_rows(
     start: int,
     horizon: int,
     shared: object,
-) -> tuple[list, list, list]:
-    """The delayed moments (training and later rows) and calibration rows of every
-    block of a panel.
+) -> tuple[list, list]:
+    """The delayed bucket moments and calibration rows of every block of a panel.
 
     ``before`` holds the ``n_lags - 1`` scaled values before the panel; ``ahead`` the
     scaled values of the panel and of the ``horizon`` steps after it (fewer at the
@@ -394,8 +402,8 @@ def _panel_rows(
     time_starts = np.cumsum((start, *run.units.chunks[1]))
     ahead_starts = np.cumsum((start, *ahead.chunks[1]))
     first_ahead = np.searchsorted(ahead_starts, time_starts - lookback, "right") - 1
-    block = dask.delayed(_block_rows, nout=3, pure=True)
-    out: tuple[list, list, list] = ([], [], [])
+    block = dask.delayed(_block_rows, nout=2, pure=True)
+    out: tuple[list, list] = ([], [])
     for j in range(len(series_starts) - 1):
         series = np.arange(series_starts[j], series_starts[j + 1])
         for i in range(len(time_starts) - 1):
@@ -457,8 +465,8 @@ def _block_rows(
     start: int,
     series: np.ndarray,
     shared: tuple[FeatureSpec, RowPlan],
-) -> tuple[Moments, Moments, np.ndarray]:
-    """One block's moments (training and later rows) and thinned calibration rows.
+) -> tuple[list[Moments], np.ndarray]:
+    """One block's bucket moments and thinned calibration rows.
 
     A row is an origin ``t`` of a series: its features, then its targets
     (:mod:`rnncore.forecast.features`). It is used where ``z_t``, every target and
@@ -490,15 +498,16 @@ def _block_rows(
     usable = missing[:, spec.n_lags + h : spec.n_lags + h + n_times] == missing[:, :n_times]
     if exog is not None:
         usable &= np.isfinite(exog).all(axis=2)
-    train = usable & ((t >= plan.warmup) & (t + h < plan.calibration_start))[None, :]
-    late = usable & ((t + h >= plan.calibration_start) & (t + h < plan.n_steps))[None, :]
-    calibrate = (
-        usable
-        & ((t >= plan.calibration_start) & (t + h < plan.n_steps))[None, :]
-        & ((t[None, :] + series[:, None]) % plan.stride == 0)
-    )
-    return (
-        Moments.of(table[train], overwrite=True),
-        Moments.of(table[late], overwrite=True),
-        table[calibrate],
-    )
+    fold = np.searchsorted(plan.edges, t, "right") - 1
+    usable &= ((fold >= 0) & (fold < plan.n_folds))[None, :]
+    tail = t >= np.asarray(plan.edges)[np.minimum(fold + 1, plan.n_folds)] - h
+    bucket = np.broadcast_to(2 * fold + tail, usable.shape)
+    buckets = [Moments.of(table[usable & (bucket == b)]) for b in range(2 * plan.n_folds)]
+    calibrate = usable & ((t[None, :] + series[:, None]) % plan.stride == 0)
+    folds = np.broadcast_to(fold.astype(np.float64), usable.shape)[calibrate]
+    return buckets, np.concatenate([table[calibrate], folds[:, None]], axis=1)
+
+
+def _merge_buckets(first: list[Moments], second: list[Moments]) -> list[Moments]:
+    """Two lists of bucket moments merged bucket by bucket."""
+    return [a.merge(b) for a, b in zip(first, second, strict=True)]
