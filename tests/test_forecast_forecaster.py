@@ -62,18 +62,19 @@ def in_memory_rows(ds, forecaster):
         for t in range(n_lags - 1, n_steps - HORIZON):
             lags = z[s, t - n_lags + 1 : t + 1]
             ahead = z[s, t + 1 : t + 1 + HORIZON]
-            if not (np.isfinite(lags).all() and np.isfinite(ahead).all()):
+            seen = np.isfinite(lags)
+            if not (seen[-1] and np.isfinite(ahead).all() and 2 * (~seen).sum() <= n_lags):
                 continue
-            level = lags[-season:].mean()
-            spread = max(np.abs(lags - level).mean(), SPREAD_FLOOR)
+            last = lags[-season:]
+            level = last[np.isfinite(last)].mean()
+            spread = max(np.abs(lags[seen] - level).mean(), SPREAD_FLOOR)
             base = lags[n_lags - season + np.arange(HORIZON) % season]
-            linear = np.concatenate([lags, units[s, t, : reservoir.n_levels]])
+            base = np.where(np.isfinite(base), base, level)
+            normalised = np.where(seen, (lags - level) / spread, 0.0)  # a gap is the level
+            averages = (units[s, t, : reservoir.n_levels] - level) / spread
             calendar = calendar_features(times[t : t + 1], "h")[0]
-            features.append(
-                np.concatenate(
-                    [(linear - level) / spread, units[s, t, reservoir.n_levels :], calendar]
-                )
-            )
+            gated = units[s, t, reservoir.n_levels :]
+            features.append(np.concatenate([normalised, averages, gated, calendar]))
             targets.append((ahead - base) / spread)
             usable[s, t] = True
     warmup = forecaster.training_window_["warmup"]

@@ -20,6 +20,11 @@ relative to the seasonal-naive forecast from ``t``, over ``S_t``::
 so that one set of readout weights serves every series whatever its level, a level
 shift is forgotten as soon as it leaves the window, and a readout of zeros is the
 seasonal-naive forecast: the model starts from it and learns corrections.
+
+**Gaps.** A missing lag stands for the window's level (0 once normalised), and where
+the value a season back is missing the baseline is the level. A row is used where
+its value, its targets and at least half its lags are observed, so series with gaps
+(business hours, sensors that drop out) still give rows.
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ class FeatureSpec:
         linear = out[:, :, : self.n_normalised]
         linear -= level[..., None]
         linear /= spread[..., None]
+        lag_columns = out[:, :, : self.n_lags]
+        lag_columns[np.isnan(lag_columns) & np.isfinite(level)[..., None]] = 0.0
         return out, level, spread
 
     def window_stats(self, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,19 +176,21 @@ class FeatureSpec:
         spread = _nanmean(np.abs(lags - level[..., None]))
         return level, np.maximum(spread, SPREAD_FLOOR, where=np.isfinite(spread), out=spread)
 
-    def baseline(self, lags: np.ndarray, horizon: int) -> np.ndarray:
+    def baseline(self, lags: np.ndarray, level: np.ndarray, horizon: int) -> np.ndarray:
         """The seasonal-naive forecasts ``(..., horizon)`` from lag windows ``(..., n_lags)``.
 
-        Step ``h`` repeats the lag one season before it (``z_{t+h-m*ceil(h/m)}``).
+        Step ``h`` repeats the lag one season before it (``z_{t+h-m*ceil(h/m)}``), or
+        the window's ``level`` ``(...)`` where that lag is missing.
 
         Examples
         --------
         >>> spec = FeatureSpec(Reservoir(2), "D", 2, 3)
-        >>> spec.baseline(np.array([1.0, 2.0, 3.0]), 3).tolist()
-        [2.0, 3.0, 2.0]
+        >>> spec.baseline(np.array([1.0, np.nan, 3.0]), np.array(3.0), 3).tolist()
+        [3.0, 3.0, 3.0]
         """
         columns = self.n_lags - self.season + np.arange(horizon) % self.season
-        return lags[..., columns]
+        before = lags[..., columns]
+        return np.where(np.isnan(before), np.asarray(level)[..., None], before)
 
 
 def lag_windows(values: np.ndarray, n_lags: int) -> np.ndarray:

@@ -61,6 +61,9 @@ _ARRAYS = ("coef", "intercept", "ridge", "gcv", "feature_mean", "quantiles")
 #: fallback for series too short for it, or not at all (no observation).
 METHODS = ("model", "seasonal_naive", "naive", "none")
 _NAT = np.datetime64("NaT", "ns")
+#: The longest default lag window: each row holds its lags, so a block of ``chunk_rows``
+#: origins holds ``chunk_rows`` times as many values.
+MAX_DEFAULT_LAGS = 800
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ class Forecaster:
         the fitted forecaster; later data must have the same.
     n_lags
         Steps of the lag window; ``None`` for three of the shortest seasons, or the
-        longest plus the shortest if that is more (8 without a season).
+        longest plus the shortest if that is more, at most :data:`MAX_DEFAULT_LAGS`
+        (8 without a season).
     exog
         Exogenous variables of the dataset, whose values at the forecast origin
         are features: dims ``(series, time)``, ``(time,)``, or either with one more
@@ -705,7 +709,7 @@ class Forecaster:
         features = np.where(np.isfinite(origins.features), origins.features, solution.feature_mean)
         baseline = origins.baseline[:, :horizon]
         method = _methods(origins, state.spec.n_lags, history.stats.n_observed.values)
-        start = np.where(np.isfinite(baseline), baseline, origins.last[:, None])
+        start = np.where(method[:, None] == "naive", origins.last[:, None], baseline)
         correction = solution.predict(features)[:, :horizon] * origins.spread[:, None]
         z = start + np.where(method[:, None] == "model", correction, 0.0)
         z_lower, z_upper = intervals(z, origins.spread, state.quantiles[:horizon])
@@ -813,25 +817,28 @@ def _check_seasons(season: int | Sequence[int] | None) -> tuple[int, ...] | None
 
 
 def _default_lags(seasons: Sequence[int]) -> int:
-    """The default lag window: three shortest seasons, or the longest plus the shortest.
+    """The default lag window: three shortest seasons, or the longest plus the shortest,
+    at most :data:`MAX_DEFAULT_LAGS` (but at least the shortest season).
 
     Examples
     --------
     >>> _default_lags((12,)), _default_lags((48, 336)), _default_lags((1,))
     (36, 384, 8)
+    >>> _default_lags((288, 2016))  # 5-minute data: about 2.8 days
+    800
     """
     if seasons[-1] == 1:
         return 8
-    return max(3 * seasons[0], seasons[-1] + seasons[0])
+    wanted = max(3 * seasons[0], seasons[-1] + seasons[0])
+    return max(seasons[0], min(wanted, MAX_DEFAULT_LAGS))
 
 
 def _methods(origins: Origins, n_lags: int, n_observed: np.ndarray) -> np.ndarray:
     """How each series is forecast (:data:`METHODS`): by the model where at least half
     its lag window is observed, else by seasonal naive where its baseline is known,
     else by naive; ``"none"`` without an observation."""
-    full = np.isfinite(origins.baseline).all(axis=1)
-    method = np.where(full, "seasonal_naive", "naive")
-    method = np.where(2 * origins.n_lags >= n_lags, "model", method)
+    method = np.where(origins.season_observed, "seasonal_naive", "naive")
+    method = np.where(2 * origins.n_observed >= n_lags, "model", method)
     return np.where(n_observed > 0, method, "none").astype(object).astype(str)
 
 

@@ -184,8 +184,10 @@ class Origins:
         the lag a season before is missing).
     last
         ``(series,)`` the value at the origin (scaled units): the naive forecast.
-    n_lags
+    n_observed
         ``(series,)`` observed values in each origin's lag window.
+    season_observed
+        ``(series,)`` whether the last season of the window is all observed.
     """
 
     features: np.ndarray
@@ -193,7 +195,8 @@ class Origins:
     spread: np.ndarray
     baseline: np.ndarray
     last: np.ndarray
-    n_lags: np.ndarray
+    n_observed: np.ndarray
+    season_observed: np.ndarray
 
 
 def prepare(
@@ -449,9 +452,10 @@ def _origin_features(
         features[:, 0, :],
         level[:, 0],
         spread[:, 0],
-        spec.baseline(lags, horizon),
+        spec.baseline(lags, level[:, 0], horizon),
         lags[:, -1],
         np.isfinite(lags).sum(axis=1),
+        np.isfinite(lags[:, -spec.season :]).all(axis=1),
     )
 
 
@@ -487,15 +491,18 @@ def _block_rows(
     lags = lag_windows(values[:, : lookback + n_times], spec.n_lags)
 
     table = np.empty((n_series, n_times, p + h))
-    _, _, spread = spec.assemble(units, lags, times, exog, out=table[:, :, :p])
+    _, level, spread = spec.assemble(units, lags, times, exog, out=table[:, :, :p])
     future = np.lib.stride_tricks.sliding_window_view(values[:, lookback + 1 :], h, axis=1)
     targets = table[:, :, p:]
-    np.subtract(future[:, :n_times], spec.baseline(lags, h), out=targets)
+    np.subtract(future[:, :n_times], spec.baseline(lags, level, h), out=targets)
     targets /= spread[..., None]
     t = start + np.arange(n_times)
     missing = np.cumsum(~np.isfinite(values), axis=1)
     missing = np.concatenate([np.zeros((n_series, 1)), missing], axis=1)
-    usable = missing[:, spec.n_lags + h : spec.n_lags + h + n_times] == missing[:, :n_times]
+    ahead = missing[:, spec.n_lags + h : spec.n_lags + h + n_times]
+    now = missing[:, spec.n_lags - 1 : spec.n_lags - 1 + n_times]  # before z_t
+    lags_missing = missing[:, spec.n_lags : spec.n_lags + n_times] - missing[:, :n_times]
+    usable = (ahead == now) & (2 * lags_missing <= spec.n_lags)
     if exog is not None:
         usable &= np.isfinite(exog).all(axis=2)
     fold = np.searchsorted(plan.edges, t, "right") - 1
