@@ -34,6 +34,7 @@ from rnncore.forecast.timeaxis import check_freq, infer_freq, step_index
 __all__ = [
     "CSV_COMPRESSIONS",
     "LONG_SUFFIXES",
+    "as_labels",
     "from_long",
     "group_by_grid",
     "is_long_format",
@@ -278,7 +279,7 @@ def to_long(
     )
     frame = pd.DataFrame(
         {
-            ID: np.repeat(ds[SERIES_DIM].values.astype(str), ds.sizes[axis]),
+            ID: np.repeat(as_labels(ds[SERIES_DIM].values), ds.sizes[axis]),
             TIME: times,
             **columns,
         }
@@ -355,6 +356,20 @@ def write_long(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def as_labels(values: object) -> np.ndarray:
+    """Series labels as a fixed-width ``str`` array, whatever they were stored as.
+
+    Zarr format 3 reads string labels back as NumPy's variable-width ``StringDType``,
+    which does not cast to ``str`` directly.
+
+    Examples
+    --------
+    >>> as_labels(np.array(["a", "bc"], dtype=np.dtypes.StringDType())).dtype
+    dtype('<U2')
+    """
+    return np.asarray(values).astype(object).astype(str)
 
 
 def _format(path: Path) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..longformat import ID, TIME, from_long, group_by_grid
+from ..longformat import ID, TIME, as_labels, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
 from .checks import check_int
 from .conformal import check_levels, conformal_quantiles, intervals
@@ -427,7 +427,7 @@ class Forecaster:
                 index = np.arange(train.sizes["time"])
                 train["y"] = train["y"].where(index[None, :] <= cut[:, None])
                 frame = forecast_frame(model.fit_predict(train))
-                cutoffs = pd.Series(times[cut], index=train["series"].values.astype(str))
+                cutoffs = pd.Series(times[cut], index=as_labels(train["series"].values))
                 frame.insert(2, "cutoff", frame[ID].map(cutoffs).to_numpy())
                 frames.append(frame)
         actual = df[[ID, TIME, "y"]].assign(**{ID: df[ID].astype(str)})
@@ -719,7 +719,7 @@ class Forecaster:
         last = np.where(method == "none", _NAT, history.times[history.origins()])
         ended = last < history.times[-1]
         series_coords = {name: c for name, c in history.y.coords.items() if c.dims == (series_dim,)}
-        labels = np.asarray(history.y[series_dim].values).astype(str)
+        labels = as_labels(history.y[series_dim].values)
         return xr.Dataset(
             {
                 "mean": ((series_dim, "step"), undo_scaling(z, loc, scale)),

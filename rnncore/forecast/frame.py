@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..longformat import ID, TIME
+from ..longformat import ID, TIME, as_labels
 
 __all__ = ["ALIAS", "cutoff_mask", "forecast_frame", "percent_levels"]
 
@@ -58,7 +58,7 @@ def forecast_frame(forecast: xr.Dataset, alias: str = ALIAS) -> pd.DataFrame:
     """
     kept = ~forecast["all_missing"].values
     n_steps = forecast.sizes["step"]
-    ids = np.asarray(forecast["series"].values).astype(str)[kept]
+    ids = as_labels(forecast["series"].values)[kept]
     columns = {
         ID: np.repeat(ids, n_steps),
         TIME: forecast["time"].transpose("series", "step").values[kept].ravel(),
