@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from rnncore.forecast.scaling import apply_scaling, interval_norm, series_stats, undo_scaling
+from rnncore.forecast.scaling import apply_scaling, series_stats, undo_scaling
 
 
 def values(rng):
@@ -81,11 +81,3 @@ def test_scaling_round_trip(rng):
     # trailing axes (steps, levels) broadcast; a constant series maps back to its constant
     restored = undo_scaling(np.ones((6, 3, 2)), loc, scale)
     assert (restored[2] == 4.0).all() and np.isnan(restored[3]).all()
-
-
-def test_interval_norm_is_the_seasonal_error_in_scaled_units(rng):
-    stats = series_stats(xr.DataArray(values(rng), dims=("series", "time")), season=5)
-    norm = interval_norm(stats)
-    expected = stats.seasonal_mae.values[0] / stats.scale.values[0]
-    assert norm[0] == pytest.approx(expected)
-    assert norm[2] == 0 and np.isnan(norm[3])

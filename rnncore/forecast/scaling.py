@@ -29,7 +29,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-__all__ = ["apply_scaling", "interval_norm", "series_stats", "undo_scaling"]
+__all__ = ["apply_scaling", "series_stats", "undo_scaling"]
 
 _MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4)
 _MEAN_AD_TO_SD = 1.2533141373155001  # sqrt(pi / 2)
@@ -152,27 +152,6 @@ def undo_scaling(z: Any, location: np.ndarray, scale: np.ndarray) -> Any:
     z = np.asarray(z)
     shape = (-1,) + (1,) * (z.ndim - 1)
     return np.reshape(location, shape) + np.reshape(scale, shape) * z
-
-
-def interval_norm(stats: xr.Dataset) -> np.ndarray:
-    """Each series' interval normaliser, in scaled units: ``seasonal_mae / scale``.
-
-    Prediction intervals are ``forecast + norm * q`` (see
-    :mod:`rnncore.forecast.conformal`), so their width follows each series'
-    seasonal-naive error. It is 0 for a constant series, 1 (one robust scale) where
-    the seasonal error is 0 or unknown, and NaN for a series with no observation.
-
-    Examples
-    --------
-    >>> stats = xr.Dataset({"scale": ("series", [2.0, 0.0, 4.0, np.nan]),
-    ...                     "seasonal_mae": ("series", [1.0, 0.0, np.nan, np.nan])})
-    >>> interval_norm(stats).tolist()
-    [0.5, 0.0, 1.0, nan]
-    """
-    scale = stats.scale.values
-    ratio = stats.seasonal_mae.values * _inverse(scale)
-    usable = np.isfinite(ratio) & (ratio > 0)
-    return np.where(scale > 0, np.where(usable, ratio, 1.0), scale * 0.0)
 
 
 def _inverse(scale: np.ndarray) -> np.ndarray:
