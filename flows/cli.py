@@ -149,7 +149,11 @@ def _report(command: str, argv: list[str]) -> int:
 
 def _print_run(outputs: Mapping[str, str], figures: Mapping[str, Any]) -> None:
     for name, value in [*outputs.items(), *figures.items()]:
-        print(f"  {name:<34}{value:.4g}" if isinstance(value, float) else f"  {name:<34}{value}")
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "none"
+        print(f"  {name:<34}{value}")
 
 
 def _add_parameters(parser: argparse.ArgumentParser, flow: Any) -> None:

@@ -51,11 +51,12 @@ def gather(futures: Sequence[PrefectFuture[R]], desc: str) -> list[R]:
 
 
 def open_input(
-    data: str, output: str, variable: str, series_per_task: int | None
+    data: str, output: str, variable: str, series_per_task: int | None, freq: str | None = None
 ) -> tuple[str, DatasetInfo, ChunkPlan]:
-    """Find the flow's input (converting a long-format table into ``output``), describe
-    it and plan its chunks. Returns the path to read, its description and the plan."""
-    source = prepare_input(data, output)
+    """Find the flow's input (converting a long-format table into ``output``, on the grid
+    of ``freq`` if given), describe it and plan its chunks. Returns the path to read,
+    its description and the plan."""
+    source = prepare_input(data, output, freq)
     info = inspect_dataset(source, variable)
     return source, info, plan_chunks(info, series_per_task)
 

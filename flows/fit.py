@@ -31,12 +31,16 @@ def refit(
     variable: str,
     backtest_windows: int,
     predict: bool = False,
+    freq: str | None = None,
+    season: list[int] | None = None,
+    exog: list[str] | None = None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Fit and save a forecaster and, at the same time, backtest one like it.
 
     To be called inside a flow: the fit and the backtest are submitted as two
     tasks. The per-series scores go to ``output/backtest.zarr``, the overall ones
-    beside the forecaster (:func:`tasks.forecast.metrics_path`).
+    beside the forecaster (:func:`tasks.forecast.metrics_path`). ``freq``,
+    ``season`` and ``exog`` are the forecaster's (:func:`tasks.forecast.new_forecaster`).
 
     Returns
     -------
@@ -47,12 +51,17 @@ def refit(
         With ``predict``, the forecasts of every series made in the fitting pass
         (see :func:`tasks.forecast.fit_forecaster`); else ``None``.
     """
-    futures = [fit_forecaster.submit(data, plan, forecaster, horizon, levels, variable, predict)]
+    settings = {"freq": freq, "season": season, "exog": exog}
+    futures = [
+        fit_forecaster.submit(
+            data, plan, forecaster, horizon, levels, variable, predict, **settings
+        )
+    ]
     if backtest_windows:
         store = str(Path(output) / BACKTEST_STORE)
         futures.append(
             backtest_forecaster.submit(
-                data, plan, store, horizon, levels, backtest_windows, variable
+                data, plan, store, horizon, levels, backtest_windows, variable, **settings
             )
         )
     forecasts, *backtested = gather(futures, "fit")
@@ -71,13 +80,17 @@ def fit(
     variable: str = "y",
     backtest_windows: int = 4,
     series_per_task: int | None = None,
+    freq: str | None = None,
+    season: list[int] | None = None,
+    exog: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fit the forecaster on every series, save it, backtest it and publish the scores.
 
     Parameters
     ----------
     data
-        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``).
+        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``
+        and any exogenous columns).
     forecaster
         Where to save the fitted forecaster (safetensors); its backtest scores go
         beside it (``.metrics.json``), where the forecast flow finds them.
@@ -95,6 +108,17 @@ def fit(
     series_per_task
         Series per block of work (one task each; Dask chunks are no larger), in whole
         storage chunks; ``None``: about 8 blocks.
+    freq
+        Pandas frequency of the data (``h``, ``30min``, ``D``, ``W-SUN``, ``MS``,
+        ``QS-DEC``, ...), saved with the forecaster; ``None`` infers it. A long table
+        is placed on its grid, missing steps as NaN: give it for a table whose
+        timestamps have gaps.
+    season
+        Steps per season, one or more (``12``; ``48 336``); ``None`` for the
+        frequency's (24 and 168 hourly, 7 daily, 52 weekly, 12 monthly, ...).
+    exog
+        Exogenous variables of the data (columns of a long table) whose values at
+        each forecast origin are features; ``None`` for none.
 
     Returns
     -------
@@ -103,9 +127,19 @@ def fit(
     """
     started = time.perf_counter()
     with cluster_session(output) as session:
-        source, info, plan = open_input(data, output, variable, series_per_task)
+        source, info, plan = open_input(data, output, variable, series_per_task, freq)
         backtested, _ = refit(
-            source, plan, forecaster, output, horizon, levels, variable, backtest_windows
+            source,
+            plan,
+            forecaster,
+            output,
+            horizon,
+            levels,
+            variable,
+            backtest_windows,
+            freq=freq,
+            season=season,
+            exog=exog,
         )
         outputs = {"forecaster": forecaster, "performance report": str(session.performance_report)}
         if backtested is not None:
@@ -114,7 +148,7 @@ def fit(
                 "metrics": str(metrics_path(forecaster)),
             }
         figures = run_figures(session, started, info.n_series, info.n_steps)
-        figures |= backtested["scores"] if backtested else {}
+        figures |= {"freq": info.freq or freq, **(backtested["scores"] if backtested else {})}
         outputs["report"] = report(
             output, "fit", figures, outputs, notes=backtested["table"] if backtested else ""
         )

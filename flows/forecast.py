@@ -5,18 +5,30 @@ Outputs, in the ``output`` directory:
 ``forecast.zarr``
     The forecasts, a Zarr (format 3) store that ``xarray.open_zarr`` opens:
     ``mean`` ``(series, step)``, ``lower`` and ``upper`` ``(series, step, level)``,
-    ``all_missing`` ``(series)`` (series with no data, whose forecasts are NaN);
-    coordinates ``series``, ``step`` (1 to ``horizon``), ``level`` and ``time``
-    ``(step)``, the forecast timestamps; attributes ``source`` (the data),
-    ``forecaster`` (its file), ``flow_run``, ``created``, and those of
-    :meth:`rnncore.forecast.Forecaster.predict`: ``variable``, ``origin``,
-    ``model_fingerprint``, ``rnnflow_version``, ``training_start`` and
-    ``training_end``. Written atomically: a failed run leaves the previous store,
-    or none.
+    ``all_missing`` ``(series)`` (series with no data, whose forecasts are NaN),
+    ``method`` ``(series)`` (how each series was forecast: ``model``,
+    ``seasonal_naive`` or ``naive`` for series too short for the model, ``none``)
+    and ``last_observed`` ``(series)``; coordinates ``series``, ``step`` (1 to
+    ``horizon``), ``level`` and ``time`` ``(series, step)``, the forecast
+    timestamps, each series' steps after its own last observation; attributes
+    ``source`` (the data), ``forecaster`` (its file), ``flow_run``, ``created``,
+    and those of :meth:`rnncore.forecast.Forecaster.predict`: ``variable``,
+    ``freq``, ``origin``, ``ended_early`` (the series last observed before the
+    data's end), ``model_fingerprint``, ``rnnflow_version``, ``training_start``
+    and ``training_end``. Written atomically: a failed run leaves the previous
+    store, or none.
+``forecast.csv`` (or ``.parquet``, ...)
+    Only when the data are a CSV or Parquet long-format table: the forecasts in
+    the same format (the input's suffix), StatsForecast's columns ``unique_id, ds,
+    RNNFlow, RNNFlow-lo-80, RNNFlow-hi-80, RNNFlow-lo-95, RNNFlow-hi-95`` (one pair
+    per level; :func:`tasks.forecast.write_forecast_table`). Written atomically.
 ``forecast.png``
     History and forecasts of a few series.
 ``report.json``
-    The run's figures and outputs (also published as Prefect artifacts).
+    The run's figures and outputs (also published as Prefect artifacts). The
+    figures include ``freq`` and ``ended early``, the number of series last
+    observed before the data's end, with the first :data:`ENDED_EARLY_LISTED` of
+    them listed in ``ended early (series)``.
 ``dask-report.html``
     The Dask performance report.
 """
@@ -31,17 +43,35 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks.forecast import forecast_block, load_forecaster, write_forecast
+from tasks.data import long_suffix
+from tasks.forecast import (
+    ended_early,
+    forecast_block,
+    load_forecaster,
+    write_forecast,
+    write_forecast_table,
+)
 from tasks.report import plot_forecasts, report
 
 from .cluster import cluster_session, dask_runner
-from .common import DEFAULT_FORECASTER, SAMPLE_DATA, default_output, gather, open_input, run_figures
+from .common import (
+    DEFAULT_FORECASTER,
+    SAMPLE_DATA,
+    default_output,
+    gather,
+    open_input,
+    run_figures,
+)
 from .fit import refit
 
-__all__ = ["FORECAST_PLOT", "FORECAST_STORE", "forecast"]
+__all__ = ["ENDED_EARLY_LISTED", "FORECAST_PLOT", "FORECAST_STORE", "FORECAST_TABLE", "forecast"]
 
 #: The forecasts and their plot, in the output directory.
 FORECAST_STORE, FORECAST_PLOT = "forecast.zarr", "forecast.png"
+#: The name of the long-format forecasts, given the input table's suffix.
+FORECAST_TABLE = "forecast"
+#: The series ended early that the run report lists by name, at most.
+ENDED_EARLY_LISTED = 20
 
 
 @flow(name="forecast", task_runner=dask_runner())
@@ -55,13 +85,17 @@ def forecast(
     backtest_windows: int = 1,
     series_per_task: int | None = None,
     plot_series: int = 4,
+    freq: str | None = None,
+    season: list[int] | None = None,
+    exog: list[str] | None = None,
 ) -> dict[str, Any]:
     """Forecast every series of ``data`` and write the forecasts and a run report.
 
     Parameters
     ----------
     data
-        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``).
+        Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``
+        and any exogenous columns); a table's forecasts are also written as a table.
     output
         Directory for the forecasts and reports (see :mod:`flows.forecast`).
     forecaster
@@ -80,6 +114,16 @@ def forecast(
         storage chunks; ``None``: about 8 blocks.
     plot_series
         Series to plot (0: no plot).
+    freq
+        Pandas frequency of the data (``h``, ``30min``, ``D``, ``W-SUN``, ``MS``,
+        ``QS-DEC``, ...); ``None`` infers it. A long table is placed on its grid,
+        missing steps as NaN: give it for a table whose timestamps have gaps.
+    season
+        Steps per season, one or more (``12``; ``48 336``), used when fitting; ``None``
+        for the frequency's (24 and 168 hourly, 7 daily, 52 weekly, 12 monthly, ...).
+    exog
+        Exogenous variables of the data (columns of a long table) whose values at
+        each forecast origin are features, used when fitting; ``None`` for none.
 
     Returns
     -------
@@ -89,7 +133,7 @@ def forecast(
     started = time.perf_counter()
     directory = Path(output)
     with cluster_session(directory) as session:
-        source, info, plan = open_input(data, output, variable, series_per_task)
+        source, info, plan = open_input(data, output, variable, series_per_task, freq)
         if Path(forecaster).exists():
             backtested = load_forecaster(forecaster)
             futures = [
@@ -108,6 +152,9 @@ def forecast(
                 variable,
                 backtest_windows,
                 predict=True,
+                freq=freq,
+                season=season,
+                exog=exog,
             )
             blocks = [forecasts]
         attrs = {
@@ -117,7 +164,12 @@ def forecast(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         store = write_forecast(blocks, str(directory / FORECAST_STORE), attrs)
-        outputs = {"forecast": store, "performance report": str(session.performance_report)}
+        outputs = {"forecast": store}
+        suffix = long_suffix(data)
+        if suffix is not None:
+            table = str(directory / f"{FORECAST_TABLE}{suffix}")
+            outputs["forecast table"] = write_forecast_table(store, table)
+        outputs["performance report"] = str(session.performance_report)
         plot = None
         if plot_series:
             plot = plot_forecasts(
@@ -125,7 +177,14 @@ def forecast(
             )
             outputs["plot"] = plot
         figures = run_figures(session, started, info.n_series, info.n_steps)
-        figures |= {"horizon": horizon, **(backtested["scores"] if backtested else {})}
+        late = ended_early(blocks)
+        figures |= {
+            "horizon": horizon,
+            "freq": blocks[0]["attrs"]["freq"],
+            "ended early": len(late),
+            "ended early (series)": late[:ENDED_EARLY_LISTED],
+            **(backtested["scores"] if backtested else {}),
+        }
         outputs["report"] = report(
             output,
             "forecast",

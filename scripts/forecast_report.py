@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import psutil
 from distributed import Client, LocalCluster
 
@@ -123,7 +124,6 @@ def _measure(path: Path, horizon: int) -> tuple[int, float, float, float, float]
 
 def _warm_up() -> None:
     """Import rnncore and load its compiled kernels on a worker before measuring."""
-    import numpy as np
 
     from rnncore import Model
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rnncore.forecast.timeaxis import infer_freq
 from rnncore.io import open_dataset, write_zarr
-from rnncore.longformat import is_long_format, read_long
+from rnncore.longformat import CSV_COMPRESSIONS, LONG_SUFFIXES, is_long_format, read_long
 
 from .runtime import io_task
 
@@ -25,6 +26,7 @@ __all__ = [
     "ChunkPlan",
     "DatasetInfo",
     "inspect_dataset",
+    "long_suffix",
     "plan_chunks",
     "prepare_input",
 ]
@@ -56,6 +58,9 @@ class DatasetInfo:
     series_chunk, time_chunk
         Dask chunk sizes: the storage chunks grown (time first) to about
         :data:`CHUNK_BYTES`, as :func:`rnncore.io.open_dataset` grows them.
+    freq
+        The pandas frequency of the time axis: the dataset's ``freq`` attribute, else
+        the one inferred from its timestamps; ``None`` if it has none.
     """
 
     path: str
@@ -67,6 +72,7 @@ class DatasetInfo:
     storage_series: int
     series_chunk: int
     time_chunk: int
+    freq: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,14 +113,39 @@ class ChunkPlan:
         ]
 
 
+def long_suffix(path: str | Path) -> str | None:
+    """The long-format suffix of ``path``, in lower case (``".csv"``, ``".csv.gz"``,
+    ``".parquet"``, ``".pq"``), or ``None`` if it is not a CSV or Parquet table.
+
+    Examples
+    --------
+    >>> long_suffix("in/Monthly.CSV.gz"), long_suffix("t.parquet"), long_suffix("d.zarr")
+    ('.csv.gz', '.parquet', None)
+    """
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes[-2:]]
+    if len(suffixes) == 2 and suffixes[0] == ".csv" and suffixes[1] in CSV_COMPRESSIONS:
+        return "".join(suffixes)
+    return suffixes[-1] if suffixes and suffixes[-1] in LONG_SUFFIXES else None
+
+
 @io_task()
-def prepare_input(data: str, workdir: str) -> str:
+def prepare_input(data: str, workdir: str, freq: str | None = None) -> str:
     """The Zarr store or NetCDF file to read: ``data`` itself, or, for a CSV or Parquet
-    long-format table (``unique_id, ds, y``), a Zarr store converted from it in ``workdir``.
+    long-format table (``unique_id, ds, y`` and any exogenous columns), a Zarr store
+    converted from it in ``workdir``.
+
+    ``freq`` is the table's pandas frequency (``"MS"``, ``"W-SUN"``, ...): the series
+    are placed on its grid, steps without a row left NaN; ``None`` infers it.
+
+    Raises
+    ------
+    ValueError
+        If the table is not in long format, or ``freq`` is ``None`` and its timestamps
+        are not regular at any frequency (the message names ``--freq``).
     """
     if not is_long_format(data):
         return data
-    ds = read_long(data).chunk(LONG_INPUT_CHUNKS)
+    ds = read_long(data, freq=freq).chunk(LONG_INPUT_CHUNKS)
     return str(write_zarr(ds, Path(workdir) / "input.zarr", overwrite=True))
 
 
@@ -140,6 +171,12 @@ def inspect_dataset(path: str, variable: str) -> DatasetInfo:
     chunks = dict(zip(array.dims, array.chunks, strict=True))
     storage = array.encoding.get("preferred_chunks", {})
     time = ds["time"].to_index()
+    freq = ds.attrs.get("freq")
+    if freq is None and time.size >= 2:
+        try:
+            freq = infer_freq(time.values)
+        except (TypeError, ValueError):
+            freq = None  # not regular: the forecaster says where, or freq is given
     return DatasetInfo(
         path=path,
         variable=variable,
@@ -150,6 +187,7 @@ def inspect_dataset(path: str, variable: str) -> DatasetInfo:
         storage_series=storage.get("series", chunks["series"][0]),
         series_chunk=chunks["series"][0],
         time_chunk=chunks["time"][0],
+        freq=freq,
     )
 
 

@@ -18,21 +18,26 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rnncore.forecast import Forecaster, backtest, backtest_table
+from rnncore.forecast.frame import forecast_frame
 from rnncore.io import open_dataset, write_zarr
+from rnncore.longformat import CSV_COMPRESSIONS
 
-from .data import ChunkPlan
+from .data import ChunkPlan, long_suffix
 from .runtime import cluster_compute, io_task, write_atomic
 
 __all__ = [
     "SCORES",
     "backtest_forecaster",
+    "ended_early",
     "fit_forecaster",
     "forecast_block",
+    "join_forecasts",
     "load_forecaster",
     "metrics_path",
     "new_forecaster",
     "save_metrics",
     "write_forecast",
+    "write_forecast_table",
 ]
 
 #: The overall backtest figures (attributes of a backtest result) a run reports, besides
@@ -40,9 +45,37 @@ __all__ = [
 SCORES = ("mase", "smape", "naive_mase", "naive_smape")
 
 
-def new_forecaster(plan: ChunkPlan, horizon: int, levels: Sequence[float]) -> Forecaster:
-    """An unfitted forecaster that works in blocks of the plan's chunks."""
-    return Forecaster(horizon, levels=tuple(levels), chunk_rows=plan.values_per_chunk)
+def new_forecaster(
+    plan: ChunkPlan,
+    horizon: int,
+    levels: Sequence[float],
+    freq: str | None = None,
+    season: Sequence[int] | None = None,
+    exog: Sequence[str] | None = None,
+) -> Forecaster:
+    """An unfitted forecaster that works in blocks of the plan's chunks.
+
+    Parameters
+    ----------
+    plan
+        The run's chunk plan.
+    horizon, levels
+        Steps ahead and interval levels.
+    freq
+        The data's pandas frequency; ``None`` infers it.
+    season
+        Steps per season, one or more; ``None`` (or empty) for the frequency's.
+    exog
+        Exogenous variables of the data; ``None`` for none.
+    """
+    return Forecaster(
+        horizon,
+        levels=tuple(levels),
+        season=list(season) if season else None,
+        freq=freq,
+        exog=tuple(exog or ()),
+        chunk_rows=plan.values_per_chunk,
+    )
 
 
 def metrics_path(forecaster: str | Path) -> Path:
@@ -59,15 +92,18 @@ def fit_forecaster(
     levels: Sequence[float],
     variable: str,
     predict: bool = False,
+    freq: str | None = None,
+    season: Sequence[int] | None = None,
+    exog: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
-    """Fit a :class:`~rnncore.forecast.Forecaster` on every series of ``data`` and save it
-    to ``path``; the fit runs as Dask graphs on the cluster.
+    """Fit a :class:`~rnncore.forecast.Forecaster` (:func:`new_forecaster`) on every series
+    of ``data`` and save it to ``path``; the fit runs as Dask graphs on the cluster.
 
-    With ``predict``, also forecast every series from the end of ``data``, in the
+    With ``predict``, also forecast every series from its last observation, in the
     fitting pass (:meth:`~rnncore.forecast.Forecaster.fit_predict`), and return the
     forecasts as ``xarray.Dataset.to_dict(data="array")``; else return ``None``.
     """
-    forecaster = new_forecaster(plan, horizon, levels)
+    forecaster = new_forecaster(plan, horizon, levels, freq, season, exog)
     with cluster_compute():
         ds = open_dataset(data, chunks=plan.chunks)
         if predict:
@@ -124,10 +160,19 @@ def forecast_block(
         return model.predict(history, horizon, variable=variable).compute().to_dict(data="array")
 
 
-@io_task()
-def write_forecast(blocks: Sequence[dict[str, Any]], path: str, attrs: dict[str, Any]) -> str:
-    """Join the blocks' forecasts along ``series`` and write them, with ``attrs`` added,
-    to the Zarr store ``path`` (atomically, replacing an earlier one). Returns ``path``."""
+def ended_early(blocks: Sequence[dict[str, Any]]) -> list[str]:
+    """The series last observed before the data's end, over all the blocks' forecasts
+    (each block's ``ended_early`` attribute), in the blocks' order."""
+    return [label for block in blocks for label in block["attrs"].get("ended_early", [])]
+
+
+def join_forecasts(blocks: Sequence[dict[str, Any]]) -> xr.Dataset:
+    """The blocks' forecasts (``Dataset.to_dict`` dictionaries) as one Dataset.
+
+    Variables and coordinates along ``series`` (the forecast timestamps ``time``
+    ``(series, step)`` among them) are joined along it; the attributes are the first
+    block's, but ``ended_early`` lists the series of every block (:func:`ended_early`).
+    """
     forecast = xr.concat(
         [xr.Dataset.from_dict(block) for block in blocks],
         dim="series",
@@ -135,9 +180,48 @@ def write_forecast(blocks: Sequence[dict[str, Any]], path: str, attrs: dict[str,
         coords="minimal",
         compat="override",
         join="exact",
+        combine_attrs="override",
     )
+    forecast.attrs["ended_early"] = ended_early(blocks)
+    return forecast
+
+
+@io_task()
+def write_forecast(blocks: Sequence[dict[str, Any]], path: str, attrs: dict[str, Any]) -> str:
+    """Join the blocks' forecasts (:func:`join_forecasts`) and write them, with ``attrs``
+    added, to the Zarr store ``path`` (atomically, replacing an earlier one). Returns
+    ``path``."""
+    forecast = join_forecasts(blocks)
     forecast.attrs.update(attrs)
     return str(write_zarr(forecast, path, overwrite=True))
+
+
+@io_task()
+def write_forecast_table(forecast: str, path: str) -> str:
+    """Write the forecasts of the Zarr store ``forecast`` as a long table at ``path``,
+    CSV (``.csv``, also compressed: ``.csv.gz``, ...) or Parquet (``.parquet``, ``.pq``)
+    by its suffix, atomically; returns ``path``.
+
+    The table is StatsForecast's shape (:func:`rnncore.forecast.frame.forecast_frame`):
+    ``unique_id, ds, RNNFlow`` (the mean), then ``RNNFlow-lo-<p>`` and
+    ``RNNFlow-hi-<p>`` for each level ``p`` in percent; a row per series and forecast
+    timestamp, series without observations left out.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no CSV or Parquet suffix.
+    """
+    suffix = long_suffix(path)
+    if suffix is None:
+        raise ValueError(f"{path}: a forecast table must be .csv (or .csv.gz, ...) or .parquet")
+    frame = forecast_frame(open_dataset(forecast).load())
+    if suffix.startswith(".csv"):
+        compression = CSV_COMPRESSIONS.get(Path(path).suffix.lower())
+        write = functools.partial(frame.to_csv, index=False, compression=compression)
+    else:
+        write = functools.partial(frame.to_parquet, index=False)
+    return str(write_atomic(path, write))
 
 
 @task(cache_policy=NO_CACHE)
@@ -149,6 +233,9 @@ def backtest_forecaster(
     levels: Sequence[float],
     n_windows: int,
     variable: str,
+    freq: str | None = None,
+    season: Sequence[int] | None = None,
+    exog: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Backtest forecasters made by :func:`new_forecaster`, as :func:`fit_forecaster` makes
     them, over the last ``n_windows`` windows of ``horizon`` steps; write the per-series
@@ -161,7 +248,7 @@ def backtest_forecaster(
         each level; ``table``: them as a markdown table
         (:func:`rnncore.forecast.backtest_table`).
     """
-    make = functools.partial(new_forecaster, plan, horizon, levels)
+    make = functools.partial(new_forecaster, plan, horizon, levels, freq, season, exog)
     with cluster_compute():
         ds = open_dataset(data, chunks=plan.chunks)
         result = backtest(ds, make, horizon, n_windows, variable=variable).compute()

@@ -35,7 +35,9 @@ def forecast_figure(history: xr.DataArray, forecast: xr.Dataset) -> Figure:
         ``(series, time)`` values before the forecasts.
     forecast
         ``mean`` ``(series, step)`` and ``lower``/``upper`` ``(series, step, level)``
-        with a ``time`` coordinate along ``step``, for the same series.
+        for the same series, with the forecast timestamps ``time``: ``(series, step)``,
+        each series' own (:meth:`rnncore.forecast.Forecaster.predict`), or ``(step,)``
+        shared by all.
 
     Returns
     -------
@@ -79,8 +81,8 @@ def forecast_figure(history: xr.DataArray, forecast: xr.Dataset) -> Figure:
 def plot_forecasts(
     data: str, forecast: str, path: str, variable: str, n_series: int = 4, n_history: int = 168
 ) -> str:
-    """Plot the first ``n_series`` series that have forecasts, with their last
-    ``n_history`` steps, to the PNG file ``path``; returns ``path``."""
+    """Plot the first ``n_series`` series that have forecasts, with the last ``n_history``
+    steps of the data, to the PNG file ``path``; returns ``path``."""
     predicted = open_dataset(forecast)
     series = predicted["series"].values[~predicted["all_missing"].values][:n_series]
     history = open_dataset(data)[variable].sel(series=series).isel(time=slice(-n_history, None))

@@ -1,16 +1,20 @@
 """The ``rnnflow`` command line."""
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import conftest_prefect  # first: it sets up Prefect's environment for the tests
+import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest_prefect import N_SERIES, clean_env
 
-from flows.cli import main
+from flows.cli import _add_parameters, main
+from rnncore.forecast import Forecaster
 
 pytest_plugins = [conftest_prefect.__name__]
 
@@ -33,6 +37,24 @@ def test_flow_options_come_from_the_flow_signature_and_docstring(capsys):
     assert "--horizon HORIZON Steps ahead to forecast. (default: 24)" in text
     assert "--levels LEVELS [LEVELS ...]" in text
     assert "--series-per-task" in text and "--scheduler ADDRESS" in text
+
+
+@pytest.mark.parametrize("command", ["forecast", "fit"])
+def test_freq_season_and_exog_options_parse(command):
+    import importlib
+
+    flow = getattr(importlib.import_module(f"flows.{command}"), command)
+    parser = argparse.ArgumentParser()
+    _add_parameters(parser, flow)
+    defaults = vars(parser.parse_args([]))
+    assert defaults["freq"] is None and defaults["season"] is None and defaults["exog"] is None
+    argv = ["--freq", "MS", "--season", "12", "--exog", "temperature", "workday"]
+    options = vars(parser.parse_args(argv))
+    assert options["freq"] == "MS" and options["season"] == [12]
+    assert options["exog"] == ["temperature", "workday"]
+    assert vars(parser.parse_args(["--season", "48", "336"]))["season"] == [48, 336]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--season", "weekly"])
 
 
 def test_apply_requires_a_model(capsys):
@@ -98,3 +120,61 @@ def test_console_script_runs_a_flow_on_the_embedded_defaults(small_data, model_f
     assert f"series{' ' * 28}{N_SERIES}" in done.stdout
     for name in ("apply.zarr", "report.json", "dask-report.html"):
         assert str(output / name) in done.stdout
+
+
+def shop_sales(path: Path) -> Path:
+    """Daily sales of three shops with exogenous columns, two days missing in each: the
+    timestamps are not regular without ``--freq D``."""
+    rng = np.random.default_rng(1)
+    days = pd.date_range("2024-01-01", periods=150, freq="D")
+    frames = []
+    for i in range(3):
+        workday = (days.dayofweek < 5).astype(int)
+        temperature = 15 + 10 * np.sin(2 * np.pi * np.arange(150) / 365) + rng.normal(0, 1, 150)
+        y = 10 + i + 2 * workday + 0.1 * temperature + rng.normal(0, 0.3, 150)
+        columns = {"ds": days, "y": y, "temperature": temperature, "workday": workday}
+        frame = pd.DataFrame({"unique_id": f"shop{i}", **columns})
+        frames.append(frame.drop(index=[20, 60 + i]))
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_forecast_an_irregular_table_with_freq_and_exog(
+    prefect_api, dask_address, tmp_path, capsys
+):
+    data = shop_sales(tmp_path / "sales.csv")
+    output, forecaster = tmp_path / "out", tmp_path / "forecaster.safetensors"
+    argv = ["forecast", "--data", str(data), "--output", str(output), "--horizon", "14"]
+    argv += ["--forecaster", str(forecaster), "--backtest-windows", "0"]
+    argv += ["--scheduler", dask_address]
+    assert main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"rnnflow forecast: error: ValueError: {data}: the timestamps are not")
+    assert "--freq" in last and not forecaster.exists()
+
+    assert main([*argv, "--freq", "D", "--season", "7", "--exog", "temperature", "workday"]) == 0
+    out = capsys.readouterr().out
+    assert f"forecast table{' ' * 20}{output / 'forecast.csv'}" in out
+    assert f"freq{' ' * 30}D" in out and f"ended early{' ' * 23}0" in out
+    fitted = Forecaster.load(forecaster)
+    assert fitted.exog == ("temperature", "workday") and fitted.season_ == 7
+    table = pd.read_csv(output / "forecast.csv", parse_dates=["ds"])
+    assert table["ds"].min() == pd.Timestamp("2024-05-30") and len(table) == 3 * 14
+    assert (table["RNNFlow-lo-95"] <= table["RNNFlow"]).all()
+    assert (table["RNNFlow"] <= table["RNNFlow-hi-95"]).all()
+
+
+@pytest.mark.slow
+def test_generated_month_starts_forecast(prefect_api, dask_address, tmp_path, capsys):
+    store, output = tmp_path / "monthly.zarr", tmp_path / "out"
+    generate = ["generate-data", "-o", str(store), "-n", "12", "-t", "96", "--freq", "MS"]
+    assert main([*generate, "--series-chunk", "6"]) == 0
+    argv = ["forecast", "--data", str(store), "--output", str(output), "--horizon", "12"]
+    argv += ["--forecaster", str(tmp_path / "forecaster.safetensors"), "--plot-series", "2"]
+    assert main([*argv, "--backtest-windows", "0", "--scheduler", dask_address]) == 0
+    assert f"freq{' ' * 30}MS" in capsys.readouterr().out
+    forecast = xr.open_zarr(output / "forecast.zarr", consolidated=False)
+    times = pd.DatetimeIndex(forecast["time"].values.ravel())
+    assert times.is_month_start.all() and (times == times.normalize()).all()
+    assert forecast.attrs["freq"] == "MS" and not (output / "forecast.csv").exists()

@@ -44,6 +44,17 @@ def test_overrides_and_intervals_replace_what_is_declared(tmp_path):
     )
     assert nightly.parameters["horizon"] == 12
     assert nightly.schedules[0].schedule.interval.total_seconds() == 30
+    [nightly, weekly] = runner_deployments(
+        definitions,
+        overrides={
+            "nightly-forecast": {"freq": "30min", "season": [48, 336]},
+            "weekly-refit": {"exog": ["temperature"]},
+        },
+    )
+    assert (nightly.parameters["freq"], nightly.parameters["season"]) == ("30min", [48, 336])
+    assert weekly.parameters["exog"] == ["temperature"]
+    with pytest.raises(Exception, match="season"):
+        runner_deployments(definitions, overrides={"weekly-refit": {"season": "weekly"}})
     with pytest.raises(ValueError, match="no deployments named"):
         runner_deployments(definitions, overrides={"hourly": {}})
     with pytest.raises(Exception, match="horizon"):

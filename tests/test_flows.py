@@ -8,6 +8,7 @@ from pathlib import Path
 
 import conftest_prefect  # first: it sets up Prefect's environment for the tests
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest_prefect import N_SERIES, N_STEPS, clean_env, free_port, run_flow
@@ -66,16 +67,18 @@ def test_forecast_flow_writes_documented_outputs(first_run, small_data):
         assert Path(outputs[what]).exists(), what
     fc = open_forecast(result)
     assert dict(fc.sizes) == {"series": N_SERIES, "step": HORIZON, "level": 2}
-    assert set(fc.data_vars) == {"mean", "lower", "upper", "all_missing"}
+    assert set(fc.data_vars) == {"mean", "lower", "upper", "all_missing", "method", "last_observed"}
     assert fc["mean"].dims == ("series", "step")
     assert fc["lower"].dims == fc["upper"].dims == ("series", "step", "level")
-    assert fc["time"].dims == ("step",)
+    assert fc["time"].dims == ("series", "step")
+    assert (fc["method"].values == "model").all() and fc.attrs["ended_early"] == []
     data = open_dataset(small_data)
     np.testing.assert_array_equal(fc["series"].values, data["series"].values)
     np.testing.assert_array_equal(fc["step"].values, np.arange(1, HORIZON + 1))
     np.testing.assert_allclose(fc["level"].values, [0.8, 0.95])
-    assert fc["time"].values[0] == data["time"].values[-1] + np.timedelta64(1, "h")
-    for attr in ("source", "forecaster", "flow_run", "created", "model_fingerprint", "origin"):
+    assert (fc["time"].values[:, 0] == data["time"].values[-1] + np.timedelta64(1, "h")).all()
+    attrs = ("source", "forecaster", "flow_run", "created", "model_fingerprint", "origin", "freq")
+    for attr in attrs:
         assert attr in fc.attrs, attr
     assert fc.attrs["source"] == str(small_data)
     mean, lower, upper = (fc[v].values for v in ("mean", "lower", "upper"))
@@ -87,6 +90,8 @@ def test_forecast_flow_writes_documented_outputs(first_run, small_data):
     assert report["flow"] == "forecast" and report["outputs"]["forecast"] == outputs["forecast"]
     figures = report["figures"]
     assert figures["series"] == N_SERIES and figures["steps"] == N_STEPS
+    assert figures["freq"] == fc.attrs["freq"] == "h" and figures["ended early"] == 0
+    assert "forecast table" not in outputs  # a Zarr input: no long table
     assert figures["throughput (series-steps/s)"] > 0 and figures["workers"] == 2
     assert 0 < figures["mase"] < figures["naive_mase"]  # the backtest beat seasonal naive
     assert (root / "first" / "backtest.zarr").is_dir()
@@ -104,7 +109,10 @@ def test_forecast_flow_publishes_artifacts(first_run):
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
         )
-    by_key = {a.key: a for a in artifacts}
+    # this run's artifacts: other tests' runs publish under the same keys
+    run_id = open_forecast(first_run[1]).attrs["flow_run"]
+    mine = [a for a in artifacts if str(a.flow_run_id) == run_id]
+    by_key = {a.key: a for a in mine}
     assert {"forecast-figures", "forecast-report", "forecast-dask-report"} <= set(by_key)
     assert by_key["forecast-figures"].type == "table"
     assert "data:image/png;base64," in by_key["forecast-report"].data
@@ -241,4 +249,106 @@ def test_fit_flow_saves_a_forecaster_the_forecast_flow_loads(
     assert Forecaster.load(forecaster).horizon == 24
     assert result["outputs"]["forecaster"] == str(forecaster)
     assert "mase" not in result["figures"]  # no backtest asked for
+    assert result["figures"]["freq"] == "h"
     assert json.loads(Path(result["outputs"]["report"]).read_text())["flow"] == "fit"
+
+
+# Long tables the forecast flow reads, by frequency: first timestamp, steps, season,
+# horizon, the table's suffix, and the season given to the flow (None: the frequency's).
+LONG_TABLES = {
+    "MS": ("2015-01-01", 96, 12, 12, ".csv", None),
+    "QS-DEC": ("2000-03-01", 48, 4, 8, ".csv", None),
+    "QS-JAN": ("2000-01-01", 48, 4, 8, ".csv", None),
+    "W-SUN": ("2019-01-06", 220, 52, 8, ".parquet", None),
+    "D": ("2024-01-01", 150, 7, 14, ".csv", [7]),
+    "30min": ("2024-01-01", 3 * 336, 48, 48, ".csv", None),
+}
+# Whether timestamps lie on each frequency's grid.
+ON_GRID = {
+    "MS": lambda t: t.is_month_start & (t == t.normalize()),
+    "QS-DEC": lambda t: t.is_month_start & (t.month % 3 == 0) & (t == t.normalize()),
+    "QS-JAN": lambda t: t.is_month_start & (t.month % 3 == 1) & (t == t.normalize()),
+    "W-SUN": lambda t: (t.dayofweek == 6) & (t == t.normalize()),
+    "D": lambda t: t == t.normalize(),
+    "30min": lambda t: (t.minute % 30 == 0) & (t.second == 0),
+}
+TABLE_COLUMNS = ["unique_id", "ds", "RNNFlow"] + [
+    f"RNNFlow-{side}-{level}" for level in (80, 95) for side in ("lo", "hi")
+]
+
+
+def long_table(freq, start, n_steps, season, n_series=4, short=3, seed=0):
+    """Seasonal series in long format; the last one ends ``short`` steps early."""
+    rng = np.random.default_rng(seed)
+    times = pd.date_range(start, periods=n_steps, freq=freq)
+    frames = []
+    for i in range(n_series):
+        n = n_steps - short if i == n_series - 1 else n_steps
+        phase = 2 * np.pi * np.arange(n) / season
+        y = 10 + 2 * i + 3 * np.sin(phase) + rng.normal(0, 0.3, n)
+        frames.append(pd.DataFrame({"unique_id": f"id{i}", "ds": times[:n], "y": y}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def check_long_forecasts(result, frame, freq, horizon, suffix):
+    """The forecasts of a long table: on the grid, after each series' own end, written
+    back as a table of StatsForecast's columns, bounds in order; returns the Zarr store."""
+    fc = open_forecast(result)
+    ids = sorted(frame["unique_id"].unique())
+    assert fc["series"].values.tolist() == ids and fc["time"].dims == ("series", "step")
+    for k, series in enumerate(ids):
+        last = frame.loc[frame["unique_id"] == series, "ds"].max()
+        expected = pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
+        np.testing.assert_array_equal(fc["time"].values[k], expected.values)
+        assert fc["last_observed"].values[k] == np.datetime64(last)
+    assert ON_GRID[freq](pd.DatetimeIndex(fc["time"].values.ravel())).all()
+    assert fc.attrs["freq"] == freq and (fc["method"].values == "model").all()
+    assert fc.attrs["ended_early"] == [ids[-1]]
+
+    path = Path(result["outputs"]["forecast table"])
+    assert (
+        path.name == f"forecast{suffix}"
+        and path.parent == Path(result["outputs"]["forecast"]).parent
+    )
+    table = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, parse_dates=["ds"])
+    assert table.columns.tolist() == TABLE_COLUMNS and len(table) == len(ids) * horizon
+    np.testing.assert_array_equal(table["ds"].values, fc["time"].values.ravel())
+    np.testing.assert_allclose(table["RNNFlow"].values, fc["mean"].values.ravel())
+    bounds = table[["RNNFlow-lo-95", "RNNFlow-lo-80", "RNNFlow", "RNNFlow-hi-80", "RNNFlow-hi-95"]]
+    assert (np.diff(bounds.to_numpy(), axis=1) >= 0).all()
+
+    figures = json.loads(Path(result["outputs"]["report"]).read_text())["figures"]
+    assert figures["freq"] == freq and figures["ended early"] == 1
+    assert figures["ended early (series)"] == [ids[-1]]
+    return fc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("freq", list(LONG_TABLES))
+def test_forecast_flow_on_long_tables(freq, prefect_api, dask_address, tmp_path):
+    """Calendar frequencies, inferred from the table; a series ending early is forecast
+    from its own end; the forecasts are written back beside the store, as a table."""
+    start, n_steps, season, horizon, suffix, given = LONG_TABLES[freq]
+    frame = long_table(freq, start, n_steps, season)
+    data = tmp_path / f"data{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(data, index=False)
+    else:
+        frame.to_csv(data, index=False)
+    forecaster = tmp_path / "forecaster.safetensors"
+    result = run_flow(
+        forecast,
+        dask_address,
+        data=str(data),
+        output=str(tmp_path / "out"),
+        forecaster=str(forecaster),
+        horizon=horizon,
+        backtest_windows=1 if freq == "MS" else 0,
+        plot_series=1,
+        season=given,
+    )
+    check_long_forecasts(result, frame, freq, horizon, suffix)
+    fitted = Forecaster.load(forecaster)
+    assert fitted.freq_ == freq and fitted.season_ == season
+    if freq == "MS":
+        assert result["figures"]["mase"] > 0  # the backtest ran at month starts too

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import conftest_prefect  # first: it sets up Prefect's environment for the tests
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest_prefect import N_SERIES, N_STEPS, SERIES_CHUNK
@@ -12,7 +13,15 @@ from prefect.states import Failed
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import write_long
 from rnncore.synthetic import generate
-from tasks.data import ChunkPlan, DatasetInfo, inspect_dataset, plan_chunks, prepare_input
+from tasks.data import (
+    ChunkPlan,
+    DatasetInfo,
+    inspect_dataset,
+    long_suffix,
+    plan_chunks,
+    prepare_input,
+)
+from tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
 from tasks.report import forecast_figure
 from tasks.runtime import cluster_compute, io_task, is_transient, write_atomic
 
@@ -59,6 +68,7 @@ def test_inspect_dataset_describes_storage_and_chunks(small_data):
     # a few kilobytes: the chunks grow to the whole dataset
     assert (described.series_chunk, described.time_chunk) == (N_SERIES, N_STEPS)
     assert described.start.startswith("2025-01-01")
+    assert described.freq == "h"
 
 
 def test_inspect_dataset_refuses_a_wrong_variable(small_data, tmp_path):
@@ -83,6 +93,109 @@ def test_prepare_input_converts_long_tables_to_zarr(tmp_path):
     np.testing.assert_array_equal(back["series"].values, ds["series"].values)
     np.testing.assert_allclose(back["y"].values, ds["y"].values)
     assert prepare_input.fn("data.zarr", str(tmp_path)) == "data.zarr"  # used as it is
+
+
+def test_prepare_input_refuses_an_irregular_table_unless_given_freq(tmp_path):
+    days = pd.date_range("2024-01-01", periods=30, freq="D").delete([9, 10])
+    table = tmp_path / "gaps.csv"
+    pd.DataFrame({"unique_id": "a", "ds": days, "y": np.arange(28.0)}).to_csv(table, index=False)
+    with pytest.raises(ValueError, match=r"not equally spaced.*--freq on the command line"):
+        prepare_input.fn(str(table), str(tmp_path / "run"))
+    back = open_dataset(prepare_input.fn(str(table), str(tmp_path / "run"), "D"))
+    assert back.attrs["freq"] == "D" and back.sizes["time"] == 30
+    assert np.isnan(back["y"].values[0, 9:11]).all()
+
+
+@pytest.mark.parametrize(
+    ("path", "suffix"),
+    [
+        ("in/Monthly.CSV", ".csv"),
+        ("data.csv.gz", ".csv.gz"),
+        ("a.b.parquet", ".parquet"),
+        ("t.pq", ".pq"),
+        ("data.zarr", None),
+        ("data.nc", None),
+        ("data.gz", None),
+    ],
+)
+def test_long_suffix(path, suffix):
+    assert long_suffix(path) == suffix
+
+
+def test_new_forecaster_takes_freq_season_and_exog():
+    plan = ChunkPlan(n_series=10, series=10, time=100, block=10)
+    made = new_forecaster(plan, 12, [0.9], "MS", [12], ["temperature", "workday"])
+    settings = made.settings()
+    assert (settings["freq"], settings["season"], settings["exog"]) == (
+        "MS",
+        [12],
+        ["temperature", "workday"],
+    )
+    assert settings["levels"] == [0.9] and settings["chunk_rows"] == 1000
+    assert new_forecaster(plan, 12, [0.9]).settings()["season"] is None
+
+
+def forecast_block_dict(ids, start, ended):
+    """A block of forecasts as ``Forecaster.predict`` gives them, as a task returns it."""
+    step = np.arange(1, 4)
+    starts = pd.DatetimeIndex(start).values[:, None]
+    mean = np.arange(len(ids) * 3.0).reshape(len(ids), 3)
+    times = np.array([pd.date_range(s, periods=4, freq="MS")[1:] for s in starts[:, 0]])
+    return xr.Dataset(
+        {
+            "mean": (("series", "step"), mean),
+            "lower": (("series", "step", "level"), np.stack([mean - 1, mean - 2], -1)),
+            "upper": (("series", "step", "level"), np.stack([mean + 1, mean + 2], -1)),
+            "all_missing": ("series", np.zeros(len(ids), bool)),
+            "method": ("series", np.array(["model"] * len(ids))),
+            "last_observed": ("series", starts[:, 0]),
+        },
+        coords={
+            "series": ids,
+            "step": step,
+            "level": [0.8, 0.95],
+            "time": (("series", "step"), times),
+        },
+        attrs={"freq": "MS", "ended_early": ended},
+    ).to_dict(data="array")
+
+
+def test_join_forecasts_keeps_each_series_times_and_every_ended_early():
+    first = forecast_block_dict(["a", "b"], ["2024-05-01", "2024-03-01"], ["b"])
+    second = forecast_block_dict(["c", "d"], ["2024-05-01", "2024-04-01"], ["d"])
+    joined = join_forecasts([first, second])
+    assert joined["time"].dims == ("series", "step")
+    assert joined["series"].values.tolist() == ["a", "b", "c", "d"]
+    assert str(joined["time"].values[1, 0])[:10] == "2024-04-01"
+    assert str(joined["time"].values[3, 0])[:10] == "2024-05-01"
+    assert joined.attrs["ended_early"] == ["b", "d"] and joined.attrs["freq"] == "MS"
+    assert joined["method"].dims == ("series",)
+
+
+@pytest.mark.parametrize("name", ["forecast.csv", "forecast.csv.gz", "forecast.parquet"])
+def test_write_forecast_table_writes_statsforecast_columns(name, tmp_path):
+    blocks = [forecast_block_dict(["a", "b"], ["2024-05-01", "2024-03-01"], ["b"])]
+    store = write_zarr(join_forecasts(blocks), tmp_path / "forecast.zarr")
+    path = write_forecast_table.fn(str(store), str(tmp_path / name))
+    assert path == str(tmp_path / name)
+    table = pd.read_parquet(path) if name.endswith("parquet") else pd.read_csv(path)
+    assert table.columns.tolist() == [
+        "unique_id",
+        "ds",
+        "RNNFlow",
+        "RNNFlow-lo-80",
+        "RNNFlow-hi-80",
+        "RNNFlow-lo-95",
+        "RNNFlow-hi-95",
+    ]
+    assert table["unique_id"].tolist() == ["a"] * 3 + ["b"] * 3
+    assert pd.to_datetime(table["ds"]).dt.strftime("%Y-%m-%d").tolist()[2:4] == [
+        "2024-08-01",
+        "2024-04-01",
+    ]
+    assert {p.name for p in tmp_path.iterdir()} == {"forecast.zarr", name}  # no temporaries
+    with pytest.raises(ValueError, match=r"must be \.csv"):
+        write_forecast_table.fn(str(store), str(tmp_path / "forecast.json"))
 
 
 @pytest.mark.parametrize(
@@ -154,6 +267,10 @@ def test_forecast_figure_has_a_panel_per_series():
     )
     figure = forecast_figure(history, forecast)
     assert [ax.get_title(loc="left") for ax in figure.axes] == history["series"].values.tolist()
+    # each series' own forecast timestamps, as Forecaster.predict gives them
+    own = np.broadcast_to(forecast["time"].values, (3, 6))
+    figure = forecast_figure(history, forecast.assign_coords(time=(("series", "step"), own)))
+    assert len(figure.axes) == 3
 
 
 def test_chunk_plan_blocks_cover_the_series_once():
