@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="commands:\n" + "\n".join(f"  {name:<15}{text}" for name, text in COMMANDS.items()),
     )
+    parser.add_argument("--version", action="version", version=f"rnnflow {_version()}")
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -70,6 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- commands -----------------------------------------------------------------------
+
+
+def _version() -> str:
+    """The installed distribution's version (no import of rnncore, so ``--version`` is quick)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rnnflow")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _run_flow(command: str, argv: list[str]) -> int:

@@ -30,6 +30,15 @@ def test_help_lists_the_commands(capsys):
         assert f"  {command} " in text
 
 
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rnnflow {version('rnnflow')}"
+
+
 def test_flow_options_come_from_the_flow_signature_and_docstring(capsys):
     with pytest.raises(SystemExit):
         main(["forecast", "--help"])
