@@ -152,7 +152,7 @@ def series_freq(stamps: pd.Series) -> str:
     freq = pd.infer_freq(index) if len(index) >= 3 else None
     if freq is not None:
         return freq
-    steps = np.diff(index.asi8)
+    steps = np.diff(index.as_unit("ns").asi8)  # pandas 3 may parse to ms or us
     smallest = int(steps.min()) if len(steps) else 0
     if smallest <= 0 or np.any(steps % smallest):
         raise ValueError(f"no regular frequency fits the timestamps {index[:3].tolist()}...")

@@ -169,7 +169,9 @@ the missing steps as NaN
         )
     _check_increasing(index)
     if len(index) == 2:
-        return check_freq(pd.Timedelta(index[1] - index[0]))
+        step = pd.Timedelta(index[1] - index[0])
+        whole_days = step % pd.Timedelta(days=1) == pd.Timedelta(0)
+        return check_freq(f"{step.days}D" if whole_days else step)
     freq = pd.infer_freq(index)
     if freq is None:
         raise ValueError(_irregular_message(index))
