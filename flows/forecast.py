@@ -43,7 +43,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from tasks.data import long_suffix
+from rnncore.longformat import long_suffix
 from tasks.forecast import (
     ended_early,
     forecast_block,

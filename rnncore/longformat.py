@@ -38,9 +38,11 @@ __all__ = [
     "from_long",
     "group_by_grid",
     "is_long_format",
+    "long_suffix",
     "read_long",
     "to_long",
     "write_long",
+    "write_table",
 ]
 
 #: File suffixes of long-format tables, and the format each means.
@@ -55,7 +57,22 @@ SERIES_DIM, TIME_DIM = "series", "time"
 def is_long_format(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names a long-format table (by its suffix: CSV, possibly
     compressed as ``.csv.gz``, ``.csv.bz2`` or ``.csv.xz``, or Parquet)."""
-    return _kind(Path(path)) is not None
+    return long_suffix(path) is not None
+
+
+def long_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The long-format suffix of ``path``, in lower case (``".csv"``, ``".csv.gz"``,
+    ``".parquet"``, ``".pq"``), or ``None`` if it is not a CSV or Parquet table.
+
+    Examples
+    --------
+    >>> long_suffix("in/Monthly.CSV.gz"), long_suffix("t.parquet"), long_suffix("d.zarr")
+    ('.csv.gz', '.parquet', None)
+    """
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes[-2:]]
+    if len(suffixes) == 2 and suffixes[0] == ".csv" and suffixes[1] in CSV_COMPRESSIONS:
+        return "".join(suffixes)
+    return suffixes[-1] if suffixes and suffixes[-1] in LONG_SUFFIXES else None
 
 
 def from_long(frame: pd.DataFrame, *, freq: str | pd.DateOffset | None = None) -> xr.Dataset:
@@ -330,7 +347,20 @@ def write_long(
     *,
     dropna: bool = True,
 ) -> Path:
-    """Write ``ds`` as a CSV or Parquet long-format table (see :func:`to_long`).
+    """Write ``ds`` as a CSV or Parquet long-format table (see :func:`to_long` and
+    :func:`write_table`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    _format(Path(path))  # refuse a wrong suffix before converting
+    return write_table(to_long(ds, variables, dropna=dropna), path)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``frame`` as CSV (``.csv``, ``.csv.gz``, ...) or Parquet by ``path``'s suffix.
 
     The file is written to a hidden temporary sibling and renamed onto ``path``
     once complete; missing parent directories are created.
@@ -339,10 +369,14 @@ def write_long(
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has no CSV or Parquet suffix.
     """
     path = Path(path)
     kind = _format(path)
-    frame = to_long(ds, variables, dropna=dropna)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -383,10 +417,10 @@ def _format(path: Path) -> str:
 
 
 def _kind(path: Path) -> str | None:
-    suffixes = [s.lower() for s in path.suffixes[-2:]]
-    if len(suffixes) == 2 and suffixes[0] == ".csv" and suffixes[1] in CSV_COMPRESSIONS:
-        return "csv"
-    return LONG_SUFFIXES.get(path.suffix.lower())
+    suffix = long_suffix(path)
+    return (
+        None if suffix is None else LONG_SUFFIXES[".csv" if suffix.startswith(".csv") else suffix]
+    )
 
 
 def _compression(path: Path) -> str | None:

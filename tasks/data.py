@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rnncore.forecast.timeaxis import infer_freq
 from rnncore.io import open_dataset, write_zarr
-from rnncore.longformat import CSV_COMPRESSIONS, LONG_SUFFIXES, is_long_format, read_long
+from rnncore.longformat import is_long_format, read_long
 
 from .runtime import io_task
 
@@ -26,7 +26,6 @@ __all__ = [
     "ChunkPlan",
     "DatasetInfo",
     "inspect_dataset",
-    "long_suffix",
     "plan_chunks",
     "prepare_input",
 ]
@@ -111,21 +110,6 @@ class ChunkPlan:
             (start, min(start + self.block, self.n_series))
             for start in range(0, self.n_series, self.block)
         ]
-
-
-def long_suffix(path: str | Path) -> str | None:
-    """The long-format suffix of ``path``, in lower case (``".csv"``, ``".csv.gz"``,
-    ``".parquet"``, ``".pq"``), or ``None`` if it is not a CSV or Parquet table.
-
-    Examples
-    --------
-    >>> long_suffix("in/Monthly.CSV.gz"), long_suffix("t.parquet"), long_suffix("d.zarr")
-    ('.csv.gz', '.parquet', None)
-    """
-    suffixes = [suffix.lower() for suffix in Path(path).suffixes[-2:]]
-    if len(suffixes) == 2 and suffixes[0] == ".csv" and suffixes[1] in CSV_COMPRESSIONS:
-        return "".join(suffixes)
-    return suffixes[-1] if suffixes and suffixes[-1] in LONG_SUFFIXES else None
 
 
 @io_task()

@@ -20,9 +20,9 @@ from prefect.cache_policies import NO_CACHE
 from rnncore.forecast import Forecaster, backtest, backtest_table
 from rnncore.forecast.frame import forecast_frame
 from rnncore.io import open_dataset, write_zarr
-from rnncore.longformat import CSV_COMPRESSIONS
+from rnncore.longformat import long_suffix, write_table
 
-from .data import ChunkPlan, long_suffix
+from .data import ChunkPlan
 from .runtime import cluster_compute, io_task, write_atomic
 
 __all__ = [
@@ -212,16 +212,10 @@ def write_forecast_table(forecast: str, path: str) -> str:
     ValueError
         If ``path`` has no CSV or Parquet suffix.
     """
-    suffix = long_suffix(path)
-    if suffix is None:
+    if long_suffix(path) is None:  # before reading the store
         raise ValueError(f"{path}: a forecast table must be .csv (or .csv.gz, ...) or .parquet")
     frame = forecast_frame(open_dataset(forecast).load())
-    if suffix.startswith(".csv"):
-        compression = CSV_COMPRESSIONS.get(Path(path).suffix.lower())
-        write = functools.partial(frame.to_csv, index=False, compression=compression)
-    else:
-        write = functools.partial(frame.to_parquet, index=False)
-    return str(write_atomic(path, write))
+    return str(write_table(frame, path))
 
 
 @task(cache_policy=NO_CACHE)

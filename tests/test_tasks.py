@@ -11,13 +11,12 @@ from conftest_prefect import N_SERIES, N_STEPS, SERIES_CHUNK
 from prefect.states import Failed
 
 from rnncore.io import open_dataset, write_zarr
-from rnncore.longformat import write_long
+from rnncore.longformat import long_suffix, write_long
 from rnncore.synthetic import generate
 from tasks.data import (
     ChunkPlan,
     DatasetInfo,
     inspect_dataset,
-    long_suffix,
     plan_chunks,
     prepare_input,
 )
