@@ -1,9 +1,9 @@
 """Split-conformal prediction intervals, per horizon step, from held-out scores.
 
-A *score* is a held-out forecast error divided by a per-series normaliser,
-``(actual - forecast) / norm``, so that one set of quantiles serves series of very
-different noise. For a level ``L`` (``alpha = 1 - L``) and ``n`` scores of one
-horizon step, the interval ``forecast + norm * [q_lo, q_hi]`` takes
+A *score* is a held-out forecast error divided by a normaliser (the forecaster
+uses each origin's spread), ``(actual - forecast) / norm``, so that one set of
+quantiles serves series of very different noise. For a level ``L`` (``alpha = 1 -
+L``) and ``n`` scores of one horizon step, the interval ``forecast + norm * [q_lo, q_hi]`` takes
 
 - ``q_lo``: the ``floor((n + 1) * alpha / 2)``-th smallest score,
 - ``q_hi``: the ``ceil((n + 1) * (1 - alpha / 2))``-th smallest score,
@@ -169,6 +169,6 @@ def _column_rms(scores: np.ndarray, expected: np.ndarray | None) -> np.ndarray:
     if not np.isfinite(rms).all():
         raise ValueError(
             "no calibration score and no expected error: cannot size the intervals "
-            "(hold out a longer calibration window)"
+            "(give longer series, or more of them)"
         )
     return np.maximum(rms, np.finfo(np.float64).tiny)

@@ -5,9 +5,9 @@
 origin's lag window and of a fixed reservoir run over the series' values, both
 normalised by the origin's own recent level and spread, predicting corrections to
 the seasonal-naive forecast. One readout serves all series (a global model, fitted
-by a distributed reduction: :mod:`rnncore.forecast.ridge`); split-conformal intervals
-are calibrated on the held-out end of the training data
-(:mod:`rnncore.forecast.conformal`), and the readout is then refitted on all of it.
+by a distributed reduction: :mod:`rnncore.forecast.ridge`) on all the rows; conformal
+intervals (:mod:`rnncore.forecast.conformal`) are calibrated by blocked
+cross-validation, each fold's rows scored by a readout fitted on the other folds.
 
 Fitting is one pass over the data after the per-series statistics; forecasting one
 pass that keeps only the reservoir's final states. Both run on the active Dask
