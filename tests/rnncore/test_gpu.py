@@ -5,9 +5,9 @@ Skipped where CuPy or a GPU is missing; ``scripts/gpu_check.sh`` runs it on a GP
 
 import numpy as np
 import pytest
-from reference import rel_err, scan
 
 from rnncore import CELLS, Model, Readout, linear_scan, scan_summary
+from tests.rnncore.reference import rel_err, scan
 
 cupy = pytest.importorskip("cupy")
 cupyx = pytest.importorskip("cupyx")

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import linear_cell, rel_err
 
 from rnncore import QRNN, DiagonalLinear, MinGRU, MinLSTM, linear_scan
 from rnncore.cells import CELLS, LinearStateCell
+from tests.rnncore.reference import linear_cell, rel_err
 
 LINEAR = [MinGRU, MinLSTM, QRNN, DiagonalLinear]
 

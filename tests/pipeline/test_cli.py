@@ -6,17 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import conftest_prefect  # first: it sets up Prefect's environment for the tests
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest_prefect import N_SERIES, clean_env
 
 from flows.cli import _add_parameters, main
 from rnncore.forecast import Forecaster
-
-pytest_plugins = [conftest_prefect.__name__]
+from tests.pipeline.support import N_SERIES, clean_env
 
 RNNFLOW = str(Path(sys.executable).with_name("rnnflow"))
 

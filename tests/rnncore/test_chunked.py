@@ -9,11 +9,11 @@ import xarray as xr
 from dask.core import get_deps
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import rel_err
 
 from rnncore import CELLS, ConvergenceError, Model, kernels, run
 from rnncore.chunked import prefix_scan, resolve_method, run_chunked, scheduler_slots
 from rnncore.states import pack_states
+from tests.rnncore.reference import rel_err
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 

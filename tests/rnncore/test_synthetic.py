@@ -16,7 +16,7 @@ CLEAN = {"gap_fraction": 0, "late_start_fraction": 0, "early_end_fraction": 0, "
 
 def load_cli():
     """``data/generate.py`` as a module (it is a script, not part of a package)."""
-    path = Path(__file__).resolve().parents[1] / "data" / "generate.py"
+    path = Path(__file__).resolve().parents[2] / "data" / "generate.py"
     spec = importlib.util.spec_from_file_location("generate_cli", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -16,7 +16,7 @@ from rnncore.forecast import Forecaster
 from rnncore.forecast.frame import ALIAS
 from rnncore.longformat import from_long
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
 
 # file, horizon, options
 DATASETS = [

@@ -17,7 +17,7 @@ from rnncore.longformat import (
 )
 from rnncore.synthetic import generate
 
-REAL = Path(__file__).parents[1].parent / "shared/data/real"
+REAL = Path(__file__).resolve().parents[2].parent / "shared/data/real"
 
 
 def real(name):

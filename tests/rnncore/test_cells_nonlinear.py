@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from reference import rel_err
 
 from rnncore import GRU, LSTM, Elman, Model
 from rnncore.cells import torch_layers
+from tests.rnncore.reference import rel_err
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)

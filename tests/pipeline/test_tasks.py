@@ -2,12 +2,10 @@
 
 from pathlib import Path
 
-import conftest_prefect  # first: it sets up Prefect's environment for the tests
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest_prefect import N_SERIES, N_STEPS, SERIES_CHUNK
 from prefect.states import Failed
 
 from rnncore.io import open_dataset, write_zarr
@@ -23,8 +21,7 @@ from tasks.data import (
 from tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
 from tasks.report import forecast_figure
 from tasks.runtime import cluster_compute, io_task, is_transient, write_atomic
-
-pytest_plugins = [conftest_prefect.__name__]
+from tests.pipeline.support import N_SERIES, N_STEPS, SERIES_CHUNK
 
 
 def info(n_series=2000, storage=500, series_chunk=500, time_chunk=2160):

@@ -6,9 +6,9 @@ the sequential float64 loops of :mod:`reference`.
 
 import numpy as np
 from hypothesis import strategies as st
-from reference import rel_err
 
 from rnncore import kernels
+from tests.rnncore.reference import rel_err
 
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 DTYPES = st.sampled_from([np.float32, np.float64])

@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
-import conftest_prefect  # noqa: F401 (the kernel inherits its temporary PREFECT_HOME)
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
 
 
 def test_quickstart_notebook_runs():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference_path import DTYPES, TOL, assert_close, reference
 
 from rnncore import CELLS, Model, Readout, kernels, linear_scan, scan_summary
+from tests.rnncore.reference_path import DTYPES, TOL, assert_close, reference
 
 # -- the switch -------------------------------------------------------------------------
 

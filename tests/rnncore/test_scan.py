@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import rel_err, scan, scan_scalar
 
 from rnncore import IDENTITY, compose, kernels, linear_scan, scan_summary, stitch
+from tests.rnncore.reference import rel_err, scan, scan_scalar
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 

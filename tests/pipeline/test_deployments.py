@@ -8,15 +8,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import conftest_prefect  # first: it sets up Prefect's environment for the tests
 import pytest
-from conftest_prefect import clean_env, free_port
 from prefect.client.schemas.schedules import CronSchedule
 
 from deployments.definitions import PREFECT_YAML, load_definitions, runner_deployments
 from flows.cluster import ADDRESS_ENV
-
-pytest_plugins = [conftest_prefect.__name__]
+from tests.pipeline.support import clean_env, free_port
 
 ROOT = PREFECT_YAML.parent
 

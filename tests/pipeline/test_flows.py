@@ -6,12 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import conftest_prefect  # first: it sets up Prefect's environment for the tests
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest_prefect import N_SERIES, N_STEPS, clean_env, free_port, run_flow
 from distributed import Client
 
 import rnncore
@@ -20,8 +18,7 @@ from flows.fit import fit
 from flows.forecast import forecast
 from rnncore.forecast import Forecaster
 from rnncore.io import open_dataset
-
-pytest_plugins = [conftest_prefect.__name__]
+from tests.pipeline.support import N_SERIES, N_STEPS, clean_env, free_port, run_flow
 
 HORIZON = 24
 

@@ -13,19 +13,19 @@
 import contextlib
 import math
 
-import cuda_host
 import numpy as np
 import pytest
-from cuda_host import available, host_compiler
 from hypothesis import given
 from hypothesis import strategies as st
-from reference import rel_err, scan
-from reference_path import DTYPES, TOL, assert_close, reference
 
 from rnncore import CELLS, Readout, kernels, linear_scan, scan_summary
 from rnncore.kernels import cuda
 from rnncore.kernels.cuda import cells as cuda_cells
 from rnncore.kernels.cuda import scan as cuda_scan
+from tests.rnncore.kernels import cuda_host
+from tests.rnncore.kernels.cuda_host import available, host_compiler
+from tests.rnncore.reference import rel_err, scan
+from tests.rnncore.reference_path import DTYPES, TOL, assert_close, reference
 
 pytestmark = pytest.mark.skipif(not available(), reason="no C++ compiler to emulate CUDA")
 

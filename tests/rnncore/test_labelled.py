@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from reference import rel_err
 
 import rnncore
 from rnncore import Model, run
+from tests.rnncore.reference import rel_err
 
 
 @pytest.fixture
