@@ -2,17 +2,48 @@
 
 The compute library of rnnflow: the affine scan and its composition, recurrent
 cells written once against an array namespace, and models stacking them.
+
+The top level holds the engine. Its names are loaded on first use (module
+``__getattr__``), so ``from rnncore import linear_scan`` imports the scan alone, not
+Dask, xarray or the forecaster; the forecaster is the submodule ``rnncore.forecast``.
+
+>>> import numpy as np
+>>> from rnncore import linear_scan
+>>> linear_scan(np.full(3, 0.5), np.ones(3)).tolist()
+[1.0, 1.5, 1.75]
 """
 
-from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
-from .chunked import ConvergenceError
-from .forecast import Forecaster, backtest
-from .labelled import RNNAccessor, run
-from .model import Model, Readout
-from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
-from .serialization import ModelFileError
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import accessor as accessor  # registers `.rnn` on xarray objects
+from .version import __version__
+
+#: Each public name, and the submodule that defines it.
+_ENGINE = {
+    "CELLS": "cells",
+    "GRU": "cells",
+    "LSTM": "cells",
+    "QRNN": "cells",
+    "Cell": "cells",
+    "DiagonalLinear": "cells",
+    "Elman": "cells",
+    "MinGRU": "cells",
+    "MinLSTM": "cells",
+    "ConvergenceError": "chunked",
+    "RNNAccessor": "accessor",
+    "run": "labelled",
+    "Model": "model",
+    "Readout": "model",
+    "IDENTITY": "scan",
+    "compose": "scan",
+    "linear_scan": "scan",
+    "scan_summary": "scan",
+    "stitch": "scan",
+    "ModelFileError": "serialization",
+}
 
 __all__ = [
     "CELLS",
@@ -24,7 +55,6 @@ __all__ = [
     "ConvergenceError",
     "DiagonalLinear",
     "Elman",
-    "Forecaster",
     "MinGRU",
     "MinLSTM",
     "Model",
@@ -32,10 +62,34 @@ __all__ = [
     "RNNAccessor",
     "Readout",
     "__version__",
-    "backtest",
     "compose",
+    "forecast",
     "linear_scan",
     "run",
     "scan_summary",
     "stitch",
 ]
+
+if TYPE_CHECKING:
+    from . import forecast
+    from .accessor import RNNAccessor
+    from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
+    from .chunked import ConvergenceError
+    from .labelled import run
+    from .model import Model, Readout
+    from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
+    from .serialization import ModelFileError
+
+
+def __getattr__(name: str) -> Any:
+    if name == "forecast":
+        return importlib.import_module(".forecast", __name__)
+    if name not in _ENGINE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_ENGINE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -4,7 +4,8 @@
 (or a Dataset and a variable name), runs the model in memory or, for Dask-backed
 data, lazily through :func:`rnncore.chunked.run_chunked`, and returns a Dataset
 with named dimensions, the input's coordinates and attributes describing the run.
-Importing :mod:`rnncore` registers the ``.rnn`` accessor on DataArrays and Datasets.
+Importing :mod:`rnncore` registers the ``.rnn`` accessor (:mod:`rnncore.accessor`) that
+calls it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from .backend import float_dtype
 from .chunked import ChunkedRun, resolve_method, run_chunked
 from .model import Model
 from .states import pack_states, unpack_states
+from .version import __version__
 
-__all__ = ["RNNAccessor", "run"]
+__all__ = ["run"]
 
 #: Dimension names of the outputs.
 OUTPUT_DIM, LAYER_DIM, STATE_DIM = "channel", "layer", "state_unit"
@@ -102,31 +104,6 @@ def run(
     return _to_dataset(result, array, model, time_dim, series_dim)
 
 
-class RNNAccessor:
-    """``.rnn`` on DataArrays and Datasets: ``ds.rnn.run(model, variable="y")``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> import rnncore
-    >>> model = rnncore.Model.init("QRNN", 1, [4], 1)
-    >>> da = xr.DataArray(np.zeros((2, 5)), dims=("series", "time"))
-    >>> da.rnn.run(model).output.shape
-    (2, 5, 1)
-    """
-
-    def __init__(self, obj: xr.DataArray | xr.Dataset) -> None:
-        self._obj = obj
-
-    def run(self, model: Model, **kwargs: Any) -> xr.Dataset:
-        """Run ``model`` over this object; keywords as for :func:`rnncore.run`."""
-        return run(model, self._obj, **kwargs)
-
-
-xr.register_dataarray_accessor("rnn")(RNNAccessor)
-xr.register_dataset_accessor("rnn")(RNNAccessor)
-
-
 def _select(data: xr.DataArray | xr.Dataset, variable: str | None) -> xr.DataArray:
     if isinstance(data, xr.DataArray):
         return data
@@ -200,7 +177,7 @@ def _to_dataset(
     }
     output = result.output.transpose(1, 0, 2)
     attrs = {
-        "rnnflow_version": _version(),
+        "rnnflow_version": __version__,
         "model": " > ".join(
             f"{c['type']}({c['input_size']}->{c['hidden_size']})" for c in model.config()["layers"]
         )
@@ -219,9 +196,3 @@ def _to_dataset(
         coords=coords,
         attrs=attrs,
     )
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

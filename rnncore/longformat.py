@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 from pandas.tseries.frequencies import to_offset
 
-from rnncore.forecast.timeaxis import check_freq, infer_freq, step_index
+from .timeaxis import check_freq, infer_freq, step_index
 
 __all__ = [
     "CSV_COMPRESSIONS",

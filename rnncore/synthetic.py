@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import __version__
 from .backend import FLOAT_DTYPES
 from .io import write_zarr
+from .version import __version__
 
 __all__ = ["generate", "write_synthetic"]
 

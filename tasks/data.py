@@ -13,9 +13,9 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rnncore.forecast.timeaxis import infer_freq
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import is_long_format, read_long
+from rnncore.timeaxis import infer_freq
 
 from .runtime import io_task
 

@@ -6,7 +6,7 @@ normalised by the window's own level and spread, predicting corrections to seaso
 naive; it is fitted by a distributed reduction over Dask blocks, with conformal
 intervals calibrated by blocked cross-validation. It takes xarray Datasets or long
 frames in StatsForecast's shape (:mod:`~rnncore.forecast.frame`) at any regular
-pandas frequency (:mod:`~rnncore.forecast.timeaxis`). :func:`backtest` evaluates it
+pandas frequency (:mod:`~rnncore.timeaxis`). :func:`backtest` evaluates it
 by rolling origins beside a seasonal-naive baseline, and :func:`backtest_table`
 tabulates it.
 """

@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
+from ..timeaxis import isoformat
 from .checks import check_int
 from .conformal import check_levels
 from .forecaster import Forecaster
 from .metrics import coverage, mase, nanmean, smape
-from .timeaxis import isoformat
 
 __all__ = ["backtest", "backtest_table", "seasonal_naive"]
 

@@ -6,7 +6,7 @@ At an origin ``t`` (an observed step) a series' feature vector holds, in order:
    ``z_{t-k}``), the raw window every global window model reads;
 2. the reservoir's moving averages of ``z`` (``level_tau*``);
 3. the reservoir's gated units;
-4. the calendar features of ``t`` (:func:`~rnncore.forecast.timeaxis.calendar_features`);
+4. the calendar features of ``t`` (:func:`~rnncore.timeaxis.calendar_features`);
 5. the exogenous variables' values at ``t``.
 
 **Window normalisation.** The lags and moving averages (linear in ``z``) are taken
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..timeaxis import calendar_features, calendar_names
 from .reservoir import Reservoir
-from .timeaxis import calendar_features, calendar_names
 
 __all__ = ["SPREAD_FLOOR", "FeatureSpec", "lag_windows"]
 

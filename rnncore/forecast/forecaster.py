@@ -33,6 +33,8 @@ import xarray as xr
 
 from ..longformat import ID, TIME, as_labels, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
+from ..timeaxis import check_freq, future_times, infer_freq, isoformat
+from ..version import __version__
 from .checks import check_int
 from .conformal import check_levels, conformal_quantiles, intervals
 from .features import FeatureSpec
@@ -50,7 +52,6 @@ from .passes import (
 from .reservoir import Reservoir
 from .ridge import GRID, Moments, RidgeSolution, solve_ridge, tree_reduce
 from .scaling import undo_scaling
-from .timeaxis import check_freq, future_times, infer_freq, isoformat
 
 __all__ = ["Forecaster"]
 
@@ -90,7 +91,7 @@ class Forecaster:
         step by generalised cross-validation on the accumulated matrices.
     season
         Steps per season, one or several (``24`` or ``[24, 168]``); ``None`` for the
-        frequency's (:func:`~rnncore.forecast.timeaxis.default_seasons`: 48 and 336
+        frequency's (:func:`~rnncore.timeaxis.default_seasons`: 48 and 336
         for half-hourly data, 24 and 168 hourly, 7 daily, 12 monthly, 4 quarterly,
         none yearly). The shortest sets the seasonal-naive baseline and the level;
         the lag window spans the longest.
@@ -741,7 +742,7 @@ class Forecaster:
                 "origin": isoformat(history.times[-1]),
                 "ended_early": labels[ended].tolist(),
                 "model_fingerprint": self.fingerprint(),
-                "rnnflow_version": _version(),
+                "rnnflow_version": __version__,
                 "training_start": state.window["start"],
                 "training_end": state.window["end"],
             },
@@ -769,7 +770,7 @@ class Forecaster:
             "exog_columns": list(state.spec.exog),
             "feature_names": state.spec.names,
             "window": state.window,
-            "rnnflow_version": _version(),
+            "rnnflow_version": __version__,
         }
         return arrays, config
 
@@ -865,9 +866,3 @@ def _expected_error(solution: RidgeSolution) -> np.ndarray:
     or NaN where the ridge strength was given."""
     gcv = np.where(np.isfinite(solution.gcv), solution.gcv, np.inf).min(axis=0)
     return np.sqrt(np.where(np.isfinite(gcv), gcv, np.nan))
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

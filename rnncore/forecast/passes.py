@@ -32,11 +32,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..timeaxis import check_regular, default_seasons, infer_freq
 from .features import FeatureSpec, lag_windows
 from .reservoir import ReservoirRun, ReservoirState
 from .ridge import Moments, tree_reduce
 from .scaling import apply_scaling, series_stats
-from .timeaxis import check_regular, default_seasons, infer_freq
 
 __all__ = [
     "FitPass",
@@ -217,10 +217,10 @@ def prepare(
     ----------
     freq
         The pandas frequency of the time coordinate; ``None`` infers it
-        (:func:`~rnncore.forecast.timeaxis.infer_freq`).
+        (:func:`~rnncore.timeaxis.infer_freq`).
     seasons
         Steps per season; ``None`` for the frequency's
-        (:func:`~rnncore.forecast.timeaxis.default_seasons`).
+        (:func:`~rnncore.timeaxis.default_seasons`).
 
     Raises
     ------

@@ -15,8 +15,8 @@ from rnncore.forecast import Forecaster
 from rnncore.forecast.features import SPREAD_FLOOR
 from rnncore.forecast.reservoir import Reservoir
 from rnncore.forecast.scaling import apply_scaling, series_stats
-from rnncore.forecast.timeaxis import calendar_features
 from rnncore.synthetic import generate
+from rnncore.timeaxis import calendar_features
 
 HORIZON = 12
 HOUR = np.timedelta64(1, "h")

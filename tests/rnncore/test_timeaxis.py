@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncore.forecast.timeaxis import (
+from rnncore.timeaxis import (
     calendar_features,
     calendar_names,
     check_freq,
