@@ -32,7 +32,7 @@ def apply(
     data: str = SAMPLE_DATA,
     output: str = default_output("apply"),
     variable: str = "y",
-    method: Literal["auto", "sequential", "parallel"] = "auto",
+    method: Literal["auto", "parallel", "sequential", "prefix_scan", "multiple_shooting"] = "auto",
     series_per_task: int | None = None,
 ) -> dict[str, Any]:
     """Run the model saved at ``model`` over every series of ``data``.
@@ -49,7 +49,8 @@ def apply(
         The data variable to run over; its dims beyond ``series`` and ``time``, if
         any, are the model's input features.
     method
-        How time chunks are joined (see ``rnncore.run``).
+        How time chunks are joined: ``auto``, ``parallel`` or an algorithm by name
+        (see ``rnncore.run``).
     series_per_task
         Series per block of work (one task each; Dask chunks are no larger), in whole
         storage chunks; ``None``: about 8 blocks.

@@ -1,26 +1,32 @@
 """Run a :class:`~rnncore.Model` over a Dask array chunked along time and series.
 
 The array is time-major, ``(time, series, feature)``. Series chunks are
-independent; time chunks are joined by their boundary states, in one of three ways:
+independent; time chunks are joined by their boundary states by one of three
+algorithms (:data:`ALGORITHMS`), each named once, here, by what it is:
 
-``"stitch"`` (linear-state models, exact)
+``"prefix_scan"`` (linear-state models, exact)
     Each time chunk is summarised as an affine map without keeping its hidden
     states, the summaries are joined by a log-depth prefix tree
-    (:func:`prefix_scan` over :func:`rnncore.compose`), and each chunk is run
+    (:func:`rnncore.trees.prefix_scan` over :func:`rnncore.compose`), and each chunk is run
     again from its entry state. Multi-layer models do this layer by layer:
     layer ``l``'s summaries are taken from the outputs of layers ``< l`` run
-    from their stitched entry states. The graph holds O(chunks x layers) tasks,
+    from their entry states. The graph holds O(chunks x layers) tasks,
     each touching one chunk.
 ``"sequential"`` (any model, exact)
     The state is carried from chunk to chunk along time; series chunks still run
     in parallel.
-``"shooting"`` (any model, to a tolerance)
+``"multiple_shooting"`` (any model, to a tolerance)
     All time chunks run at once from guessed entry states; the entry states are
     replaced by the previous chunks' exit states until they change by at most
     ``tol`` (multiple shooting). After ``k`` sweeps the first ``k`` chunks are
     exact, so ``n_time_chunks - 1`` sweeps always suffice. Only chunks whose entry
     changed are run again. The sweeps are computed when the run is set up; the
     outputs stay lazy.
+
+A user's ``method`` (:data:`METHODS`) is one of these algorithms, or ``"auto"``
+(the exact algorithm with the least work, :func:`resolve_method`) or ``"parallel"``
+(all time chunks at once: the prefix scan, or multiple shooting for nonlinear
+models). A run records the algorithm it used (:attr:`ChunkedRun.method`).
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import dask
 import dask.array as da
@@ -46,21 +52,22 @@ from .backend import empty_steps, float_dtype, namespace
 from .model import Model
 from .scan import compose
 from .states import pack_states, state_width, unpack_states
+from .trees import prefix_scan
 
 __all__ = [
     "METHODS",
     "ChunkedRun",
     "ConvergenceError",
-    "prefix_scan",
     "resolve_method",
     "run_chunked",
     "scheduler_slots",
 ]
 
-#: The ``method`` values :func:`run_chunked` accepts.
-METHODS = ("auto", "sequential", "parallel")
-
-T = TypeVar("T")
+#: The algorithms that join time chunks: what a run records as its ``method``.
+SEQUENTIAL, PREFIX_SCAN, MULTIPLE_SHOOTING = "sequential", "prefix_scan", "multiple_shooting"
+ALGORITHMS = (SEQUENTIAL, PREFIX_SCAN, MULTIPLE_SHOOTING)
+#: The ``method`` values users pass: an algorithm, or a choice of one.
+METHODS = ("auto", "parallel", *ALGORITHMS)
 
 
 class ConvergenceError(RuntimeError):
@@ -78,12 +85,12 @@ class ChunkedRun:
     states
         ``(series, layer, state_unit)`` final states (see :mod:`rnncore.states`).
     method
-        ``"stitch"``, ``"sequential"`` or ``"shooting"``.
+        The algorithm that joined the time chunks (one of :data:`ALGORITHMS`).
     iterations
-        Sweeps made by ``"shooting"`` (``None`` otherwise).
+        Sweeps made by multiple shooting (``None`` otherwise).
     boundary_change
         The largest change of a boundary state in the last sweep, 0 once the
-        boundaries are an exact fixed point (``"shooting"``).
+        boundaries are an exact fixed point (multiple shooting).
     """
 
     output: da.Array
@@ -93,58 +100,41 @@ class ChunkedRun:
     boundary_change: float | None = None
 
 
-def prefix_scan(items: Sequence[T], op: Callable[[T, T], T]) -> list[T]:
-    """Inclusive prefix of ``items`` under the associative ``op``, as a log-depth tree.
-
-    ``out[i] = op(...op(op(items[0], items[1]), items[2])..., items[i])``, computed
-    with about ``2 n`` applications of ``op`` in ``2 log2(n)`` levels: adjacent pairs
-    are combined, the pairs' prefix is taken recursively, and the even positions
-    are filled in from it. ``op`` may build graph nodes (Dask delayed calls) or
-    compute directly.
-
-    Examples
-    --------
-    >>> prefix_scan([1, 2, 3, 4, 5], lambda a, b: a + b)
-    [1, 3, 6, 10, 15]
-    """
-    n = len(items)
-    if n <= 1:
-        return list(items)
-    pairs = [op(items[i], items[i + 1]) for i in range(0, n - 1, 2)]
-    pair_prefix = prefix_scan(pairs, op)
-    out = [items[0]]
-    for i in range(1, n):
-        out.append(pair_prefix[i // 2] if i % 2 else op(pair_prefix[i // 2 - 1], items[i]))
-    return out
-
-
 def resolve_method(model: Model, method: str, series_chunks: int = 1, slots: int = 1) -> str:
-    """Map a user's ``method`` to the strategy used: stitch, sequential or shooting.
+    """Map a user's ``method`` (:data:`METHODS`) to the algorithm used (:data:`ALGORITHMS`).
 
-    ``"auto"`` picks the exact strategy that keeps ``slots`` worker threads busy
+    ``"auto"`` picks the exact algorithm that keeps ``slots`` worker threads busy
     with the least work. Carrying the state runs each chunk once, but one series
-    chunk's time chunks one after another; stitching runs all time chunks at once
-    but reads and runs each chunk twice. So a linear-state model is stitched only
-    when its ``series_chunks`` independent chains are fewer than ``slots``;
-    nonlinear models always carry (shooting is approximate and must be asked for).
+    chunk's time chunks one after another; the prefix scan runs all time chunks at
+    once but reads and runs each chunk twice. So a linear-state model is scanned
+    only when its ``series_chunks`` independent chains are fewer than ``slots``;
+    nonlinear models always carry (multiple shooting is approximate and must be
+    asked for). An algorithm a model cannot use is refused.
+
 
     Examples
     --------
     >>> from rnncore import Model
     >>> model = Model.init("MinGRU", 1, [4], 1)
     >>> resolve_method(model, "auto", series_chunks=1, slots=8)
-    'stitch'
+    'prefix_scan'
     >>> resolve_method(model, "auto", series_chunks=64, slots=8)
     'sequential'
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if method == PREFIX_SCAN and not model.is_linear_state:
+        raise ValueError(
+            f"method {PREFIX_SCAN!r} needs a model whose layers are all linear in the state; "
+            f"this one has nonlinear layers: use {SEQUENTIAL!r} (exact) or "
+            f"{MULTIPLE_SHOOTING!r}"
+        )
     if method == "auto":
-        stitch = model.is_linear_state and series_chunks < slots
-        return "stitch" if stitch else "sequential"
+        scan = model.is_linear_state and series_chunks < slots
+        return PREFIX_SCAN if scan else SEQUENTIAL
     if method == "parallel":
-        return "stitch" if model.is_linear_state else "shooting"
-    return "sequential"
+        return PREFIX_SCAN if model.is_linear_state else MULTIPLE_SHOOTING
+    return method
 
 
 def scheduler_slots() -> int:
@@ -181,12 +171,13 @@ def run_chunked(
         Packed initial states ``(series, layer, state_unit)`` (a NumPy or CuPy
         array, see :mod:`rnncore.states`), or ``None`` for zeros.
     method
-        ``"auto"`` (exact: stitch or sequential, see :func:`resolve_method`),
-        ``"sequential"``, or ``"parallel"`` (stitch, or shooting for nonlinear models).
+        One of :data:`METHODS`: ``"auto"`` (exact: the prefix scan or sequential, see
+        :func:`resolve_method`), ``"parallel"`` (the prefix scan, or multiple shooting
+        for nonlinear models), or an algorithm by name (:data:`ALGORITHMS`).
     tol
-        Largest boundary-state change at which shooting stops.
+        Largest boundary-state change at which multiple shooting stops.
     max_iter
-        Most shooting sweeps; ``None`` allows ``n_time_chunks - 1`` (always enough).
+        Most multiple-shooting sweeps; ``None`` allows ``n_time_chunks - 1`` (always enough).
     resources
         Worker resources every task of the run needs on a distributed cluster
         (annotated with :func:`dask.annotate`): only workers declaring them run
@@ -203,17 +194,17 @@ def run_chunked(
     Raises
     ------
     ConvergenceError
-        If shooting has not converged after ``max_iter`` sweeps.
+        If multiple shooting has not converged after ``max_iter`` sweeps.
     """
     if x.ndim != 3 or x.shape[2] != model.input_size:
         raise ValueError(
             f"x has shape {x.shape}; expected (time, series, {model.input_size} features)"
         )
     x = x.astype(float_dtype(x.dtype, what="x")).rechunk({2: -1})
-    strategy = resolve_method(model, method, len(x.chunks[1]), scheduler_slots())
+    algorithm = resolve_method(model, method, len(x.chunks[1]), scheduler_slots())
     if resources is None:
         resources = {"GPU": 1} if namespace(x._meta).__name__ == "cupy" else {}
-    graph = _Graph(model, x, strategy, resources)
+    graph = _Graph(model, x, algorithm, resources)
     starts = np.cumsum((0, *x.chunks[1]))
     h0_chunks = [
         [None] * len(model.layers) if h0 is None else unpack_states(model, h0[s:e])
@@ -221,8 +212,8 @@ def run_chunked(
     ]
     n_time, n_series = len(x.chunks[0]), len(x.chunks[1])
     iterations, change = None, None
-    if strategy == "shooting":
-        entries, iterations, change = _shoot(graph, h0_chunks, tol, max_iter)
+    if algorithm == MULTIPLE_SHOOTING:
+        entries, iterations, change = _multiple_shooting(graph, h0_chunks, tol, max_iter)
         finals = []
         for j in range(n_series):
             for i in range(n_time):
@@ -230,12 +221,12 @@ def run_chunked(
                 graph.output(i, j, graph.item(result, 0))
             finals.append(graph.item(result, 1))
     else:
-        join = _stitch if strategy == "stitch" else _carry
+        join = _join_by_prefix_scan if algorithm == PREFIX_SCAN else _join_sequentially
         finals = [join(graph, j, h0_chunks[j]) for j in range(n_series)]
     return ChunkedRun(
         output=graph.output_array(),
         states=graph.states_array(finals),
-        method=strategy,
+        method=algorithm,
         iterations=iterations,
         boundary_change=change,
     )
@@ -245,11 +236,11 @@ class _Graph:
     """Builds the task graph of one run: ``(function, *args)`` tasks keyed by tuples."""
 
     def __init__(
-        self, model: Model, x: da.Array, strategy: str, resources: Mapping[str, float]
+        self, model: Model, x: da.Array, algorithm: str, resources: Mapping[str, float]
     ) -> None:
         self.model, self.x = model, x
         self.annotations = {"resources": dict(resources)} if resources else {}
-        token = tokenize(x.name, model.fingerprint(), strategy)
+        token = tokenize(x.name, model.fingerprint(), algorithm)
         self.name = f"rnncore-run-{token}"
         self.states_name = f"rnncore-states-{token}"
         self.tasks: dict[tuple, Any] = {}
@@ -329,11 +320,11 @@ class _Graph:
 # -- the three ways of joining time chunks (one series chunk at a time) ---------------
 
 
-def _stitch(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
+def _join_by_prefix_scan(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
     """Exact parallel join of linear-state layers: summaries, prefix tree, rerun."""
     n_time = len(graph.x.chunks[0])
-    if n_time == 1:  # no boundary to stitch: one pass, no summaries
-        return _carry(graph, j, h0)
+    if n_time == 1:  # no boundary to join: one pass, no summaries
+        return _join_sequentially(graph, j, h0)
     entries: list[list[Any]] = []  # entries[l][i]: state entering chunk i; [l][n]: final
     for layer in range(len(h0)):
         summaries = [
@@ -360,7 +351,7 @@ def _stitch(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
     return [layer_entries[-1] for layer_entries in entries]
 
 
-def _carry(graph: _Graph, j: int, h0: list[Any]) -> Any:
+def _join_sequentially(graph: _Graph, j: int, h0: list[Any]) -> Any:
     """Exact sequential join: each chunk starts from the previous chunk's exit state."""
     state: Any = graph.put("h0", h0)
     for i in range(len(graph.x.chunks[0])):
@@ -370,7 +361,7 @@ def _carry(graph: _Graph, j: int, h0: list[Any]) -> Any:
     return state
 
 
-def _shoot(
+def _multiple_shooting(
     graph: _Graph, h0: list[list[Any]], tol: float, max_iter: int | None
 ) -> tuple[list[list[Any]], int, float]:
     """Multiple shooting over all series chunks at once; returns the converged entries."""

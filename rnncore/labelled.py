@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from .backend import float_dtype
-from .chunked import ChunkedRun, resolve_method, run_chunked
+from .chunked import SEQUENTIAL, ChunkedRun, resolve_method, run_chunked
 from .model import Model
 from .states import pack_states, unpack_states
 from .version import __version__
@@ -65,7 +65,8 @@ def run(
         Initial states, as the ``state`` variable of an earlier result
         (``(series, layer, state_unit)``, a DataArray or array); zeros if ``None``.
     method
-        ``"auto"``, ``"sequential"`` or ``"parallel"``; see :mod:`rnncore.chunked`.
+        How to join time chunks: ``"auto"``, ``"parallel"`` or an algorithm by name
+        (:data:`rnncore.chunked.METHODS`); the one used is the ``method`` attribute.
     tol, max_iter
         Convergence controls of parallel runs of nonlinear models.
     resources
@@ -94,9 +95,9 @@ def run(
     packed_h0 = _initial_states(h0, array, series_dim, model)
     if isinstance(x, np.ndarray) or not hasattr(x, "dask"):
         resolve_method(model, method)  # validates the argument
-        strategy = "sequential"  # in memory, the whole time axis is one chunk: one pass
+        # in memory, the whole time axis is one chunk: one sequential pass
         y, states = model(x, None if packed_h0 is None else unpack_states(model, packed_h0))
-        result = ChunkedRun(output=y, states=pack_states(model, states), method=strategy)
+        result = ChunkedRun(output=y, states=pack_states(model, states), method=SEQUENTIAL)
     else:
         result = run_chunked(
             model, x, packed_h0, method=method, tol=tol, max_iter=max_iter, resources=resources

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import kernels
 from .backend import float_dtype, namespace
+from .trees import reduce_stacked
 
 __all__ = ["IDENTITY", "compose", "linear_scan", "scan_summary", "stitch"]
 
@@ -168,10 +169,9 @@ def scan_summary(a: Any, b: Any, *, axis: int = 0) -> Summary:
     sizes = _chunk_sizes(b.shape[0], None, _width(b), _min_step_width(xp))
     ab, bb = _blocks(xp, a, sizes, 1), _blocks(xp, b, sizes, 0)
     big_a, big_b = _block_summaries(xp, ab, bb)
-    big_a, big_b = _inclusive_prefix(big_a, big_b)
     if big_a.shape[0] == 0:
         return xp.ones_like(zero), zero
-    return big_a[-1], big_b[-1]
+    return reduce_stacked((big_a, big_b), compose)
 
 
 def stitch(summaries: Sequence[Summary], h0: Any = None) -> Any:
@@ -350,20 +350,6 @@ def _scan_from(xp: ModuleType, ab: Any, bb: Any, entries: Any, out: Any = None) 
         h[:, s] += bb[:, s]
         prev = h[:, s]
     return h
-
-
-def _inclusive_prefix(big_a: Any, big_b: Any) -> Summary:
-    """Inclusive prefix composition along axis 0 in ``ceil(log2(n))`` rounds.
-
-    After the round with stride ``d``, element ``i`` holds the composition of
-    elements ``max(0, i - 2d + 1) .. i`` (Hillis and Steele).
-    """
-    big_a, big_b = big_a.copy(), big_b.copy()
-    d = 1
-    while d < big_a.shape[0]:
-        big_a[d:], big_b[d:] = compose((big_a[:-d], big_b[:-d]), (big_a[d:], big_b[d:]))
-        d *= 2
-    return big_a, big_b
 
 
 def _stitch_stacked(big_a: Any, big_b: Any, h0: Any) -> Any:

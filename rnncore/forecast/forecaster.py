@@ -34,6 +34,7 @@ import xarray as xr
 from ..longformat import ID, TIME, as_labels, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
 from ..timeaxis import check_freq, future_times, infer_freq, isoformat
+from ..trees import tree_reduce
 from ..version import __version__
 from .checks import check_int
 from .conformal import check_levels, conformal_quantiles, intervals
@@ -50,7 +51,7 @@ from .passes import (
     prepare,
 )
 from .reservoir import Reservoir
-from .ridge import GRID, Moments, RidgeSolution, solve_ridge, tree_reduce
+from .ridge import GRID, Moments, RidgeSolution, solve_ridge
 from .scaling import undo_scaling
 
 __all__ = ["Forecaster"]

@@ -33,9 +33,10 @@ import numpy as np
 import xarray as xr
 
 from ..timeaxis import check_regular, default_seasons, infer_freq
+from ..trees import tree_reduce
 from .features import FeatureSpec, lag_windows
 from .reservoir import ReservoirRun, ReservoirState
-from .ridge import Moments, tree_reduce
+from .ridge import Moments
 from .scaling import apply_scaling, series_stats
 
 __all__ = [

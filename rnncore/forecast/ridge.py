@@ -3,7 +3,7 @@
 The rows ``w = [x, y]`` (features, then targets) of every block are summarised by
 their :class:`Moments`: count, mean and centred cross-product matrix. Moments merge
 exactly and associatively (Chan, Golub and LeVeque's pairwise update), so Dask can
-sum the blocks' moments in a tree (:func:`tree_reduce`) and one small solve at the
+sum the blocks' moments in a tree (:func:`rnncore.trees.tree_reduce`) and one small solve at the
 end (:func:`solve_ridge`) gives the coefficients: one pass over the data, memory of
 one block plus a ``(p + k)^2`` matrix per merge, whatever the data's length.
 
@@ -25,13 +25,13 @@ where ``e_i`` are the eigenvalues of the features' correlation matrix. ``RSS`` a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import numpy as np
 
-__all__ = ["GRID", "Moments", "RidgeSolution", "solve_ridge", "tree_reduce"]
+__all__ = ["GRID", "Moments", "RidgeSolution", "solve_ridge"]
 
 #: The ridge strengths GCV chooses among (relative to standardised features). None is
 #: zero: with collinear features and few rows, GCV's minimum can sit at an unstable 0.
@@ -39,8 +39,6 @@ GRID = np.logspace(-6, 3, 37)
 
 # Eigenvalues below this fraction of the largest are treated as zero (pseudo-inverse).
 _RCOND = 1e-13
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,26 +101,6 @@ class Moments:
         mean = self.mean + delta * (other.n / n)
         comoment = self.comoment + other.comoment + np.outer(delta, delta) * (self.n * other.n / n)
         return Moments(n, mean, comoment)
-
-
-def tree_reduce(items: Sequence[T], combine: Callable[[T, T], T]) -> T:
-    """Combine ``items`` pairwise in a balanced tree of depth ``ceil(log2(n))``.
-
-    With ``combine = dask.delayed(Moments.merge)`` and delayed items, this builds
-    the graph of a tree reduction; with plain objects it computes one.
-
-    Examples
-    --------
-    >>> tree_reduce([1, 2, 3, 4, 5], lambda a, b: a + b)
-    15
-    """
-    if not items:
-        raise ValueError("tree_reduce needs at least one item")
-    level = list(items)
-    while len(level) > 1:
-        paired = [combine(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        level = paired + level[len(paired) * 2 :]
-    return level[0]
 
 
 @dataclass(frozen=True)

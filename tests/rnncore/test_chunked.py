@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnncore import CELLS, ConvergenceError, Model, kernels, run
-from rnncore.chunked import prefix_scan, resolve_method, run_chunked, scheduler_slots
+from rnncore.chunked import ALGORITHMS, resolve_method, run_chunked, scheduler_slots
 from rnncore.states import pack_states
+from rnncore.trees import prefix_scan
 from tests.rnncore.reference import rel_err
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -77,7 +78,7 @@ def test_shooting_equals_sequential_and_reports_iterations(rng, cell):
         sequential = run_chunked(model, x, method="sequential")
         parallel = run_chunked(model, x, method="parallel", tol=1e-10)
         y_seq, y_par = dask.compute(sequential.output, parallel.output)
-    assert parallel.method == "shooting" and sequential.method == "sequential"
+    assert parallel.method == "multiple_shooting" and sequential.method == "sequential"
     assert 1 <= parallel.iterations <= 9
     assert parallel.boundary_change <= 1e-10
     np.testing.assert_allclose(y_par, y_seq, atol=1e-8)
@@ -105,15 +106,26 @@ def test_shooting_reports_non_convergence(rng):
 
 def test_resolve_method():
     linear, nonlinear = Model.init("MinGRU", 1, [2]), Model.init("GRU", 1, [2])
-    assert resolve_method(linear, "parallel", series_chunks=9, slots=2) == "stitch"
-    # auto stitches only when the series chunks cannot fill the threads
-    assert resolve_method(linear, "auto", series_chunks=1, slots=2) == "stitch"
+    assert resolve_method(linear, "parallel", series_chunks=9, slots=2) == "prefix_scan"
+    # auto scans only when the series chunks cannot fill the threads
+    assert resolve_method(linear, "auto", series_chunks=1, slots=2) == "prefix_scan"
     assert resolve_method(linear, "auto", series_chunks=2, slots=2) == "sequential"
     assert resolve_method(nonlinear, "auto", series_chunks=1, slots=8) == "sequential"
-    assert resolve_method(nonlinear, "parallel") == "shooting"
+    assert resolve_method(nonlinear, "parallel") == "multiple_shooting"
     assert resolve_method(linear, "sequential", series_chunks=1, slots=8) == "sequential"
     with pytest.raises(ValueError, match="method must be one of"):
         resolve_method(linear, "fast")
+
+
+def test_an_algorithm_asked_for_by_name_is_the_one_used():
+    linear, nonlinear = Model.init("MinGRU", 1, [2]), Model.init("GRU", 1, [2])
+    for algorithm in ALGORITHMS:
+        assert resolve_method(linear if algorithm == "prefix_scan" else nonlinear, algorithm) == (
+            algorithm
+        )
+    assert resolve_method(linear, "multiple_shooting") == "multiple_shooting"
+    with pytest.raises(ValueError, match="'prefix_scan' needs a model whose layers are all linear"):
+        resolve_method(nonlinear, "prefix_scan")
 
 
 def test_scheduler_slots_follow_the_active_scheduler():
@@ -123,7 +135,7 @@ def test_scheduler_slots_follow_the_active_scheduler():
         assert scheduler_slots() == 5
 
 
-@pytest.mark.parametrize(("series_chunk", "expected"), [(6, "stitch"), (2, "sequential")])
+@pytest.mark.parametrize(("series_chunk", "expected"), [(6, "prefix_scan"), (2, "sequential")])
 def test_auto_method_depends_on_series_chunks(series_chunk, expected):
     model = Model.init("MinGRU", 1, [3], output_size=1, dtype=np.float64)
     x = np.random.default_rng(0).normal(size=(20, 6, 1))

@@ -65,14 +65,14 @@ def test_coordinates_and_attributes(data):
     assert list(result.region.values) == list("aabbc")
     assert result.attrs["model_fingerprint"] == model.fingerprint()
     assert result.attrs["rnnflow_version"] == rnncore.__version__
-    assert result.attrs["method"] == "stitch"
+    assert result.attrs["method"] == "prefix_scan"
     assert result.attrs["model"] == "MinLSTM(2->4) > Readout(1)"
 
 
 def test_shooting_is_recorded(data):
     model = Model.init("GRU", 2, [4], dtype=np.float64)
     result = run(model, data.chunk({"time": 8}), method="parallel", tol=1e-9)
-    assert result.attrs["method"] == "shooting"
+    assert result.attrs["method"] == "multiple_shooting"
     assert 1 <= result.attrs["iterations"] <= 4
     assert result.attrs["boundary_change"] <= 1e-9
     sequential = run(model, data.chunk({"time": 8}), method="sequential")

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncore.forecast.ridge import GRID, Moments, solve_ridge, tree_reduce
+from rnncore.forecast.ridge import GRID, Moments, solve_ridge
+from rnncore.trees import tree_reduce
 
 
 def problem(rng, n=300, p=6, k=3):
