@@ -141,75 +141,27 @@ def generate(
     >>> ds.identical(lazy.compute())
     True
     """
-    counts = {"n_series": n_series, "n_steps": n_steps, "seed": seed, "n_features": n_features}
-    counts |= {"n_constant": n_constant, "n_all_nan": n_all_nan}
-    for name, value in counts.items():
-        _check_int(name, value, 1 if name in ("n_series", "n_steps") else 0)
-    if n_constant + n_all_nan > n_series:
-        raise ValueError(
-            f"n_constant={n_constant} and n_all_nan={n_all_nan} add up to more than "
-            f"n_series={n_series}"
-        )
     fractions = {
         "gap_fraction": gap_fraction,
         "late_start_fraction": late_start_fraction,
         "early_end_fraction": early_end_fraction,
     }
-    for name, value in fractions.items():
-        if not 0 <= value <= 1:
-            raise ValueError(f"{name} must be between 0 and 1; got {value!r}")
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64; got {dtype}")
-    series_chunk, time_chunk = _chunk_sizes(chunks, n_series, n_steps)
-
-    special = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,))).choice(
-        n_series, n_constant + n_all_nan, replace=False
-    )
-    spec = _Spec(
-        seed=seed,
-        time=_time_axis(start, n_steps, freq),
-        n_features=n_features,
-        constant=frozenset(special[:n_constant].tolist()),
-        all_nan=frozenset(special[n_constant:].tolist()),
-        dtype=dtype,
-        **fractions,
-    )
-    if chunks is None:
-        y, x = _block(spec, 0, n_series)
-    else:
-        y, x = _lazy_blocks(spec, n_series, series_chunk)
-        y, x = y.rechunk((series_chunk, time_chunk)), x.rechunk((series_chunk, time_chunk, -1))
-
-    width = max(5, len(str(n_series - 1)))
-    coords = {
-        "series": np.char.add("s", np.char.zfill(np.arange(n_series).astype(str), width)),
-        "time": spec.time,
-    }
-    data_vars = {"y": (("series", "time"), y, {"long_name": "synthetic target series"})}
-    if n_features:
-        coords["feature"] = np.array([f"x{f}" for f in range(n_features)])
-        data_vars["x"] = (
-            ("series", "time", "feature"),
-            x,
-            {"long_name": "exogenous covariates"},
-        )
+    counts = {"n_series": n_series, "n_steps": n_steps, "seed": seed, "n_features": n_features}
+    counts |= {"n_constant": n_constant, "n_all_nan": n_all_nan}
+    dtype = _check_arguments(counts, fractions, dtype)
+    spec = _spec(counts, fractions, _time_axis(start, n_steps, freq), dtype)
+    y, x = _arrays(spec, n_series, _chunk_sizes(chunks, n_series, n_steps), lazy=chunks is not None)
     attrs = {
         "title": "rnnflow synthetic multi-series data",
         "generator": "rnncore.synthetic.generate",
         "generator_version": __version__,
-        "seed": seed,
-        "n_series": n_series,
-        "n_steps": n_steps,
+        **counts,
         "freq": freq,
         "start": str(spec.time[0]),
-        "n_features": n_features,
         **fractions,
-        "n_constant": n_constant,
-        "n_all_nan": n_all_nan,
         "dtype": dtype.name,
     }
-    return xr.Dataset(data_vars, coords, attrs)
+    return _dataset(spec, y, x, attrs)
 
 
 def write_synthetic(
@@ -270,6 +222,73 @@ def write_synthetic(
 
 
 # -- internals ----------------------------------------------------------------------
+
+
+def _check_arguments(
+    counts: Mapping[str, Any], fractions: Mapping[str, float], dtype: Any
+) -> np.dtype:
+    """Refuse counts, fractions or a dtype :func:`generate` cannot use; the dtype."""
+    for name, value in counts.items():
+        _check_int(name, value, 1 if name in ("n_series", "n_steps") else 0)
+    if counts["n_constant"] + counts["n_all_nan"] > counts["n_series"]:
+        raise ValueError(
+            f"n_constant={counts['n_constant']} and n_all_nan={counts['n_all_nan']} add up "
+            f"to more than n_series={counts['n_series']}"
+        )
+    for name, value in fractions.items():
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be between 0 and 1; got {value!r}")
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64; got {dtype}")
+    return dtype
+
+
+def _spec(
+    counts: Mapping[str, int], fractions: Mapping[str, float], time: pd.DatetimeIndex, dtype
+) -> _Spec:
+    """What every block is generated from, with the constant and all-NaN series drawn."""
+    n_constant, n_all_nan = counts["n_constant"], counts["n_all_nan"]
+    special = np.random.default_rng(np.random.SeedSequence(counts["seed"], spawn_key=(1,))).choice(
+        counts["n_series"], n_constant + n_all_nan, replace=False
+    )
+    return _Spec(
+        seed=counts["seed"],
+        time=time,
+        n_features=counts["n_features"],
+        constant=frozenset(special[:n_constant].tolist()),
+        all_nan=frozenset(special[n_constant:].tolist()),
+        dtype=dtype,
+        **fractions,
+    )
+
+
+def _arrays(spec: _Spec, n_series: int, chunk: tuple[int, int], *, lazy: bool) -> tuple:
+    """``y`` and ``x``: computed now, or as Dask arrays of ``chunk = (series, time)``."""
+    if not lazy:
+        return _block(spec, 0, n_series)
+    series_chunk, time_chunk = chunk
+    y, x = _lazy_blocks(spec, n_series, series_chunk)
+    return y.rechunk((series_chunk, time_chunk)), x.rechunk((series_chunk, time_chunk, -1))
+
+
+def _dataset(spec: _Spec, y: Any, x: Any, attrs: dict[str, Any]) -> xr.Dataset:
+    """The labelled dataset: ``y``, ``x`` if there are features, ids and the time axis."""
+    n_series = y.shape[0]
+    width = max(5, len(str(n_series - 1)))
+    coords = {
+        "series": np.char.add("s", np.char.zfill(np.arange(n_series).astype(str), width)),
+        "time": spec.time,
+    }
+    data_vars = {"y": (("series", "time"), y, {"long_name": "synthetic target series"})}
+    if spec.n_features:
+        coords["feature"] = np.array([f"x{f}" for f in range(spec.n_features)])
+        data_vars["x"] = (
+            ("series", "time", "feature"),
+            x,
+            {"long_name": "exogenous covariates"},
+        )
+    return xr.Dataset(data_vars, coords, attrs)
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -31,6 +32,8 @@ __all__ = ["backtest", "backtest_table", "seasonal_naive"]
 
 # Seasons of history searched for the last value observed at a phase.
 _NAIVE_SEASONS = 8
+#: The arrays each test window contributes, ``(series, horizon)`` (the bounds with a level axis).
+_PARTS = ("actual", "mean", "naive", "scale", "lower", "upper")
 
 
 def backtest(
@@ -92,67 +95,20 @@ def backtest(
             f"{n_windows} windows of {horizon} steps leave {first} step(s) of the {n_steps} "
             "to train on"
         )
-    y = ds[variable].transpose(series_dim, time_dim)
-    parts: dict[str, list[np.ndarray]] = {
-        k: [] for k in ("actual", "mean", "naive", "scale", "lower", "upper")
+    dims = {"variable": variable, "time_dim": time_dim, "series_dim": series_dim}
+    windows = [
+        _window(ds, origin, horizon, make_forecaster, levels, **dims)
+        for origin in range(first, n_steps, horizon)
+    ]
+    stacked = {k: np.concatenate([w.arrays[k] for w in windows], axis=1) for k in _PARTS}
+    series = {n: c for n, c in ds[variable].coords.items() if c.dims == (series_dim,)}
+    result = _scores(stacked, windows[-1].levels, series, series_dim)
+    result.attrs |= {
+        "horizon": horizon,
+        "n_windows": n_windows,
+        "season": windows[-1].season,
+        "origins": [w.origin for w in windows],
     }
-    origins, season, scored_levels = [], 0, ()
-    for origin in range(first, n_steps, horizon):
-        forecaster = make_forecaster()
-        if not isinstance(forecaster, Forecaster) or forecaster.horizon < horizon:
-            raise ValueError(
-                f"make_forecaster must return a Forecaster with horizon >= {horizon}; "
-                f"got {forecaster!r}"
-            )
-        scored_levels = _levels(levels, forecaster.levels)
-        train = ds.isel({time_dim: slice(0, origin)})
-        forecast = forecaster.fit_predict(
-            train, horizon, variable=variable, time_dim=time_dim, series_dim=series_dim
-        )
-        season = forecaster.season_
-        tail = min(origin, _NAIVE_SEASONS * season + horizon)
-        history = y.isel({time_dim: slice(origin - tail, origin)}).values
-        parts["actual"].append(y.isel({time_dim: slice(origin, origin + horizon)}).values)
-        parts["mean"].append(forecast["mean"].values)
-        parts["naive"].append(seasonal_naive(history, season, horizon))
-        parts["scale"].append(
-            np.repeat(forecaster.scaling_.seasonal_mae.values[:, None], horizon, axis=1)
-        )
-        bounds = forecast.sel(level=list(scored_levels))
-        parts["lower"].append(bounds["lower"].values)
-        parts["upper"].append(bounds["upper"].values)
-        origins.append(isoformat(ds[time_dim].values[origin]))
-    actual, mean, naive, scale, lower, upper = (
-        np.concatenate(parts[k], axis=1)
-        for k in ("actual", "mean", "naive", "scale", "lower", "upper")
-    )
-    actual = np.asarray(actual, dtype=np.float64)
-    scored = np.isfinite(actual) & np.isfinite(mean) & np.isfinite(naive)
-    actual = np.where(scored, actual, np.nan)
-    covered = np.stack(
-        [coverage(actual, lower[..., k], upper[..., k]) for k in range(len(scored_levels))], axis=1
-    )
-    n_points = scored.sum(axis=1)
-    result = xr.Dataset(
-        {
-            "mase": (series_dim, mase(actual, mean, scale)),
-            "smape": (series_dim, smape(actual, mean)),
-            "naive_mase": (series_dim, mase(actual, naive, scale)),
-            "naive_smape": (series_dim, smape(actual, naive)),
-            "coverage": ((series_dim, "level"), covered),
-            "n_points": (series_dim, n_points),
-        },
-        coords={name: c for name, c in y.coords.items() if c.dims == (series_dim,)}
-        | {"level": list(scored_levels)},
-    )
-    attrs = {
-        name: _overall(result[name].values)
-        for name in ("mase", "smape", "naive_mase", "naive_smape")
-    }
-    for k, level in enumerate(scored_levels):
-        attrs[f"coverage_{round(level * 100)}"] = _pooled(covered[:, k], n_points)
-    attrs |= {"horizon": horizon, "n_windows": n_windows, "season": season, "origins": origins}
-    result.attrs = attrs
     return result
 
 
@@ -224,6 +180,97 @@ def seasonal_naive(history: np.ndarray, season: int, horizon: int) -> np.ndarray
             if not np.isnan(out[:, h - 1]).any():
                 break
     return out
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One test window: its ``(series, horizon)`` arrays (:data:`_PARTS`) and context."""
+
+    arrays: dict[str, np.ndarray]
+    levels: tuple[float, ...]
+    season: int
+    origin: str
+
+
+def _window(
+    ds: xr.Dataset,
+    origin: int,
+    horizon: int,
+    make_forecaster: Callable[[], Forecaster],
+    levels: Sequence[float] | None,
+    *,
+    variable: str,
+    time_dim: str,
+    series_dim: str,
+) -> _Window:
+    """Fit a fresh forecaster before ``origin``; its forecast, the naive one, the actuals."""
+    forecaster = make_forecaster()
+    if not isinstance(forecaster, Forecaster) or forecaster.horizon < horizon:
+        raise ValueError(
+            f"make_forecaster must return a Forecaster with horizon >= {horizon}; "
+            f"got {forecaster!r}"
+        )
+    scored_levels = _levels(levels, forecaster.levels)
+    forecast = forecaster.fit_predict(
+        ds.isel({time_dim: slice(0, origin)}),
+        horizon,
+        variable=variable,
+        time_dim=time_dim,
+        series_dim=series_dim,
+    )
+    y = ds[variable].transpose(series_dim, time_dim)
+    season = forecaster.season_
+    tail = min(origin, _NAIVE_SEASONS * season + horizon)
+    history = y.isel({time_dim: slice(origin - tail, origin)}).values
+    bounds = forecast.sel(level=list(scored_levels))
+    arrays = {
+        "actual": y.isel({time_dim: slice(origin, origin + horizon)}).values,
+        "mean": forecast["mean"].values,
+        "naive": seasonal_naive(history, season, horizon),
+        "scale": np.repeat(forecaster.scaling_.seasonal_mae.values[:, None], horizon, axis=1),
+        "lower": bounds["lower"].values,
+        "upper": bounds["upper"].values,
+    }
+    return _Window(arrays, scored_levels, season, isoformat(ds[time_dim].values[origin]))
+
+
+def _scores(
+    parts: dict[str, np.ndarray],
+    levels: tuple[float, ...],
+    series_coords: dict[str, xr.DataArray],
+    series_dim: str,
+) -> xr.Dataset:
+    """Per-series scores of the windows' points, and the overall figures as attributes."""
+    actual = np.asarray(parts["actual"], dtype=np.float64)
+    mean, naive, scale = parts["mean"], parts["naive"], parts["scale"]
+    scored = np.isfinite(actual) & np.isfinite(mean) & np.isfinite(naive)
+    actual = np.where(scored, actual, np.nan)
+    covered = np.stack(
+        [
+            coverage(actual, parts["lower"][..., k], parts["upper"][..., k])
+            for k in range(len(levels))
+        ],
+        axis=1,
+    )
+    n_points = scored.sum(axis=1)
+    result = xr.Dataset(
+        {
+            "mase": (series_dim, mase(actual, mean, scale)),
+            "smape": (series_dim, smape(actual, mean)),
+            "naive_mase": (series_dim, mase(actual, naive, scale)),
+            "naive_smape": (series_dim, smape(actual, naive)),
+            "coverage": ((series_dim, "level"), covered),
+            "n_points": (series_dim, n_points),
+        },
+        coords=series_coords | {"level": list(levels)},
+    )
+    result.attrs = {
+        name: _overall(result[name].values)
+        for name in ("mase", "smape", "naive_mase", "naive_smape")
+    }
+    for k, level in enumerate(levels):
+        result.attrs[f"coverage_{round(level * 100)}"] = _pooled(covered[:, k], n_points)
+    return result
 
 
 def _levels(levels: Sequence[float] | None, available: tuple[float, ...]) -> tuple[float, ...]:
