@@ -122,7 +122,7 @@ def linear_scan(
     >>> linear_scan(np.full(4, 0.5), np.ones(4))
     array([1.   , 1.5  , 1.75 , 1.875])
     >>> linear_scan(np.full(4, 0.5), np.ones(4), h0=2.0, chunk=[1, 3])
-    array([2.   , 2.   , 2.   , 2.   ])
+    array([2., 2., 2., 2.])
     """
     xp = namespace(a, b, h0, out)
     a, b, h0 = _prepare(xp, a, b, h0, axis)
