@@ -8,7 +8,7 @@ EXTRAS ?= dev,torch
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install test lint demo clean
+.PHONY: install test test-fast lint demo clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,15 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Everything CI runs: the lint, every test and the docstring examples of rnncore.
 test: lint
 	$(PY) -m pytest
+
+# The inner loop while developing: the tests not marked slow (no lint), stopping at the
+# first failure. The slow ones (end-to-end flows, CLI and deployments, NVRTC builds,
+# clusters, backtests) still run in `make test`.
+test-fast: install
+	$(PY) -m pytest -m "not slow" -x -q
 
 # The main job on the embedded defaults: the sample data (generated if missing), then the
 # nightly forecast flow on an embedded Prefect API and LocalCluster. It ends by printing where
