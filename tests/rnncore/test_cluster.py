@@ -9,6 +9,8 @@ from distributed import Client, LocalCluster, Nanny, Scheduler, SpecCluster, get
 from rnncore import Model, run
 from rnncore.chunked import scheduler_slots
 
+pytestmark = pytest.mark.slow  # LocalClusters of worker processes
+
 
 @pytest.fixture(scope="module")
 def client():

@@ -15,6 +15,7 @@ def result():
     return backtest(ds, lambda: Forecaster(24), horizon=24, n_windows=4)
 
 
+@pytest.mark.slow  # fits a forecaster per test window
 def test_backtest_beats_seasonal_naive_with_calibrated_intervals(result):
     attrs = result.attrs
     assert attrs["mase"] <= 0.9 * attrs["naive_mase"]

@@ -1,11 +1,14 @@
 """Fitting and forecasting on a distributed LocalCluster equal the in-process result."""
 
 import numpy as np
+import pytest
 import xarray as xr
 from distributed import Client, LocalCluster
 
 from rnncore.forecast import Forecaster
 from rnncore.synthetic import generate
+
+pytestmark = pytest.mark.slow  # a LocalCluster of worker processes
 
 
 def test_fit_and_predict_on_a_local_cluster_equal_the_in_process_result():

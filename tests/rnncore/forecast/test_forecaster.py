@@ -110,6 +110,7 @@ def test_distributed_fit_equals_in_memory_least_squares(data, fitted):
 )
 @example(series_chunk=5, cuts=[100], chunk_rows=100, panel_rows=3000)  # 2 blocks a panel
 @example(series_chunk=12, cuts=[1], chunk_rows=50_000, panel_rows=2**21)  # one panel
+@pytest.mark.slow
 def test_any_layout_gives_the_same_fit_and_forecast(
     data, fitted, series_chunk, cuts, chunk_rows, panel_rows
 ):
