@@ -38,6 +38,7 @@ import xarray as xr
 
 from . import __version__
 from .backend import FLOAT_DTYPES
+from .checks import check_int
 from .io import write_zarr
 
 __all__ = ["generate", "write_synthetic"]
@@ -144,7 +145,7 @@ def generate(
     counts = {"n_series": n_series, "n_steps": n_steps, "seed": seed, "n_features": n_features}
     counts |= {"n_constant": n_constant, "n_all_nan": n_all_nan}
     for name, value in counts.items():
-        _check_int(name, value, 1 if name in ("n_series", "n_steps") else 0)
+        check_int(name, value, 1 if name in ("n_series", "n_steps") else 0)
     if n_constant + n_all_nan > n_series:
         raise ValueError(
             f"n_constant={n_constant} and n_all_nan={n_all_nan} add up to more than "
@@ -272,11 +273,6 @@ def write_synthetic(
 # -- internals ----------------------------------------------------------------------
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer of at least {low}; got {value!r}")
-
-
 def _chunk_sizes(chunks: Mapping[str, int] | None, n_series: int, n_steps: int) -> tuple[int, int]:
     """The ``(series, time)`` chunk sizes that ``chunks`` asks for, clipped to the data."""
     if chunks is None:
@@ -287,7 +283,7 @@ def _chunk_sizes(chunks: Mapping[str, int] | None, n_series: int, n_steps: int) 
             f"chunks has unknown dimensions {unknown}; expected 'series' and/or 'time'"
         )
     for dim, size in chunks.items():
-        _check_int(f"chunks[{dim!r}]", size, 1)
+        check_int(f"chunks[{dim!r}]", size, 1)
     return min(chunks.get("series", n_series), n_series), min(chunks.get("time", n_steps), n_steps)
 
 
