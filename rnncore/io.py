@@ -7,21 +7,33 @@ Reading
 the storage chunks, grown along ``time`` and ``series`` to about a target size, so
 that no storage chunk is read by two tasks.
 
+Paths and URLs
+--------------
+Every function takes a local path or an fsspec URL (``s3://bucket/data.zarr``,
+``gs://...``, ``memory://...``, ``file://...``) with ``storage_options`` for its
+file system; Zarr stores are read and written through Zarr's own fsspec support,
+NetCDF files through fsspec file objects (see :mod:`rnncore.storage`).
+
 Writing policy
 --------------
 An interrupted write never leaves anything at the target that looks complete:
 
 1. The data are written to a hidden temporary sibling of the target
-   (``.NAME.tmp-XXXXXXXX``, in the same directory: on the same file system, so that
-   the final rename is atomic).
+   (``.NAME.tmp-XXXXXXXX``, in the same directory or prefix), as every rnnflow
+   writer does (:mod:`rnncore.storage`).
 2. A Zarr store carries the attribute ``rnnflow_incomplete`` while it is written;
    once every chunk is on disk it is replaced by ``rnnflow_complete`` (the UTC
    time of completion).
-3. The finished temporary is renamed onto the target. A NetCDF file replaces an
-   existing file atomically (``os.replace``). An existing Zarr store is first
-   renamed aside (``.NAME.old-XXXXXXXX``) and deleted once the new one is in
-   place: at every moment the target is the old complete store, the new one, or
-   (for the instant between two renames) absent.
+3. The finished temporary is installed on the target. Locally it is renamed: a
+   NetCDF file replaces an existing file atomically (``os.replace``); an existing
+   Zarr store is first renamed aside (``.NAME.old-XXXXXXXX``) and deleted once the
+   new one is in place: at every moment the target is the old complete store, the
+   new one, or (for the instant between two renames) absent. An object store has
+   no rename: the old store's root document (``zarr.json``) is deleted first, then
+   the rest of it, and the new store is copied with its root document last, so the
+   target is the old complete store, no store (while the copy runs), or the new
+   complete store; :func:`open_dataset` refuses a remote Zarr store without its
+   root document. A NetCDF file is moved onto its target as one object.
 
 A write that fails removes its temporary, once the Dask tasks still running have
 finished (under Dask's threaded scheduler; on a distributed cluster such a task may
@@ -30,7 +42,7 @@ killed outright leaves its temporary behind, hidden, and :func:`open_dataset`
 refuses any store that carries ``rnnflow_incomplete``. Stores with neither marker
 (written by other tools) open as usual; the markers are storage bookkeeping and are
 not among the attributes :func:`open_dataset` returns. Writers racing for the same
-target are not guarded against: the last rename wins.
+target are not guarded against: the last install wins.
 
 Zarr stores are written in Zarr format 3 without consolidated metadata (not part
 of the format 3 specification); fixed-width strings, which have no format 3
@@ -45,8 +57,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -64,6 +74,7 @@ from zarr.codecs import BloscCodec
 
 from .backend import to_numpy
 from .chunked import scheduler_slots
+from .storage import ROOT_DOCUMENT, Location, locate, write_file, write_store
 
 __all__ = [
     "COMPLETE",
@@ -93,13 +104,15 @@ def open_dataset(
     *,
     chunks: str | Mapping[str, Any] = "auto",
     target_chunk_bytes: int = 100 * 2**20,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Open a Zarr store or NetCDF file lazily, with Dask chunks aligned to storage.
 
     Parameters
     ----------
     path
-        A Zarr store (a directory) or a NetCDF file (``.nc``, ``.nc4``, ``.netcdf``).
+        A Zarr store (a directory) or a NetCDF file (``.nc``, ``.nc4``, ``.netcdf``):
+        a local path or an fsspec URL.
     chunks
         ``"auto"``: along every dimension a multiple of the storage chunk (of every
         variable), grown along ``time`` then ``series`` while a chunk of the largest
@@ -109,6 +122,8 @@ def open_dataset(
         chunk size is passed to :func:`xarray.open_dataset` as it is.
     target_chunk_bytes
         The size a chunk grows to under ``chunks="auto"``.
+    storage_options
+        Options of the file system of a URL (credentials, endpoint, ...).
 
     Returns
     -------
@@ -121,7 +136,10 @@ def open_dataset(
         If ``path`` does not exist.
     ValueError
         If ``path`` is neither a directory nor a NetCDF file, cannot be read as
-        one, or is a Zarr store whose write was interrupted.
+        one, or is a Zarr store whose write was interrupted (on an object store:
+        one without its root document ``zarr.json``).
+    ImportError
+        If the URL's protocol needs a package that is not installed (``s3fs``, ...).
 
     Examples
     --------
@@ -135,14 +153,15 @@ def open_dataset(
     ...     open_dataset(path, target_chunk_bytes=2000).y.chunks
     ((2, 2), (200, 200, 200, 200, 200))
     """
-    path = Path(path)
-    kind = _kind(path)
+    where = locate(path, storage_options)
+    kind = _kind(where)
+    path = where.returned()
     if isinstance(chunks, str) and chunks != "auto":
         raise ValueError(f"chunks must be 'auto' or a mapping of dimension to size; got {chunks!r}")
     if not isinstance(chunks, str | Mapping):
         raise TypeError(f"chunks must be 'auto' or a mapping of dimension to size; got {chunks!r}")
     try:
-        probe = xr.open_dataset(path, chunks=None, **_ENGINES[kind])
+        probe = xr.open_dataset(_source(where, kind), chunks=None, **_options(where, kind))
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"{path} cannot be read as a {kind} dataset: {err}") from err
     with probe:
@@ -153,12 +172,18 @@ def open_dataset(
             )
         if chunks == "auto":
             chunks = _aligned_chunks(probe, target_chunk_bytes)
-    ds = xr.open_dataset(path, chunks=dict(chunks), **_ENGINES[kind])
+    ds = xr.open_dataset(_source(where, kind), chunks=dict(chunks), **_options(where, kind))
     ds.attrs = {k: v for k, v in ds.attrs.items() if k != COMPLETE}
     return ds
 
 
-def write_zarr(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def write_zarr(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``ds`` to a Zarr store at ``path``, atomically (see the module docstring).
 
     Dask-backed variables are computed and written chunk by chunk, never loaded whole;
@@ -170,14 +195,17 @@ def write_zarr(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
     ds
         The dataset; it is not modified.
     path
-        The store to create; missing parent directories are created.
+        The store to create, a local path or an fsspec URL; missing parent
+        directories are created.
     overwrite
         Replace an existing file or store at ``path``, once the new store is complete.
+    storage_options
+        Options of the file system of a URL (credentials, endpoint, ...).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or str
+        ``path``: a Path if it is local, else the URL.
 
     Raises
     ------
@@ -193,9 +221,10 @@ def write_zarr(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
     ...     open_dataset(path).y.values.tolist()
     [1.0, 2.0]
     """
-    path = _target(path, overwrite)
-    tmp = _sibling(path, "tmp")
-    try:
+    where = locate(path, storage_options)
+    options = {"storage_options": where.storage_options} if where.fs is not None else {}
+
+    def write(tmp: str) -> None:
         _run(
             _for_zarr(ds).to_zarr(
                 tmp,
@@ -205,24 +234,29 @@ def write_zarr(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool 
                 compute=False,
                 # every chunk is written: no scan of each for all-fill values first
                 write_empty_chunks=True,
+                **options,
             )
         )
-        group = zarr.open_group(tmp, mode="r+", zarr_format=3)
+        group = zarr.open_group(tmp, mode="r+", zarr_format=3, **options)
         attrs = {k: v for k, v in group.attrs.items() if k != INCOMPLETE}
         group.attrs.put({**attrs, COMPLETE: datetime.now(UTC).isoformat(timespec="seconds")})
-        _install(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return path
+
+    return write_store(where, write, overwrite=overwrite)
 
 
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def write_netcdf(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``ds`` to a NetCDF file at ``path`` (h5netcdf), atomically.
 
-    The file is written to a hidden temporary sibling and moved onto ``path`` with
-    ``os.replace`` only once complete. Dask-backed variables are computed and
-    written chunk by chunk, never loaded whole.
+    The file is written to a hidden temporary sibling and moved onto ``path`` only
+    once complete (:func:`rnncore.storage.write_file`; for a URL it is written
+    locally, then uploaded). Dask-backed variables are computed and written chunk
+    by chunk, never loaded whole.
 
     Parameters
     ----------
@@ -230,14 +264,17 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: boo
         The dataset; it is not modified.
     path
         The file to create, ending in ``.nc``, ``.nc4`` or ``.netcdf`` (so that
-        :func:`open_dataset` knows it); missing parent directories are created.
+        :func:`open_dataset` knows it), a local path or an fsspec URL; missing
+        parent directories are created.
     overwrite
         Replace an existing file at ``path``, once the new file is complete.
+    storage_options
+        Options of the file system of a URL (credentials, endpoint, ...).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or str
+        ``path``: a Path if it is local, else the URL.
 
     Raises
     ------
@@ -259,30 +296,48 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str], *, overwrite: boo
         raise ValueError(
             f"NetCDF path {str(path)!r} must end in one of {', '.join(NETCDF_SUFFIXES)}"
         )
-    path = _target(path, overwrite)
-    tmp = _sibling(path, "tmp")
-    try:
-        _run(_on_host(ds).to_netcdf(tmp, engine="h5netcdf", compute=False))
-        _install(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return path
+    return write_file(
+        path,
+        lambda tmp: _run(_on_host(ds).to_netcdf(tmp, engine="h5netcdf", compute=False)),
+        overwrite=overwrite,
+        storage_options=storage_options,
+    )
 
 
 # -- internals ----------------------------------------------------------------------
 
 
-def _kind(path: Path) -> str:
-    """``"zarr"`` or ``"netcdf"``, from what is at ``path``."""
+def _kind(where: Location) -> str:
+    """``"zarr"`` or ``"netcdf"``, from what is at ``where``."""
     expected = f"a Zarr store (a directory) or a NetCDF file ({', '.join(NETCDF_SUFFIXES)})"
-    if not path.exists():
+    path = where.returned()
+    if not (where.local.exists() if where.local is not None else where.exists()):
         raise FileNotFoundError(f"no dataset at {path}; expected {expected}")
-    if path.is_dir():
+    if where.is_dir():
+        if where.local is None and not where.child(ROOT_DOCUMENT).exists():
+            raise ValueError(
+                f"{path} has no root document {ROOT_DOCUMENT!r}: not a Zarr store (format 3), "
+                "or one whose copy into place was cut; write it again"
+            )
         return "zarr"
-    if path.suffix.lower() in NETCDF_SUFFIXES:
+    if Path(where.name).suffix.lower() in NETCDF_SUFFIXES:
         return "netcdf"
     raise ValueError(f"{path} is a file without a NetCDF suffix; expected {expected}")
+
+
+def _source(where: Location, kind: str) -> Any:
+    """What :func:`xarray.open_dataset` reads: the local path, the URL of a remote Zarr
+    store, or a file object of a remote NetCDF file."""
+    if where.local is not None:
+        return where.local
+    return where.url if kind == "zarr" else where.open("rb")
+
+
+def _options(where: Location, kind: str) -> dict[str, Any]:
+    """Keywords of :func:`xarray.open_dataset` for a dataset of ``kind`` at ``where``."""
+    if where.local is None and kind == "zarr":
+        return {**_ENGINES[kind], "storage_options": where.storage_options}
+    return _ENGINES[kind]
 
 
 def _aligned_chunks(ds: xr.Dataset, target_bytes: int) -> dict[str, int]:
@@ -352,40 +407,3 @@ def _run(write: Delayed) -> None:
         return
     with ThreadPoolExecutor(scheduler_slots()) as pool:
         write.compute(scheduler="threads", pool=pool)
-
-
-def _target(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """``path`` as a Path with its parent created; refuse an existing one unless ``overwrite``."""
-    path = Path(path)
-    if os.path.lexists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _sibling(path: Path, tag: str) -> Path:
-    """A fresh hidden name next to ``path``."""
-    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
-
-
-def _install(tmp: Path, path: Path) -> None:
-    """Move the complete ``tmp`` onto ``path``, replacing what is there."""
-    if not os.path.lexists(path) or (tmp.is_file() and not path.is_dir()):
-        os.replace(tmp, path)
-        return
-    old = _sibling(path, "old")
-    os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
-        raise
-    _remove(old)
-
-
-def _remove(path: Path) -> None:
-    """Delete a file or directory tree, if there."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        path.unlink()

@@ -14,21 +14,24 @@ Variables with further dimensions become one column per label (``lower`` with
 ``level`` 0.8 and 0.95 gives ``lower-80`` and ``lower-95``), and a forecast's
 ``step`` dimension, which carries a ``time`` coordinate (shared, or per series),
 is read as time. :func:`read_long` and :func:`write_long` do the same for CSV and
-Parquet files, chosen by suffix.
+Parquet files, chosen by suffix, at local paths or fsspec URLs (pandas reads them
+through fsspec; :func:`write_table` writes them atomically, see
+:mod:`rnncore.storage`).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from pandas.tseries.frequencies import to_offset
 
+from .storage import is_url, locate, write_file
 from .timeaxis import check_freq, infer_freq, step_index
 
 __all__ = [
@@ -309,30 +312,39 @@ def to_long(
 
 
 def read_long(
-    path: str | os.PathLike[str], *, freq: str | pd.DateOffset | None = None
+    path: str | os.PathLike[str],
+    *,
+    freq: str | pd.DateOffset | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Read a CSV or Parquet long-format table into a Dataset (see :func:`from_long`).
 
-    ``freq`` is the frequency of the time axis; ``None`` infers it, and refuses
-    series on different grids or timestamps no frequency fits (see
+    ``path`` is a local path or an fsspec URL, ``storage_options`` the options of
+    its file system. ``freq`` is the frequency of the time axis; ``None`` infers
+    it, and refuses series on different grids or timestamps no frequency fits (see
     :func:`from_long`).
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    ImportError
+        If the URL's protocol needs a package that is not installed (``s3fs``, ...).
     ValueError
         If the suffix is not a long-format one, the table is not in long format,
         or its time axis is not regular (see :func:`from_long`).
     """
-    path = Path(path)
     kind = _format(path)
-    if not path.is_file():
+    where = locate(path, storage_options)
+    path = where.returned()
+    if not where.is_file():
         raise FileNotFoundError(f"no long-format table at {path}")
+    # a URL goes to pandas as it is, which reads it through fsspec
+    options = (where.storage_options or None) if where.local is None else None
     frame = (
-        pd.read_csv(path, compression=_compression(path))
+        pd.read_csv(path, compression=_compression(path), storage_options=options)
         if kind == "csv"
-        else pd.read_parquet(path)
+        else pd.read_parquet(path, storage_options=options)
     )
     try:
         return from_long(frame, freq=freq)
@@ -346,50 +358,54 @@ def write_long(
     variables: Sequence[str] | None = None,
     *,
     dropna: bool = True,
-) -> Path:
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``ds`` as a CSV or Parquet long-format table (see :func:`to_long` and
     :func:`write_table`).
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or str
+        ``path``: a Path if it is local, else the URL.
     """
-    _format(Path(path))  # refuse a wrong suffix before converting
-    return write_table(to_long(ds, variables, dropna=dropna), path)
+    _format(path)  # refuse a wrong suffix before converting
+    frame = to_long(ds, variables, dropna=dropna)
+    return write_table(frame, path, storage_options=storage_options)
 
 
-def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def write_table(
+    frame: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``frame`` as CSV (``.csv``, ``.csv.gz``, ...) or Parquet by ``path``'s suffix.
 
-    The file is written to a hidden temporary sibling and renamed onto ``path``
-    once complete; missing parent directories are created.
+    ``path`` is a local path or an fsspec URL, ``storage_options`` the options of
+    its file system. The file is written to a hidden temporary sibling and moved
+    onto ``path`` once complete (:func:`rnncore.storage.write_file`); missing
+    parent directories are created.
 
     Returns
     -------
-    pathlib.Path
-        ``path``.
+    pathlib.Path or str
+        ``path``: a Path if it is local, else the URL.
 
     Raises
     ------
     ValueError
         If ``path`` has no CSV or Parquet suffix.
     """
-    path = Path(path)
     kind = _format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    compression = _compression(path)
+
+    def write(tmp: str) -> None:
         if kind == "csv":
-            frame.to_csv(tmp, index=False, compression=_compression(path))
+            frame.to_csv(tmp, index=False, compression=compression)
         else:
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_file(path, write, storage_options=storage_options)
 
 
 def as_labels(values: object) -> np.ndarray:
@@ -406,25 +422,26 @@ def as_labels(values: object) -> np.ndarray:
     return np.asarray(values).astype(object).astype(str)
 
 
-def _format(path: Path) -> str:
+def _format(path: str | os.PathLike[str]) -> str:
     kind = _kind(path)
     if kind is None:
+        shown = path if is_url(path) else Path(path)
         raise ValueError(
-            f"{path} is not a long-format table; expected a suffix among {sorted(LONG_SUFFIXES)} "
+            f"{shown} is not a long-format table; expected a suffix among {sorted(LONG_SUFFIXES)} "
             f"(CSV also compressed: {', '.join('.csv' + c for c in CSV_COMPRESSIONS)})"
         )
     return kind
 
 
-def _kind(path: Path) -> str | None:
+def _kind(path: str | os.PathLike[str]) -> str | None:
     suffix = long_suffix(path)
     return (
         None if suffix is None else LONG_SUFFIXES[".csv" if suffix.startswith(".csv") else suffix]
     )
 
 
-def _compression(path: Path) -> str | None:
-    return CSV_COMPRESSIONS.get(path.suffix.lower())
+def _compression(path: str | os.PathLike[str]) -> str | None:
+    return CSV_COMPRESSIONS.get(Path(path).suffix.lower())
 
 
 def _check_columns(frame: pd.DataFrame, *, values_needed: bool) -> list[str]:

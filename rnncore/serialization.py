@@ -2,21 +2,27 @@
 
 Every rnnflow file records its ``kind`` (``"model"``, ``"forecaster"``, ...) and a
 format version; a file of another kind or a newer version is refused with a
-message saying so. Writes go to a temporary file that is renamed into place, so an
-interrupted save never leaves a complete-looking file.
+message saying so. Files are local paths or fsspec URLs (a remote file is
+downloaded to a temporary local file to be read). Writes go to a temporary file
+that is moved into place (:func:`rnncore.storage.write_file`), so an interrupted
+save never leaves a complete-looking file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
+
+from .storage import Location, locate, write_file
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "read_arrays", "write_arrays"]
 
@@ -28,13 +34,21 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable, truncated or does not describe a valid object."""
 
 
-def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], kind: str, config: dict) -> Path:
+def write_arrays(
+    path: str | os.PathLike,
+    arrays: dict[str, Any],
+    kind: str,
+    config: dict,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path | str:
     """Write ``arrays`` and a JSON ``config`` to ``path`` atomically.
 
     Parameters
     ----------
     path
-        Destination file (conventionally ``*.safetensors``).
+        Destination file (conventionally ``*.safetensors``): a local path or an
+        fsspec URL, with ``storage_options`` for its file system.
     arrays
         Named NumPy arrays.
     kind
@@ -44,10 +58,9 @@ def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], kind: str, con
 
     Returns
     -------
-    Path
-        The written path.
+    pathlib.Path or str
+        The written path: a Path if it is local, else the URL.
     """
-    path = Path(path)
     metadata = {
         "format": "rnnflow",
         "kind": kind,
@@ -55,19 +68,16 @@ def write_arrays(path: str | os.PathLike, arrays: dict[str, Any], kind: str, con
         "config": json.dumps(config, sort_keys=True),
     }
     tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_file(
+        path,
+        lambda tmp: save_file(tensors, tmp, metadata=metadata),
+        storage_options=storage_options,
+    )
 
 
-def read_arrays(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarray], dict]:
+def read_arrays(
+    path: str | os.PathLike, kind: str, *, storage_options: Mapping[str, Any] | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by :func:`write_arrays`, checking its kind and version.
 
     Returns
@@ -81,11 +91,12 @@ def read_arrays(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarra
         If the file is missing, not a safetensors file (or truncated), not an
         rnnflow file of this ``kind``, or of a newer format version.
     """
-    path = Path(path)
-    if not path.is_file():
+    where = locate(path, storage_options)
+    path = where.returned()
+    if not where.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     try:
-        with safe_open(str(path), framework="numpy") as f:
+        with _local_copy(where) as local, safe_open(local, framework="numpy") as f:
             metadata = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
@@ -107,3 +118,15 @@ def read_arrays(path: str | os.PathLike, kind: str) -> tuple[dict[str, np.ndarra
     except (KeyError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path} has no valid JSON config in its metadata: {err}") from None
     return arrays, config
+
+
+@contextlib.contextmanager
+def _local_copy(where: Location) -> Iterator[str]:
+    """A local path of the file at ``where``: itself, or a temporary download of it."""
+    if where.local is not None:
+        yield str(where.local)
+        return
+    with tempfile.TemporaryDirectory(prefix="rnnflow-") as scratch:
+        local = os.path.join(scratch, where.name)
+        where.fs.get_file(where.path, local)
+        yield local

@@ -37,6 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from .backend import FLOAT_DTYPES
+from .checks import check_int
 from .io import write_zarr
 from .version import __version__
 
@@ -229,7 +230,7 @@ def _check_arguments(
 ) -> np.dtype:
     """Refuse counts, fractions or a dtype :func:`generate` cannot use; the dtype."""
     for name, value in counts.items():
-        _check_int(name, value, 1 if name in ("n_series", "n_steps") else 0)
+        check_int(name, value, 1 if name in ("n_series", "n_steps") else 0)
     if counts["n_constant"] + counts["n_all_nan"] > counts["n_series"]:
         raise ValueError(
             f"n_constant={counts['n_constant']} and n_all_nan={counts['n_all_nan']} add up "
@@ -291,11 +292,6 @@ def _dataset(spec: _Spec, y: Any, x: Any, attrs: dict[str, Any]) -> xr.Dataset:
     return xr.Dataset(data_vars, coords, attrs)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer of at least {low}; got {value!r}")
-
-
 def _chunk_sizes(chunks: Mapping[str, int] | None, n_series: int, n_steps: int) -> tuple[int, int]:
     """The ``(series, time)`` chunk sizes that ``chunks`` asks for, clipped to the data."""
     if chunks is None:
@@ -306,7 +302,7 @@ def _chunk_sizes(chunks: Mapping[str, int] | None, n_series: int, n_steps: int) 
             f"chunks has unknown dimensions {unknown}; expected 'series' and/or 'time'"
         )
     for dim, size in chunks.items():
-        _check_int(f"chunks[{dim!r}]", size, 1)
+        check_int(f"chunks[{dim!r}]", size, 1)
     return min(chunks.get("series", n_series), n_series), min(chunks.get("time", n_steps), n_steps)
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import is_long_format, read_long
+from rnncore.storage import join
 from rnncore.timeaxis import infer_freq
 
 from .runtime import io_task
@@ -130,7 +130,7 @@ def prepare_input(data: str, workdir: str, freq: str | None = None) -> str:
     if not is_long_format(data):
         return data
     ds = read_long(data, freq=freq).chunk(LONG_INPUT_CHUNKS)
-    return str(write_zarr(ds, Path(workdir) / "input.zarr", overwrite=True))
+    return str(write_zarr(ds, join(workdir, "input.zarr"), overwrite=True))
 
 
 @io_task()

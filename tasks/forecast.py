@@ -21,6 +21,7 @@ from rnncore.forecast import Forecaster, backtest, backtest_table
 from rnncore.forecast.frame import forecast_frame
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import long_suffix, write_table
+from rnncore.storage import locate, with_suffix
 
 from .data import ChunkPlan
 from .runtime import cluster_compute, io_task, write_atomic
@@ -78,9 +79,10 @@ def new_forecaster(
     )
 
 
-def metrics_path(forecaster: str | Path) -> Path:
-    """Where the backtest scores of the forecaster saved at ``forecaster`` are kept."""
-    return Path(forecaster).with_suffix(".metrics.json")
+def metrics_path(forecaster: str | Path) -> Path | str:
+    """Where the backtest scores of the forecaster saved at ``forecaster`` are kept
+    (a Path, or a URL for a URL)."""
+    return with_suffix(forecaster, ".metrics.json")
 
 
 @task(cache_policy=NO_CACHE)
@@ -134,8 +136,11 @@ def load_forecaster(path: str) -> dict[str, Any] | None:
         If the file is missing, unreadable or not a forecaster.
     """
     Forecaster.load(path)
-    scores = metrics_path(path)
-    return json.loads(scores.read_text()) if scores.is_file() else None
+    scores = locate(metrics_path(path))
+    if not scores.is_file():
+        return None
+    with scores.open("rb") as file:
+        return json.load(file)
 
 
 @task(cache_policy=NO_CACHE)

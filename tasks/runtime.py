@@ -11,16 +11,14 @@ thread leave the worker's pool while it waits: a task waiting on its graph never
 holds the thread its graph needs. Elsewhere the graph runs on Dask's default
 scheduler.
 
-Small files (reports, scores, plots) are written with :func:`write_atomic`.
+Small files (reports, scores, plots) are written with :func:`write_atomic`, which is
+:func:`rnncore.storage.write_file`: local paths or fsspec URLs, never half-written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 from distributed import get_worker, worker_client
@@ -29,12 +27,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
+from rnncore.storage import write_file as write_atomic
+
 __all__ = ["PERMANENT_ERRORS", "cluster_compute", "io_task", "is_transient", "write_atomic"]
 
 #: Errors that retrying cannot mend: bad paths, unreadable or mismatched inputs.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     FileExistsError,
+    ImportError,  # a URL whose protocol needs a package not installed (s3fs, ...)
     IsADirectoryError,
     NotADirectoryError,
     PermissionError,
@@ -79,19 +80,3 @@ def cluster_compute() -> Iterator[None]:
         return
     with worker_client():
         yield
-
-
-def write_atomic(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp)`` on a hidden temporary sibling of ``path``, then rename it onto
-    ``path``: an interrupted write never leaves a complete-looking file. Returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from ..checks import check_int
 from ..timeaxis import isoformat
-from .checks import check_int
 from .conformal import check_levels
 from .forecaster import Forecaster
 from .metrics import coverage, mase, nanmean, smape

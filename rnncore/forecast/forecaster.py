@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..checks import check_int
 from ..longformat import ID, TIME, as_labels, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
 from ..timeaxis import check_freq, future_times, infer_freq, isoformat
 from ..trees import tree_reduce
 from ..version import __version__
-from .checks import check_int
 from .conformal import check_levels, conformal_quantiles, intervals
 from .features import FeatureSpec
 from .frame import cutoff_mask, forecast_frame, percent_levels

@@ -33,9 +33,9 @@ import numpy as np
 import xarray as xr
 
 from ..cells import MinGRU
+from ..checks import check_int
 from ..labelled import run as run_model
 from ..model import Model
-from .checks import check_int
 
 __all__ = ["Reservoir", "ReservoirRun", "ReservoirState"]
 

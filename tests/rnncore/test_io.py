@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from zarr.errors import UnstableSpecificationWarning
 
 import rnncore.io
+import rnncore.storage
 from rnncore.io import COMPLETE, INCOMPLETE, open_dataset, write_netcdf, write_zarr
 from rnncore.synthetic import generate
 
@@ -211,7 +212,7 @@ def test_failed_overwrite_keeps_the_old_data(tmp_path, fmt):
 
 
 def test_killed_zarr_write_leaves_only_a_hidden_store_that_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(rnncore.io, "_remove", lambda path: None)  # as if killed: no cleanup
+    monkeypatch.setattr(rnncore.storage, "_remove", lambda path: None)  # as if killed: no cleanup
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_zarr(failing(sample(chunks={"series": 3})), tmp_path / "a.zarr")
     (leftover,) = tmp_path.iterdir()
@@ -227,7 +228,7 @@ def test_zarr_interrupted_before_completion_is_refused(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rnncore.io, "_remove", lambda path: None)
+    monkeypatch.setattr(rnncore.storage, "_remove", lambda path: None)
     # The data are written, the marker is never flipped.
     monkeypatch.setattr(rnncore.io, "zarr", SimpleNamespace(open_group=crash))
     with pytest.raises(KeyboardInterrupt):

@@ -1,4 +1,4 @@
-"""Argument checks shared by the forecasting modules."""
+"""Argument checks shared across rnncore (the forecaster, the synthetic generator, ...)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ def check_int(name: str, value: Any, low: int) -> int:
     --------
     >>> check_int("horizon", 24, 1)
     24
+    >>> check_int("n_series", True, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_series must be an integer of at least 1; got True
     """
     if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name} must be an integer of at least {low}; got {value!r}")

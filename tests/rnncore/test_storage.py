@@ -1,0 +1,247 @@
+"""Remote storage through fsspec: datasets, tables and model files at ``memory://`` URLs.
+
+fsspec's memory file system is process-global (Dask worker processes cannot see
+it), so everything here runs in-process, Dask on its threaded scheduler.
+"""
+
+import importlib.util
+import uuid
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from fsspec.implementations.memory import MemoryFileSystem
+
+import rnncore.storage
+from rnncore.io import COMPLETE, INCOMPLETE, open_dataset, write_netcdf, write_zarr
+from rnncore.longformat import read_long, write_long, write_table
+from rnncore.serialization import ModelFileError, read_arrays, write_arrays
+from rnncore.storage import join, locate, with_suffix, write_file, write_store
+from rnncore.synthetic import generate
+
+
+@pytest.fixture
+def root():
+    """A fresh ``memory://`` prefix, emptied afterwards."""
+    name = f"rnnflow-test-{uuid.uuid4().hex[:8]}"
+    yield f"memory://{name}"
+    fs = fsspec.filesystem("memory")
+    if fs.exists(f"/{name}"):
+        fs.rm(f"/{name}", recursive=True)
+
+
+def objects(url: str) -> list[str]:
+    """The objects under ``url``, relative to it."""
+    where = locate(url)
+    return sorted(p[len(where.path) + 1 :] for p in where.fs.find(where.path))
+
+
+def sample(seed: int = 0, **kwargs) -> xr.Dataset:
+    return generate(6, 48, seed=seed, **kwargs)
+
+
+def failing(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with a Dask-backed variable whose last chunk fails to compute."""
+
+    def boom(block, block_info=None):
+        if block_info[0]["chunk-location"][0] == block_info[0]["num-chunks"][0] - 1:
+            raise RuntimeError("disk on fire")
+        return block
+
+    return ds.assign(y=ds.y.copy(data=ds.y.data.map_blocks(boom, dtype=ds.y.dtype)))
+
+
+# -- datasets -------------------------------------------------------------------------
+
+
+def test_zarr_round_trip_at_a_memory_url(root):
+    ds = sample(chunks={"series": 3})
+    url = f"{root}/out/a.zarr"
+    assert write_zarr(ds, url) == url
+    opened = open_dataset(url)
+    assert opened.y.chunks is not None
+    xr.testing.assert_identical(opened.load(), ds.compute())
+    # no temporary left beside it
+    assert objects(f"{root}/out") == [f"a.zarr/{p}" for p in objects(url)]
+    assert "zarr.json" in objects(url)
+
+
+def test_zarr_overwrite_at_a_memory_url_replaces_the_store(root):
+    url = f"{root}/a.zarr"
+    write_zarr(sample(seed=1), url)
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_zarr(sample(seed=2), url)
+    new = sample(seed=2, n_features=1)
+    write_zarr(new, url, overwrite=True)
+    xr.testing.assert_identical(open_dataset(url).load(), new)
+    assert all(not name.startswith(".") for name in objects(root))
+
+
+def test_netcdf_round_trip_at_a_memory_url(root):
+    ds = sample()
+    url = f"{root}/a.nc"
+    assert write_netcdf(ds, url) == url
+    xr.testing.assert_identical(open_dataset(url).load(), ds)
+    assert objects(root) == ["a.nc"]
+
+
+def test_a_missing_url_says_no_dataset(root):
+    with pytest.raises(FileNotFoundError, match=f"no dataset at {root}/missing.zarr"):
+        open_dataset(f"{root}/missing.zarr")
+
+
+def test_a_file_url_is_local_and_renamed_into_place(tmp_path):
+    url = f"file://{tmp_path}/a.zarr"
+    assert write_zarr(sample(), url) == tmp_path / "a.zarr"
+    xr.testing.assert_identical(open_dataset(url).load(), sample())
+    assert [p.name for p in tmp_path.iterdir()] == ["a.zarr"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+def test_an_s3_url_without_s3fs_names_the_package_to_install():
+    with pytest.raises(ImportError, match=r"pip install s3fs"):
+        open_dataset("s3://bucket/data.zarr")
+    with pytest.raises(ImportError, match=r"s3fs"):
+        write_table(pd.DataFrame({"a": [1]}), "s3://bucket/t.csv")
+
+
+def test_an_unknown_protocol_is_refused():
+    with pytest.raises(ValueError, match="Protocol not known"):
+        open_dataset("nosuchprotocol://bucket/data.zarr")
+
+
+# -- the atomic guarantee on an object store -------------------------------------------
+
+
+def test_a_failed_zarr_write_leaves_the_old_store_and_no_temporary(root):
+    url = f"{root}/a.zarr"
+    old = sample(seed=1)
+    write_zarr(old, url)
+    before = objects(root)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_zarr(failing(sample(chunks={"series": 3})), url, overwrite=True)
+    assert objects(root) == before
+    xr.testing.assert_identical(open_dataset(url).load(), old)
+
+
+def test_the_store_is_copied_with_its_root_document_last(root, monkeypatch):
+    url = f"{root}/a.zarr"
+    write_zarr(sample(seed=1), url)
+    events = []
+    copy, rm_file = MemoryFileSystem.cp_file, MemoryFileSystem.rm_file
+
+    def spy_copy(self, path1, path2, **kwargs):
+        events.append(("copy", path2.rsplit("/a.zarr/", 1)[-1]))
+        return copy(self, path1, path2, **kwargs)
+
+    def spy_rm_file(self, path):
+        events.append(("rm", path.rsplit("/", 1)[-1]))
+        return rm_file(self, path)
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", spy_copy)
+    monkeypatch.setattr(MemoryFileSystem, "rm_file", spy_rm_file)
+    write_zarr(sample(seed=2), url, overwrite=True)
+    monkeypatch.undo()
+    copies = [name for kind, name in events if kind == "copy"]
+    assert copies[-1] == "zarr.json" and copies.count("zarr.json") == 1
+    assert events[0] == ("rm", "zarr.json")  # the old store stops opening first
+    assert open_dataset(url).attrs == sample(seed=2).attrs
+
+
+def test_a_copy_cut_short_leaves_a_store_that_is_refused_then_replaced(root, monkeypatch):
+    url = f"{root}/a.zarr"
+    copy = MemoryFileSystem.cp_file
+
+    def cut(self, path1, path2, **kwargs):
+        if path2.endswith("/a.zarr/zarr.json"):
+            raise KeyboardInterrupt  # killed before the root document lands
+        return copy(self, path1, path2, **kwargs)
+
+    monkeypatch.setattr(MemoryFileSystem, "cp_file", cut)
+    with pytest.raises(KeyboardInterrupt):
+        write_zarr(sample(), url)
+    monkeypatch.undo()
+    assert "zarr.json" not in objects(url) and "y/zarr.json" in objects(url)
+    with pytest.raises(ValueError, match=r"no root document 'zarr\.json'"):
+        open_dataset(url)
+    write_zarr(sample(seed=3), url, overwrite=True)
+    xr.testing.assert_identical(open_dataset(url).load(), sample(seed=3))
+
+
+def test_a_killed_remote_write_leaves_a_hidden_temporary_marked_incomplete(root, monkeypatch):
+    monkeypatch.setattr(rnncore.storage, "_remove_remote", lambda where: None)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_zarr(failing(sample(chunks={"series": 3})), f"{root}/a.zarr")
+    (leftover,) = {name.split("/")[0] for name in objects(root)}
+    assert leftover.startswith(".a.zarr.tmp-")
+    with pytest.raises(ValueError, match=INCOMPLETE):
+        open_dataset(f"{root}/{leftover}")
+
+
+def test_the_completion_marker_is_not_among_the_attributes(root):
+    url = write_zarr(sample(), f"{root}/a.zarr")
+    assert COMPLETE not in open_dataset(url).attrs
+
+
+def test_write_store_and_write_file_refuse_an_existing_target_unless_overwrite(root):
+    url = f"{root}/f.txt"
+    write_file(url, lambda tmp: Path(tmp).write_text("one"))
+    with pytest.raises(FileExistsError):
+        write_file(url, lambda tmp: Path(tmp).write_text("two"), overwrite=False)
+    with pytest.raises(FileExistsError):
+        write_store(url, lambda tmp: None)
+    write_file(url, lambda tmp: Path(tmp).write_text("two"))
+    assert locate(url).fs.cat_file(locate(url).path) == b"two"
+
+
+def test_a_failed_file_write_leaves_nothing_at_a_url(root):
+    def fail(tmp):
+        Path(tmp).write_text("half")
+        raise RuntimeError("cut")
+
+    with pytest.raises(RuntimeError, match="cut"):
+        write_file(f"{root}/f.json", fail)
+    assert not locate(root).exists() or objects(root) == []
+
+
+# -- tables and model files --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_table_round_trip_at_a_memory_url(root, suffix):
+    ds = generate(3, 24, seed=4)
+    url = f"{root}/tables/t{suffix}"
+    assert write_long(ds, url) == url
+    back = read_long(url)
+    np.testing.assert_allclose(back.y.values, ds.y.values)
+    assert objects(f"{root}/tables") == [f"t{suffix}"]
+    if suffix == ".csv":
+        assert pd.read_csv(url).columns.tolist()[:2] == ["unique_id", "ds"]
+
+
+def test_a_missing_table_url_is_not_found(root):
+    with pytest.raises(FileNotFoundError, match=f"no long-format table at {root}/t.csv"):
+        read_long(f"{root}/t.csv")
+
+
+def test_model_file_round_trip_at_a_memory_url(root):
+    url = f"{root}/m.safetensors"
+    assert write_arrays(url, {"w": np.arange(3.0)}, "model", {"a": 1}) == url
+    arrays, config = read_arrays(url, "model")
+    np.testing.assert_array_equal(arrays["w"], np.arange(3.0))
+    assert config == {"a": 1}
+    with pytest.raises(ModelFileError, match="does not exist"):
+        read_arrays(f"{root}/none.safetensors", "model")
+
+
+# -- names -----------------------------------------------------------------------------
+
+
+def test_join_and_with_suffix_keep_urls_urls():
+    assert join("memory://a/", "b.zarr") == "memory://a/b.zarr"
+    assert join("out", "b.zarr") == Path("out/b.zarr")
+    assert with_suffix("gs://b/m.safetensors", ".metrics.json") == "gs://b/m.metrics.json"
+    assert with_suffix("m.safetensors", ".metrics.json") == Path("m.metrics.json")
