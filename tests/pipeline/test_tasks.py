@@ -11,16 +11,16 @@ from prefect.states import Failed
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import long_suffix, write_long
 from rnncore.synthetic import generate
-from tasks.data import (
+from rnnflow.tasks.data import (
     ChunkPlan,
     DatasetInfo,
     inspect_dataset,
     plan_chunks,
     prepare_input,
 )
-from tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
-from tasks.report import forecast_figure
-from tasks.runtime import cluster_compute, io_task, is_transient, write_atomic
+from rnnflow.tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
+from rnnflow.tasks.report import forecast_figure
+from rnnflow.tasks.runtime import cluster_compute, io_task, is_transient, write_atomic
 from tests.pipeline.support import N_SERIES, N_STEPS, SERIES_CHUNK
 
 
