@@ -232,3 +232,12 @@ def test_generated_month_starts_forecast(prefect_api, dask_address, tmp_path, ca
     times = pd.DatetimeIndex(forecast["time"].values.ravel())
     assert times.is_month_start.all() and (times == times.normalize()).all()
     assert forecast.attrs["freq"] == "MS" and not (output / "forecast.csv").exists()
+
+
+def test_options_fall_back_to_the_imported_signature():
+    """A default the namespace cannot evaluate: the module is imported and read instead."""
+    from rnnflow.flows import defaults
+
+    read, _ = read_function("rnnflow.flows.forecast", "forecast", vars(defaults))
+    imported, _ = read_function("rnnflow.flows.forecast", "forecast", {})  # no SAMPLE_DATA
+    assert imported == read

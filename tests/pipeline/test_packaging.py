@@ -46,6 +46,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+def test_the_development_install_imports_the_checkout_folders():
+    import rnnflow.deployments
+    import rnnflow.flows
+    import rnnflow.tasks
+
+    for module, folder in [
+        (rnnflow.flows, "flows"),
+        (rnnflow.tasks, "tasks"),
+        (rnnflow.deployments, "deployments"),
+    ]:
+        assert Path(module.__file__).resolve() == ROOT / folder / "__init__.py"
+
+
 def test_the_wheel_holds_every_package_under_its_installed_name(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
