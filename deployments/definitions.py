@@ -1,26 +1,32 @@
 """The deployments declared in ``prefect.yaml``, read into runnable deployments.
 
-``prefect.yaml`` (at the project root) is the one declaration of rnnflow's
-deployments: ``prefect deploy`` reads it for work-pool deployments, and
-:func:`runner_deployments` turns it into deployments that ``flow.serve`` /
-:func:`prefect.serve` run in-process. Relative paths among the parameters
-(:data:`PATH_PARAMETERS`) are taken relative to the file's directory.
+``prefect.yaml`` (``deployments/prefect.yaml`` in the checkout, package data of
+``rnnflow.deployments`` once installed: :data:`PREFECT_YAML`) is the one declaration
+of rnnflow's deployments: ``prefect deploy --prefect-file deployments/prefect.yaml``
+reads it for work-pool deployments, and :func:`runner_deployments` turns it into
+deployments that ``flow.serve`` / :func:`prefect.serve` run in-process. Entrypoints
+are module paths (``rnnflow.flows.forecast:forecast``), so they load wherever rnnflow
+is installed. Relative paths among the parameters (:data:`PATH_PARAMETERS`) are
+relative to the working directory, as the flows' own defaults are.
+
+Prefect is imported only by what needs it, not by reading the file.
 """
 
 from __future__ import annotations
 
 import datetime
-import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from prefect import Flow
-from prefect.deployments.runner import EntrypointType, RunnerDeployment
-from prefect.schedules import Cron, Interval, Schedule
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Schedule
 
 __all__ = [
     "PATH_PARAMETERS",
@@ -30,8 +36,8 @@ __all__ = [
     "runner_deployments",
 ]
 
-#: The project's deployment declarations.
-PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
+#: The project's deployment declarations: package data of this package.
+PREFECT_YAML: Traversable = resources.files(__package__).joinpath("prefect.yaml")
 #: Flow parameters that name files or directories.
 PATH_PARAMETERS = frozenset({"data", "output", "forecaster", "model"})
 
@@ -45,7 +51,8 @@ class Definition:
     name
         The deployment's name.
     entrypoint
-        ``path/to/module.py:flow_function``, relative to the project root.
+        ``module:flow_function`` (or ``path/to/module.py:flow_function``), as
+        ``prefect deploy`` reads it.
     parameters
         Flow parameters, path parameters made absolute.
     schedules
@@ -63,16 +70,19 @@ class Definition:
     tags: list[str] = field(default_factory=list)
 
     def flow(self) -> Flow[..., Any]:
-        """Import the flow of :attr:`entrypoint` (by module name, as installed)."""
-        path, _, name = self.entrypoint.partition(":")
-        module = importlib.import_module(Path(path).with_suffix("").as_posix().replace("/", "."))
-        flow = getattr(module, name, None)
+        """Import the flow of :attr:`entrypoint`, as Prefect's workers do."""
+        from prefect import Flow
+        from prefect.flows import load_flow_from_entrypoint
+
+        flow = load_flow_from_entrypoint(self.entrypoint, use_placeholder_flow=False)
         if not isinstance(flow, Flow):
             raise ValueError(f"deployment {self.name!r}: {self.entrypoint} is not a Prefect flow")
         return flow
 
     def schedule_objects(self) -> list[Schedule]:
         """:attr:`schedules` as Prefect schedules."""
+        from prefect.schedules import Cron, Interval
+
         out = []
         for spec in self.schedules:
             if "cron" in spec:
@@ -86,8 +96,19 @@ class Definition:
         return out
 
 
-def load_definitions(path: str | os.PathLike[str] = PREFECT_YAML) -> list[Definition]:
+def load_definitions(
+    path: str | os.PathLike[str] | Traversable = PREFECT_YAML,
+    base: str | os.PathLike[str] | None = None,
+) -> list[Definition]:
     """Read the deployments of a ``prefect.yaml`` file.
+
+    Parameters
+    ----------
+    path
+        The file; by default rnnflow's own (:data:`PREFECT_YAML`).
+    base
+        The directory relative path parameters are relative to (made absolute); by
+        default the working directory.
 
     Raises
     ------
@@ -96,7 +117,11 @@ def load_definitions(path: str | os.PathLike[str] = PREFECT_YAML) -> list[Defini
     ValueError
         If it declares no deployments, or one lacks a name or entrypoint.
     """
-    path = Path(path)
+    import yaml
+
+    if isinstance(path, str | os.PathLike):
+        path = Path(path)
+    base = Path(base if base is not None else os.getcwd()).resolve()
     content = yaml.safe_load(path.read_text()) or {}
     declared = content.get("deployments") or []
     if not declared:
@@ -108,7 +133,7 @@ def load_definitions(path: str | os.PathLike[str] = PREFECT_YAML) -> list[Defini
                 f"{path}: every deployment needs a name and an entrypoint; got {entry}"
             )
         parameters = {
-            key: str(path.parent / value) if key in PATH_PARAMETERS and value else value
+            key: str(base / value) if key in PATH_PARAMETERS and value else value
             for key, value in (entry.get("parameters") or {}).items()
         }
         definitions.append(
@@ -147,6 +172,9 @@ def runner_deployments(
         If an override names an unknown deployment, or the parameters do not fit
         the flow.
     """
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Interval
+
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - {d.name for d in definitions})
     if unknown:

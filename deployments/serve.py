@@ -1,6 +1,8 @@
-"""Serve rnnflow's scheduled deployments: ``python -m deployments.serve`` (``rnnflow serve``).
+"""Serve rnnflow's scheduled deployments: ``rnnflow serve`` (or ``python -m`` this module).
 
-The deployments of ``prefect.yaml`` are served from this process (:func:`prefect.serve`).
+The deployments of ``prefect.yaml`` (:data:`rnnflow.deployments.definitions.PREFECT_YAML`)
+are served from this process (:func:`prefect.serve`), path parameters relative to the
+working directory.
 Schedules need a Prefect server, whose scheduler creates the runs: with
 ``PREFECT_API_URL`` set, that server is used; without, a local one is started
 (``prefect server start``, its data in ``PREFECT_HOME``) and stopped on exit. The
@@ -22,25 +24,27 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect import serve
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-    temporary_settings,
-)
-
 from .definitions import PATH_PARAMETERS, PREFECT_YAML, load_definitions, runner_deployments
 
 __all__ = ["local_server", "main"]
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m deployments.serve") -> int:
-    """Serve the deployments until interrupted; returns the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = "rnnflow serve") -> int:
+    """Serve the deployments until interrupted; returns the exit status.
+
+    Prefect is imported once the arguments are parsed (``--help`` answers without it).
+    """
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Serve rnnflow's scheduled deployments (declared in prefect.yaml).",
+        description="Serve rnnflow's scheduled deployments (declared in its prefect.yaml); "
+        "relative paths among their parameters are relative to the working directory.",
     )
-    parser.add_argument("--file", type=Path, default=PREFECT_YAML, help="deployments file")
+    parser.add_argument(
+        "--file",
+        type=Path,
+        default=PREFECT_YAML,
+        help="deployments file (default: rnnflow's own, %(default)s)",
+    )
     parser.add_argument(
         "--only", action="append", metavar="NAME", help="serve only this deployment (repeatable)"
     )
@@ -69,6 +73,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m deployments.s
         "(default: %(default)s)",
     )
     args = parser.parse_args(argv)
+    from prefect import serve
+
     definitions = load_definitions(args.file)
     if args.only:
         unknown = sorted(set(args.only) - {d.name for d in definitions})
@@ -96,6 +102,12 @@ def local_server(port: int) -> Iterator[str]:
         If the local server does not answer within
         ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` or exits.
     """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
     configured = PREFECT_API_URL.value()
     if configured:
         yield configured

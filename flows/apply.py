@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 from prefect import flow
 
-from tasks.apply import run_model
-from tasks.report import report
+from rnnflow.tasks.apply import run_model
+from rnnflow.tasks.report import report
 
 from .cluster import cluster_session, dask_runner
-from .common import SAMPLE_DATA, default_output, gather, open_input, run_figures
+from .common import gather, open_input, run_figures
+from .defaults import SAMPLE_DATA, default_output
 
 __all__ = ["APPLY_STORE", "apply"]
 

@@ -24,10 +24,10 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
+from .defaults import ADDRESS_ENV
+
 __all__ = ["ADDRESS_ENV", "PERFORMANCE_REPORT", "ClusterSession", "cluster_session", "dask_runner"]
 
-#: Environment variable holding the address of an existing Dask scheduler to run on.
-ADDRESS_ENV = "RNNFLOW_DASK_ADDRESS"
 #: File name of the Dask performance report saved in a run's output directory.
 PERFORMANCE_REPORT = "dask-report.html"
 

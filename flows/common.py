@@ -10,9 +10,10 @@ import psutil
 from prefect.futures import PrefectFuture, as_completed
 from tqdm import tqdm
 
-from tasks.data import ChunkPlan, DatasetInfo, inspect_dataset, plan_chunks, prepare_input
+from rnnflow.tasks.data import ChunkPlan, DatasetInfo, inspect_dataset, plan_chunks, prepare_input
 
 from .cluster import ClusterSession
+from .defaults import DEFAULT_FORECASTER, OUTPUT_ROOT, SAMPLE_DATA, default_output
 
 __all__ = [
     "DEFAULT_FORECASTER",
@@ -23,19 +24,6 @@ __all__ = [
     "open_input",
     "run_figures",
 ]
-
-#: The sample dataset (``data/generate.py`` writes it), relative to the working directory.
-SAMPLE_DATA = "data/sample.zarr"
-#: Where the flows write by default, relative to the working directory.
-OUTPUT_ROOT = "output"
-#: The forecaster the weekly fit saves and the nightly forecast loads.
-DEFAULT_FORECASTER = f"{OUTPUT_ROOT}/forecaster.safetensors"
-
-
-def default_output(flow: str) -> str:
-    """The default output directory of ``flow``."""
-    return f"{OUTPUT_ROOT}/{flow}"
-
 
 R = TypeVar("R")
 

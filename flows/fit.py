@@ -8,12 +8,13 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.data import ChunkPlan
-from tasks.forecast import backtest_forecaster, fit_forecaster, metrics_path, save_metrics
-from tasks.report import report
+from rnnflow.tasks.data import ChunkPlan
+from rnnflow.tasks.forecast import backtest_forecaster, fit_forecaster, metrics_path, save_metrics
+from rnnflow.tasks.report import report
 
 from .cluster import cluster_session, dask_runner
-from .common import DEFAULT_FORECASTER, SAMPLE_DATA, default_output, gather, open_input, run_figures
+from .common import gather, open_input, run_figures
+from .defaults import DEFAULT_FORECASTER, SAMPLE_DATA, default_output
 
 __all__ = ["BACKTEST_STORE", "fit", "refit"]
 
@@ -39,8 +40,8 @@ def refit(
 
     To be called inside a flow: the fit and the backtest are submitted as two
     tasks. The per-series scores go to ``output/backtest.zarr``, the overall ones
-    beside the forecaster (:func:`tasks.forecast.metrics_path`). ``freq``,
-    ``season`` and ``exog`` are the forecaster's (:func:`tasks.forecast.new_forecaster`).
+    beside the forecaster (:func:`rnnflow.tasks.forecast.metrics_path`). ``freq``,
+    ``season`` and ``exog`` are the forecaster's (:func:`rnnflow.tasks.forecast.new_forecaster`).
 
     Returns
     -------
@@ -49,7 +50,7 @@ def refit(
         ``backtest_windows`` is 0.
     forecasts
         With ``predict``, the forecasts of every series made in the fitting pass
-        (see :func:`tasks.forecast.fit_forecaster`); else ``None``.
+        (see :func:`rnnflow.tasks.forecast.fit_forecaster`); else ``None``.
     """
     settings = {"freq": freq, "season": season, "exog": exog}
     futures = [

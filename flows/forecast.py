@@ -21,7 +21,7 @@ Outputs, in the ``output`` directory:
     Only when the data are a CSV or Parquet long-format table: the forecasts in
     the same format (the input's suffix), StatsForecast's columns ``unique_id, ds,
     RNNFlow, RNNFlow-lo-80, RNNFlow-hi-80, RNNFlow-lo-95, RNNFlow-hi-95`` (one pair
-    per level; :func:`tasks.forecast.write_forecast_table`). Written atomically.
+    per level; :func:`rnnflow.tasks.forecast.write_forecast_table`). Written atomically.
 ``forecast.png``
     History and forecasts of a few series.
 ``report.json``
@@ -44,24 +44,18 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from rnncore.longformat import long_suffix
-from tasks.forecast import (
+from rnnflow.tasks.forecast import (
     ended_early,
     forecast_block,
     load_forecaster,
     write_forecast,
     write_forecast_table,
 )
-from tasks.report import plot_forecasts, report
+from rnnflow.tasks.report import plot_forecasts, report
 
 from .cluster import cluster_session, dask_runner
-from .common import (
-    DEFAULT_FORECASTER,
-    SAMPLE_DATA,
-    default_output,
-    gather,
-    open_input,
-    run_figures,
-)
+from .common import gather, open_input, run_figures
+from .defaults import DEFAULT_FORECASTER, SAMPLE_DATA, default_output
 from .fit import refit
 
 __all__ = ["ENDED_EARLY_LISTED", "FORECAST_PLOT", "FORECAST_STORE", "FORECAST_TABLE", "forecast"]
@@ -97,7 +91,7 @@ def forecast(
         Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``
         and any exogenous columns); a table's forecasts are also written as a table.
     output
-        Directory for the forecasts and reports (see :mod:`flows.forecast`).
+        Directory for the forecasts and reports (see :mod:`rnnflow.flows.forecast`).
     forecaster
         A forecaster saved by the fit flow. If there is no file there, one is fitted,
         backtested and saved there first, as the fit flow does.

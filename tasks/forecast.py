@@ -21,10 +21,10 @@ from rnncore.forecast import Forecaster, backtest, backtest_table
 from rnncore.forecast.frame import forecast_frame
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import long_suffix, write_table
-from rnncore.storage import locate, with_suffix
+from rnncore.storage import locate, with_suffix, write_file
 
 from .data import ChunkPlan
-from .runtime import cluster_compute, io_task, write_atomic
+from .runtime import cluster_compute, io_task
 
 __all__ = [
     "SCORES",
@@ -122,7 +122,7 @@ def save_metrics(forecaster: str, backtested: dict[str, Any]) -> str:
     """Save ``backtested`` (:func:`backtest_forecaster`'s result) beside the forecaster
     saved at ``forecaster``, at :func:`metrics_path`; returns that path."""
     text = json.dumps(backtested, indent=2) + "\n"
-    return str(write_atomic(metrics_path(forecaster), lambda tmp: Path(tmp).write_text(text)))
+    return str(write_file(metrics_path(forecaster), lambda tmp: Path(tmp).write_text(text)))
 
 
 @io_task()

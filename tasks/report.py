@@ -17,8 +17,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from rnncore.io import open_dataset
+from rnncore.storage import write_file
 
-from .runtime import io_task, write_atomic
+from .runtime import io_task
 
 __all__ = ["REPORT_NAME", "forecast_figure", "plot_forecasts", "report"]
 
@@ -87,7 +88,7 @@ def plot_forecasts(
     series = predicted["series"].values[~predicted["all_missing"].values][:n_series]
     history = open_dataset(data)[variable].sel(series=series).isel(time=slice(-n_history, None))
     figure = forecast_figure(history.load(), predicted.sel(series=series).load())
-    write_atomic(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=80))
+    write_file(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=80))
     return path
 
 
@@ -119,7 +120,7 @@ def report(
         "figures": dict(figures),
         "outputs": dict(outputs),
     }
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(content, indent=2) + "\n"))
+    write_file(path, lambda tmp: Path(tmp).write_text(json.dumps(content, indent=2) + "\n"))
     create_table_artifact(
         [{"figure": key, "value": value} for key, value in figures.items()],
         key=f"{name}-figures",

@@ -11,8 +11,8 @@ thread leave the worker's pool while it waits: a task waiting on its graph never
 holds the thread its graph needs. Elsewhere the graph runs on Dask's default
 scheduler.
 
-Small files (reports, scores, plots) are written with :func:`write_atomic`, which is
-:func:`rnncore.storage.write_file`: local paths or fsspec URLs, never half-written.
+Small files (reports, scores, plots) are written with :func:`rnncore.storage.write_file`:
+local paths or fsspec URLs, never half-written.
 """
 
 from __future__ import annotations
@@ -27,9 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
-from rnncore.storage import write_file as write_atomic
-
-__all__ = ["PERMANENT_ERRORS", "cluster_compute", "io_task", "is_transient", "write_atomic"]
+__all__ = ["PERMANENT_ERRORS", "cluster_compute", "io_task", "is_transient"]
 
 #: Errors that retrying cannot mend: bad paths, unreadable or mismatched inputs.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (

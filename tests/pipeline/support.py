@@ -24,6 +24,6 @@ def clean_env(**updates: str) -> dict[str, str]:
 
 def run_flow(flow, address: str, **parameters):
     """Run ``flow`` with ``parameters`` on the Dask cluster at ``address``; its result."""
-    from flows.cluster import dask_runner
+    from rnnflow.flows.cluster import dask_runner
 
     return flow.with_options(task_runner=dask_runner(address))(**parameters)

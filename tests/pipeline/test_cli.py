@@ -1,6 +1,5 @@
 """The ``rnnflow`` command line."""
 
-import argparse
 import json
 import subprocess
 import sys
@@ -11,8 +10,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from flows.cli import _add_parameters, main
 from rnncore.forecast import Forecaster
+from rnnflow.flows.cli import FLOWS, flow_parser, main
+from rnnflow.flows.options import REQUIRED, plain, read_function
 from tests.pipeline.support import N_SERIES, clean_env
 
 RNNFLOW = str(Path(sys.executable).with_name("rnnflow"))
@@ -43,15 +43,63 @@ def test_flow_options_come_from_the_flow_signature_and_docstring(capsys):
     assert "--horizon HORIZON Steps ahead to forecast. (default: 24)" in text
     assert "--levels LEVELS [LEVELS ...]" in text
     assert "--series-per-task" in text and "--scheduler ADDRESS" in text
+    assert "(see rnnflow.flows.forecast)" in text  # no Sphinx markup
+    assert ":mod:" not in text and "``" not in text
+
+
+@pytest.mark.parametrize("command", sorted(FLOWS))
+def test_the_source_read_options_are_the_flows_parameters(command):
+    """What the command line reads from the source (no import) is what Prefect sees."""
+    import importlib
+    import inspect
+
+    from prefect.utilities.callables import parameter_schema
+
+    from rnnflow.flows import defaults
+
+    flow = getattr(importlib.import_module(FLOWS[command][0]), command)
+    parameters, _ = read_function(FLOWS[command][0], command, vars(defaults))
+    signature = inspect.signature(flow.fn).parameters
+    assert [p.name for p in parameters] == list(signature)
+    assert [p.default for p in parameters] == [p.default for p in signature.values()]
+    schema = parameter_schema(flow).model_dump()
+    options = vars(flow_parser(command).parse_args(["--model", "m"] * (command == "apply")))
+    assert options.pop("scheduler") is None
+    assert set(options) == set(schema["properties"])
+    for name, value in options.items():
+        if name not in schema.get("required", []):
+            declared = schema["properties"][name]["default"]
+            assert value == (list(declared) if isinstance(declared, tuple) else declared)
+    assert all(p.default is not REQUIRED for p in parameters if p.name != "model")
+
+
+def test_help_text_is_plain():
+    assert plain("see :mod:`rnnflow.flows.forecast` and ``horizon``") == (
+        "see rnnflow.flows.forecast and horizon"
+    )
+    assert plain(":func:`~rnncore.run`, `x`, :py:class:`A`") == "rnncore.run, x, A"
+
+
+@pytest.mark.parametrize("command", [*sorted(FLOWS), "serve", "generate-data", "report"])
+def test_command_help_imports_no_prefect(command):
+    """``rnnflow COMMAND --help`` answers without importing Prefect (what made it slow)."""
+    code = (
+        "import sys\n"
+        "from rnnflow.flows.cli import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'prefect', 'distributed'})\n"
+        "print('imported:', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "usage: rnnflow" in done.stdout
+    assert done.stdout.strip().endswith("imported: []")
 
 
 @pytest.mark.parametrize("command", ["forecast", "fit"])
 def test_freq_season_and_exog_options_parse(command):
-    import importlib
-
-    flow = getattr(importlib.import_module(f"flows.{command}"), command)
-    parser = argparse.ArgumentParser()
-    _add_parameters(parser, flow)
+    parser = flow_parser(command)
     defaults = vars(parser.parse_args([]))
     assert defaults["freq"] is None and defaults["season"] is None and defaults["exog"] is None
     argv = ["--freq", "MS", "--season", "12", "--exog", "temperature", "workday"]
@@ -184,3 +232,12 @@ def test_generated_month_starts_forecast(prefect_api, dask_address, tmp_path, ca
     times = pd.DatetimeIndex(forecast["time"].values.ravel())
     assert times.is_month_start.all() and (times == times.normalize()).all()
     assert forecast.attrs["freq"] == "MS" and not (output / "forecast.csv").exists()
+
+
+def test_options_fall_back_to_the_imported_signature():
+    """A default the namespace cannot evaluate: the module is imported and read instead."""
+    from rnnflow.flows import defaults
+
+    read, _ = read_function("rnnflow.flows.forecast", "forecast", vars(defaults))
+    imported, _ = read_function("rnnflow.flows.forecast", "forecast", {})  # no SAMPLE_DATA
+    assert imported == read

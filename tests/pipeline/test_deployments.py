@@ -1,4 +1,5 @@
-"""The deployments of prefect.yaml: they load, and a served one really runs its flow."""
+"""The deployments of prefect.yaml (package data): they load, and a served one really runs
+its flow."""
 
 import json
 import signal
@@ -11,27 +12,31 @@ from pathlib import Path
 import pytest
 from prefect.client.schemas.schedules import CronSchedule
 
-from deployments.definitions import PREFECT_YAML, load_definitions, runner_deployments
-from flows.cluster import ADDRESS_ENV
+from rnnflow.deployments.definitions import PREFECT_YAML, load_definitions, runner_deployments
+from rnnflow.flows.cluster import ADDRESS_ENV
 from tests.pipeline.support import clean_env, free_port
 
-ROOT = PREFECT_YAML.parent
+
+def test_the_declarations_are_package_data():
+    assert PREFECT_YAML.name == "prefect.yaml" and PREFECT_YAML.is_file()
+    assert "rnnflow.flows.forecast:forecast" in PREFECT_YAML.read_text()
 
 
-def test_definitions_load_and_fit_their_flows():
+def test_definitions_load_and_fit_their_flows(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative path parameters: relative to the working directory
     definitions = {d.name: d for d in load_definitions()}
     assert set(definitions) == {"nightly-forecast", "weekly-refit"}
     assert definitions["nightly-forecast"].flow().name == "forecast"
     assert definitions["weekly-refit"].flow().name == "fit"
     for definition in definitions.values():
-        assert definition.parameters["data"] == str(ROOT / "data" / "sample.zarr")
+        assert definition.parameters["data"] == str(tmp_path.resolve() / "data" / "sample.zarr")
         assert Path(definition.parameters["forecaster"]).is_absolute()
     deployments = {d.name: d for d in runner_deployments(list(definitions.values()))}
     nightly = deployments["nightly-forecast"].schedules[0].schedule
     weekly = deployments["weekly-refit"].schedules[0].schedule
     assert isinstance(nightly, CronSchedule) and nightly.cron == "0 2 * * *"
     assert isinstance(weekly, CronSchedule) and weekly.cron == "0 1 * * 0"
-    assert deployments["nightly-forecast"].entrypoint == "flows.forecast.forecast"
+    assert deployments["nightly-forecast"].entrypoint == "rnnflow.flows.forecast.forecast"
 
 
 def test_overrides_and_intervals_replace_what_is_declared(tmp_path):
@@ -54,6 +59,8 @@ def test_overrides_and_intervals_replace_what_is_declared(tmp_path):
         runner_deployments(definitions, overrides={"weekly-refit": {"season": "weekly"}})
     with pytest.raises(ValueError, match="no deployments named"):
         runner_deployments(definitions, overrides={"hourly": {}})
+    [nightly, _] = load_definitions(base=tmp_path)
+    assert nightly.parameters["output"] == str(tmp_path.resolve() / "output" / "forecast")
     with pytest.raises(Exception, match="horizon"):
         runner_deployments(definitions, overrides={"nightly-forecast": {"horizon": "soon"}})
 
@@ -69,7 +76,7 @@ def completed_runs(api: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_a_served_deployment_runs_its_flow(dask_address, small_data, tmp_path):
-    """``python -m deployments.serve`` with a short interval: its local Prefect server
+    """``python -m rnnflow.deployments.serve`` with a short interval: its local Prefect server
     schedules a run, the run writes the forecasts, and the process stops cleanly."""
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -80,7 +87,7 @@ def test_a_served_deployment_runs_its_flow(dask_address, small_data, tmp_path):
         "forecaster": forecaster,
         "backtest_windows": 0,
     }
-    argv = [sys.executable, "-m", "deployments.serve", "--only", "nightly-forecast"]
+    argv = [sys.executable, "-m", "rnnflow.deployments.serve", "--only", "nightly-forecast"]
     argv += ["--interval", "10", "--port", str(port)]
     for name, value in overrides.items():
         argv += ["--set", f"nightly-forecast.{name}={value}"]
@@ -92,7 +99,7 @@ def test_a_served_deployment_runs_its_flow(dask_address, small_data, tmp_path):
     )
     log = tmp_path / "serve.log"
     with log.open("w") as sink:
-        serve = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        serve = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
         try:
             deadline, runs = time.monotonic() + 240, []
             while not runs and time.monotonic() < deadline and serve.poll() is None:

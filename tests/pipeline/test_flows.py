@@ -13,11 +13,11 @@ import xarray as xr
 from distributed import Client
 
 import rnncore
-from flows.apply import apply
-from flows.fit import fit
-from flows.forecast import forecast
 from rnncore.forecast import Forecaster
 from rnncore.io import open_dataset
+from rnnflow.flows.apply import apply
+from rnnflow.flows.fit import fit
+from rnnflow.flows.forecast import forecast
 from tests.pipeline.support import N_SERIES, N_STEPS, clean_env, free_port, run_flow
 
 HORIZON = 24

@@ -1,7 +1,5 @@
 """The tasks' own logic, called as plain functions (``task.fn``): no Prefect API needed."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,16 +9,16 @@ from prefect.states import Failed
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import long_suffix, write_long
 from rnncore.synthetic import generate
-from tasks.data import (
+from rnnflow.tasks.data import (
     ChunkPlan,
     DatasetInfo,
     inspect_dataset,
     plan_chunks,
     prepare_input,
 )
-from tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
-from tasks.report import forecast_figure
-from tasks.runtime import cluster_compute, io_task, is_transient, write_atomic
+from rnnflow.tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
+from rnnflow.tasks.report import forecast_figure
+from rnnflow.tasks.runtime import cluster_compute, io_task, is_transient
 from tests.pipeline.support import N_SERIES, N_STEPS, SERIES_CHUNK
 
 
@@ -231,17 +229,6 @@ def test_cluster_compute_outside_a_worker_uses_the_default_scheduler():
 
     with cluster_compute():
         assert int(da.ones(10, chunks=3).sum().compute()) == 10
-
-
-def test_write_atomic_leaves_nothing_when_the_write_fails(tmp_path):
-    def fail(tmp: str) -> None:
-        Path(tmp).write_text("half")
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        write_atomic(tmp_path / "out.json", fail)
-    assert list(tmp_path.iterdir()) == []
-    assert write_atomic(tmp_path / "a" / "b.txt", lambda t: Path(t).write_text("ok")).read_text()
 
 
 def test_forecast_figure_has_a_panel_per_series():

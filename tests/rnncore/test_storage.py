@@ -207,6 +207,17 @@ def test_a_failed_file_write_leaves_nothing_at_a_url(root):
     assert not locate(root).exists() or objects(root) == []
 
 
+def test_a_failed_file_write_leaves_nothing_locally(tmp_path):
+    def fail(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_file(tmp_path / "out.json", fail)
+    assert list(tmp_path.iterdir()) == []
+    assert write_file(tmp_path / "a" / "b.txt", lambda t: Path(t).write_text("ok")).read_text()
+
+
 # -- tables and model files --------------------------------------------------------------
 
 
