@@ -8,7 +8,8 @@ from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, 
 from .chunked import ConvergenceError
 from .forecast import Forecaster, backtest
 from .labelled import RNNAccessor, run
-from .model import Model, Readout
+from .model import Model
+from .readout import Readout
 from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
 from .serialization import ModelFileError
 

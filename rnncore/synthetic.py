@@ -37,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from . import __version__
-from .backend import FLOAT_DTYPES
+from .arrays import FLOAT_DTYPES
 from .io import write_zarr
 
 __all__ = ["generate", "write_synthetic"]
