@@ -36,7 +36,7 @@ _ENGINE = {
     "RNNAccessor": "accessor",
     "run": "labelled",
     "Model": "model",
-    "Readout": "model",
+    "Readout": "readout",
     "IDENTITY": "scan",
     "compose": "scan",
     "linear_scan": "scan",
@@ -76,7 +76,8 @@ if TYPE_CHECKING:
     from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
     from .chunked import ConvergenceError
     from .labelled import run
-    from .model import Model, Readout
+    from .model import Model
+    from .readout import Readout
     from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
     from .serialization import ModelFileError
 

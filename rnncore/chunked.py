@@ -48,7 +48,7 @@ from dask.highlevelgraph import HighLevelGraph
 from dask.system import CPU_COUNT
 
 from . import kernels
-from .backend import empty_steps, float_dtype, namespace
+from .arrays import empty_steps, float_dtype, namespace
 from .model import Model
 from .scan import compose
 from .states import pack_states, state_width, unpack_states
@@ -414,7 +414,7 @@ def _time_tiles(model: Model, x: Any) -> list[slice]:
     result, which is whole anyway.
     """
     layers = model.layers
-    if model.readout is not None and kernels.active(namespace(x)):
+    if model.readout is not None and kernels.numba_active(namespace(x)):
         layers = layers[:-1]
     widest = max((cell.hidden_size * len(cell.state_names) for cell in layers), default=0)
     if widest == 0:

@@ -72,7 +72,7 @@ from dask.base import get_scheduler
 from dask.delayed import Delayed
 from zarr.codecs import BloscCodec
 
-from .backend import to_numpy
+from .arrays import to_numpy
 from .chunked import scheduler_slots
 from .storage import ROOT_DOCUMENT, Location, locate, write_file, write_store
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .backend import float_dtype
+from .arrays import float_dtype
 from .chunked import SEQUENTIAL, ChunkedRun, resolve_method, run_chunked
 from .model import Model
 from .states import pack_states, unpack_states

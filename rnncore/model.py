@@ -7,67 +7,15 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Self
 
 import numpy as np
 
-from .backend import namespace
 from .cells import CELLS, Cell, LinearStateCell, State, torch_layers
-from .cells.base import check_param
+from .readout import Readout
 from .serialization import ModelFileError, read_arrays, write_arrays
 
-__all__ = ["Model", "Readout"]
-
-
-class Readout:
-    """A linear map ``y = h @ weight.T + bias`` from hidden units to outputs.
-
-    Parameters
-    ----------
-    weight
-        ``(output_size, hidden_size)``.
-    bias
-        ``(output_size,)``; zeros if ``None``.
-    """
-
-    def __init__(self, weight: Any, bias: Any = None) -> None:
-        weight = np.asarray(weight)
-        if weight.ndim != 2:
-            raise ValueError(f"readout weight has shape {weight.shape}; expected (outputs, hidden)")
-        dtype = weight.dtype
-        self.weight = check_param("readout.weight", weight, weight.shape, dtype)
-        bias = np.zeros(weight.shape[0], dtype) if bias is None else bias
-        self.bias = check_param("readout.bias", bias, (weight.shape[0],), dtype)
-        self._cast_cache: dict[tuple[str, np.dtype], tuple[Any, Any]] = {}
-
-    @property
-    def output_size(self) -> int:
-        """Number of outputs."""
-        return self.weight.shape[0]
-
-    @property
-    def input_size(self) -> int:
-        """Number of hidden units read."""
-        return self.weight.shape[1]
-
-    def arrays(self, xp: ModuleType, dtype: Any) -> tuple[Any, Any]:
-        """``(weight, bias)`` as C-contiguous ``xp`` arrays of ``dtype``.
-
-        Cached per namespace and dtype, as cells cache their parameters: a GPU run
-        copies them to the device once.
-        """
-        key = (xp.__name__, np.dtype(dtype))
-        if key not in self._cast_cache:
-            self._cast_cache[key] = tuple(
-                xp.ascontiguousarray(xp.asarray(v, dtype=dtype)) for v in (self.weight, self.bias)
-            )
-        return self._cast_cache[key]
-
-    def __call__(self, h: Any) -> Any:
-        """Apply the readout to ``(..., hidden)`` states in their own namespace and dtype."""
-        weight, bias = self.arrays(namespace(h), h.dtype)
-        return h @ weight.T + bias
+__all__ = ["Model"]
 
 
 class Model:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from .backend import float_dtype, namespace
+from .arrays import float_dtype, namespace
 from .trees import reduce_stacked
 
 __all__ = ["IDENTITY", "compose", "linear_scan", "scan_summary", "stitch"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import namespace
+from .arrays import namespace
 from .model import Model
 
 __all__ = ["pack_states", "state_width", "unpack_states"]

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .backend import FLOAT_DTYPES
+from .arrays import FLOAT_DTYPES
 from .checks import check_int
 from .io import write_zarr
 from .version import __version__

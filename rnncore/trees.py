@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .backend import namespace
+from .arrays import namespace
 
 __all__ = ["prefix_scan", "reduce_stacked", "tree_reduce"]
 

@@ -17,5 +17,5 @@ python3 -m pip install --quiet --no-index --no-deps --no-cache-dir --upgrade --t
 export PYTHONPATH=$PWD:$site PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c 'import cupy; print("cupy", cupy.__version__, "CUDA", cupy.cuda.runtime.runtimeGetVersion())'
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py
+python3 -m pytest -q -p no:cacheprovider tests/rnncore/test_gpu.py
 python3 -m benchmarks.gpu "$@"

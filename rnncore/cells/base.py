@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from .. import kernels
-from ..backend import float_dtype, may_hold_any, namespace
+from ..arrays import check_param, float_dtype, may_hold_any, namespace
+from ..kernels.interface import KernelSpec
 
 if TYPE_CHECKING:
-    from ..model import Readout
+    from ..readout import Readout
 
 __all__ = ["Cell", "State"]
 
@@ -59,7 +60,9 @@ class Cell(ABC):
     #: Options that only shape :meth:`init` and are not part of the cell.
     init_only: ClassVar[tuple[str, ...]] = ()
     #: The cell's fused kernels (:data:`rnncore.kernels.KINDS`; ``None``: reference only).
-    kernel: ClassVar[str | None] = None
+    kernel_kind: ClassVar[str | None] = None
+    #: True for cells linear in their state (:class:`~rnncore.cells.LinearStateCell`).
+    linear_state: ClassVar[bool] = False
 
     def __init__(self, params: Mapping[str, Any], **options: Any) -> None:
         self.options = self._check_options(options)
@@ -76,7 +79,7 @@ class Cell(ABC):
         self.hidden_size = weight.shape[0] // self.n_blocks
         self.input_size = weight.shape[1]
         self.params = self._check_params(params)
-        self._cast_cache: dict[tuple[str, np.dtype], dict[str, Any]] = {}
+        self._cast_cache: dict[tuple[str, str, np.dtype], Any] = {}
 
     # -- construction -----------------------------------------------------------------
 
@@ -194,10 +197,45 @@ class Cell(ABC):
 
     def params_for(self, xp: ModuleType, dtype: np.dtype) -> dict[str, Any]:
         """The parameters as ``xp`` arrays of ``dtype`` (cached per namespace and dtype)."""
-        key = (xp.__name__, np.dtype(dtype))
+        key = ("params", xp.__name__, np.dtype(dtype))
         if key not in self._cast_cache:
             self._cast_cache[key] = {k: xp.asarray(v, dtype=dtype) for k, v in self.params.items()}
         return self._cast_cache[key]
+
+    def kernel_spec(self, xp: ModuleType, dtype: np.dtype) -> KernelSpec | None:
+        """What the fused kernels need of this cell, with ``xp`` arrays of ``dtype``.
+
+        Cached per namespace and dtype, as :meth:`params_for`.
+
+        Returns
+        -------
+        KernelSpec or None
+            ``None`` for a cell with no fused kernels (:attr:`kernel_kind` ``None``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rnncore import MinGRU
+        >>> spec = MinGRU.init(1, 4).kernel_spec(np, np.float32)
+        >>> spec.kind, spec.linear, spec.activation, spec.hidden, sorted(spec.params)
+        ('mingru', True, 'identity', 4, ['bias', 'decay', 'weight'])
+        """
+        if self.kernel_kind is None:
+            return None
+        key = ("spec", xp.__name__, np.dtype(dtype))
+        if key not in self._cast_cache:
+            self._cast_cache[key] = KernelSpec(
+                kind=self.kernel_kind,
+                linear=self.linear_state,
+                activation=self.options.get("activation", "identity"),
+                hidden=self.hidden_size,
+                params=self._kernel_params(xp, np.dtype(dtype)),
+            )
+        return self._cast_cache[key]
+
+    def _kernel_params(self, xp: ModuleType, dtype: np.dtype) -> dict[str, Any]:
+        """The parameter arrays of :meth:`kernel_spec`: :meth:`params_for`, unless overridden."""
+        return self.params_for(xp, dtype)
 
     def check_input(self, x: Any) -> tuple[ModuleType, Any]:
         """Validate ``x``: its namespace, and ``x`` as a float array ``(T, B, F)``."""
@@ -275,10 +313,10 @@ class Cell(ABC):
     def run(self, x: Any, h0: State = None, readout: Readout | None = None) -> tuple[Any, State]:
         """Run the layer over ``x``, then ``readout`` on its outputs if given.
 
-        NumPy inputs take the cell's fused numba kernel when :mod:`rnncore.kernels`
-        is active (the readout fused in, no hidden outputs stored), CuPy inputs its
-        CUDA kernel (:mod:`rnncore.kernels.cuda`); other arrays, and the ``"numpy"``
-        backend, take the reference path.
+        NumPy inputs take the cell's fused numba kernel while ``"numba"`` is the
+        selected path (:mod:`rnncore.kernels`; the readout fused in, no hidden outputs
+        stored), CuPy inputs its CUDA kernel (:mod:`rnncore.kernels.cuda`); other
+        arrays, and NumPy ones with ``"reference"`` selected, take the reference path.
 
         Parameters
         ----------
@@ -297,39 +335,16 @@ class Cell(ABC):
         """
         xp, x = self.check_input(x)
         state = self.prepare_state(xp, h0, x.shape[1], x.dtype)
-        if (module := kernels.cell_kernels(xp, self)) is not None:
-            return module.run(self, x, state, readout)
+        spec = self.kernel_spec(xp, x.dtype)
+        if (module := kernels.cell_kernels(xp, spec)) is not None:
+            arrays = None if readout is None else readout.arrays(xp, x.dtype)
+            return module.run(spec, x, state, arrays)
         y, state = self._reference(xp, x, state)
         return (y if readout is None else readout(y)), state
 
     @abstractmethod
     def _reference(self, xp: ModuleType, x: Any, state: State) -> tuple[Any, State]:
         """The reference path: outputs and final state for checked ``x`` and ``state``."""
-
-
-def check_param(what: str, value: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Return parameter ``value`` as a fresh NumPy array after checking it.
-
-    Raises
-    ------
-    TypeError
-        If it is not float32/float64, or not of ``dtype`` (parameters share one dtype).
-    ValueError
-        If its shape is not ``shape`` or it holds NaN or inf.
-    """
-    value = np.asarray(value)
-    if value.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{what} has dtype {value.dtype}; expected float32 or float64")
-    if value.dtype != dtype:
-        raise TypeError(
-            f"{what} has dtype {value.dtype} but the other parameters have {dtype}; "
-            "all parameters must share one dtype"
-        )
-    if value.shape != shape:
-        raise ValueError(f"{what} has shape {value.shape}; expected {shape}")
-    if not np.isfinite(value).all():
-        raise ValueError(f"{what} contains NaN or inf; parameters must be finite")
-    return np.array(value)
 
 
 def uniform(rng: np.random.Generator, bound: float, shape: tuple[int, ...]) -> np.ndarray:

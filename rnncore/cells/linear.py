@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import g, log_sigmoid, sigmoid
-from ..backend import may_hold_any
+from ..arrays import may_hold_any
 from ..scan import linear_scan, scan_summary
 from .base import Cell, State, fan_in_bound, uniform
 
@@ -33,6 +33,8 @@ class LinearStateCell(Cell):
     ``emit(c, x)`` (``c`` itself unless the cell says otherwise).
     """
 
+    linear_state = True
+
     def transition(self, x: Any) -> tuple[Any, Any]:
         """The decays ``a`` and inputs ``b`` that ``x`` feeds to the scan.
 
@@ -47,8 +49,9 @@ class LinearStateCell(Cell):
             ``(T, B, H)`` arrays; a missing step has ``a = 1, b = 0`` (the identity).
         """
         xp, x = self.check_input(x)
-        if (module := kernels.cell_kernels(xp, self)) is not None:
-            return module.transition(self, x)
+        spec = self.kernel_spec(xp, x.dtype)
+        if (module := kernels.cell_kernels(xp, spec)) is not None:
+            return module.transition(spec, x)
         xp, x, missing = self.prepare_input(x)
         a, b = self._transition(xp, self.params_for(xp, x.dtype), x)
         if may_hold_any(missing):
@@ -80,15 +83,17 @@ class LinearStateCell(Cell):
         ((3, 2), (3, 2))
         """
         xp, x = self.check_input(x)
-        if (module := kernels.cell_kernels(xp, self)) is not None:
-            return module.summary(self, x)
+        spec = self.kernel_spec(xp, x.dtype)
+        if (module := kernels.cell_kernels(xp, spec)) is not None:
+            return module.summary(spec, x)
         return scan_summary(*self.transition(x))
 
     def emit(self, c: Any, x: Any) -> Any:
         """Outputs for scanned states ``c`` ``(T, B, H)`` and inputs ``x``; NaN where missing."""
         xp, x = self.check_input(x)
-        if (module := kernels.cell_kernels(xp, self)) is not None:
-            return module.emit(self, c, x)
+        spec = self.kernel_spec(xp, x.dtype)
+        if (module := kernels.cell_kernels(xp, spec)) is not None:
+            return module.emit(spec, c, x)
         xp, x, missing = self.prepare_input(x)
         y = self._emit(xp, self.params_for(xp, x.dtype), c, x)
         if may_hold_any(missing):
@@ -99,6 +104,11 @@ class LinearStateCell(Cell):
         a, b = self.transition(x)
         c = linear_scan(a, b, state)
         return self.emit(c, x), (c[-1] if c.shape[0] else state)
+
+    def _kernel_params(self, xp: ModuleType, dtype: np.dtype) -> dict[str, Any]:
+        """The parameters, with decays of 1 for cells that have none of their own."""
+        p = self.params_for(xp, dtype)
+        return p if "decay" in p else {**p, "decay": xp.ones(self.hidden_size, dtype)}
 
     def projection(self, xp: ModuleType, p: Params, x: Any) -> list[Any]:
         """``x @ weight.T + bias``, split into the cell's ``n_blocks`` gate blocks."""
@@ -163,7 +173,7 @@ class MinGRU(_CandidateActivation, LinearStateCell):
     """
 
     n_blocks = 2
-    kernel = "mingru"
+    kernel_kind = "mingru"
 
     def _transition(self, xp: ModuleType, p: Params, x: Any) -> tuple[Any, Any]:
         uz, uh = self.projection(xp, p, x)
@@ -183,7 +193,7 @@ class MinLSTM(_CandidateActivation, LinearStateCell):
     """
 
     n_blocks = 3
-    kernel = "minlstm"
+    kernel_kind = "minlstm"
 
     def _transition(self, xp: ModuleType, p: Params, x: Any) -> tuple[Any, Any]:
         uf, ui, uh = self.projection(xp, p, x)
@@ -203,7 +213,7 @@ class QRNN(LinearStateCell):
 
     n_blocks = 3
     state_names = ("c",)
-    kernel = "qrnn"
+    kernel_kind = "qrnn"
 
     def _transition(self, xp: ModuleType, p: Params, x: Any) -> tuple[Any, Any]:
         uz, uf, _ = self.projection(xp, p, x)
@@ -230,7 +240,7 @@ class DiagonalLinear(LinearStateCell):
     """
 
     init_only = ("timescales",)
-    kernel = "diagonal"
+    kernel_kind = "diagonal"
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {**super().param_shapes(), "decay": (self.hidden_size,)}

@@ -21,7 +21,7 @@ from typing import Any, Self
 import numpy as np
 
 from ..activations import sigmoid
-from ..backend import may_hold_any
+from ..arrays import may_hold_any
 from .base import Cell, State, fan_in_bound, uniform
 
 __all__ = ["GRU", "LSTM", "Elman", "NonlinearCell", "torch_layers"]
@@ -158,7 +158,7 @@ class Elman(NonlinearCell):
     ((4, 1, 3), (1, 3))
     """
 
-    kernel = "elman"
+    kernel_kind = "elman"
 
     def step(self, xp: ModuleType, p: Params, x_proj: Any, state: State) -> State:
         return xp.tanh(x_proj + state @ p["weight_hh"].T + p["bias_hh"])
@@ -172,7 +172,7 @@ class GRU(NonlinearCell):
     """
 
     n_blocks = 3
-    kernel = "gru"
+    kernel_kind = "gru"
 
     def step(self, xp: ModuleType, p: Params, x_proj: Any, state: State) -> State:
         h = self.hidden_size
@@ -191,7 +191,7 @@ class LSTM(NonlinearCell):
 
     n_blocks = 4
     state_names = ("h", "c")
-    kernel = "lstm"
+    kernel_kind = "lstm"
 
     def step(self, xp: ModuleType, p: Params, x_proj: Any, state: State) -> State:
         h_prev, c_prev = state

@@ -1,6 +1,6 @@
 """Fused kernels, and the switch between them and the reference path.
 
-rnncore's maths is written once against an array namespace (:mod:`rnncore.backend`):
+rnncore's maths is written once against an array namespace (:mod:`rnncore.arrays`):
 that vectorised code is the *reference path*. The hot paths (the affine scan, the
 cells, the readout) run instead as fused kernels: for NumPy arrays `numba
 <https://numba.pydata.org>`_ kernels (``"numba"``, the default), one pass over the
@@ -17,9 +17,9 @@ Examples
 --------
 >>> import numpy as np
 >>> from rnncore import kernels, linear_scan
->>> with kernels.use("numpy"):
+>>> with kernels.use("reference"):
 ...     h = linear_scan(np.full(3, 0.5), np.ones(3))
->>> kernels.backend()
+>>> kernels.selected()
 'numba'
 """
 
@@ -29,37 +29,39 @@ import contextlib
 import importlib
 from collections.abc import Iterator
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..cells import Cell
+    from .interface import CellKernels, KernelSpec, ScanKernels
 
 __all__ = [
-    "BACKENDS",
     "KINDS",
-    "active",
-    "backend",
+    "PATHS",
     "cell_kernels",
+    "numba_active",
     "scan_kernels",
+    "selected",
     "threads",
     "use",
 ]
 
-#: The selectable paths: fused numba kernels, or the reference array-namespace code.
-BACKENDS = ("numba", "numpy")
+#: The selectable paths of NumPy inputs: fused numba kernels, or the reference
+#: array-namespace code.
+PATHS = ("numba", "reference")
 
-#: The cells with fused kernels (numba and CUDA), by the name their classes give as
-#: ``kernel``, with the id the kernels know them by.
+#: The cells with fused kernels (numba and CUDA), by the ``kind`` of their
+#: :class:`~rnncore.kernels.interface.KernelSpec`, with the id the kernels know them by
+#: (``cells.cu``'s enum). Whether a cell is linear in its state is the spec's to say.
 KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
 
-_selected = {"backend": "numba"}
-_MODULES = ("cells", "scan")
+_selected = {"path": "numba"}
+_MODULES = ("cells", "interface", "scan")
 
 
 class use:
-    """Select the path NumPy inputs take: ``"numba"`` kernels or the ``"numpy"`` reference.
+    """Select the path NumPy inputs take: ``"numba"`` kernels or the ``"reference"`` path.
 
     Takes effect at once, for the whole process (every thread). Used as a context
     manager, it restores the previous choice on exit.
@@ -67,28 +69,28 @@ class use:
     Parameters
     ----------
     name
-        One of :data:`BACKENDS`.
+        One of :data:`PATHS`.
 
     Raises
     ------
     ValueError
-        If ``name`` is not one of :data:`BACKENDS`.
+        If ``name`` is not one of :data:`PATHS`.
 
     Examples
     --------
     >>> from rnncore import kernels
-    >>> with kernels.use("numpy"):
-    ...     kernels.backend()
-    'numpy'
-    >>> kernels.backend()
+    >>> with kernels.use("reference"):
+    ...     kernels.selected()
+    'reference'
+    >>> kernels.selected()
     'numba'
     """
 
     def __init__(self, name: str) -> None:
-        if name not in BACKENDS:
-            raise ValueError(f"kernel backend must be one of {BACKENDS}; got {name!r}")
-        self._previous = _selected["backend"]
-        _selected["backend"] = name
+        if name not in PATHS:
+            raise ValueError(f"the path must be one of {PATHS}; got {name!r}")
+        self._previous = _selected["path"]
+        _selected["path"] = name
 
     def __enter__(self) -> use:
         return self
@@ -99,17 +101,17 @@ class use:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        _selected["backend"] = self._previous
+        _selected["path"] = self._previous
 
 
-def backend() -> str:
-    """The selected path: ``"numba"`` or ``"numpy"``."""
-    return _selected["backend"]
+def selected() -> str:
+    """The selected path of NumPy inputs: ``"numba"`` or ``"reference"``."""
+    return _selected["path"]
 
 
-def active(xp: ModuleType) -> bool:
-    """True when arrays of namespace ``xp`` take the fused kernels (NumPy, ``"numba"``)."""
-    return xp is np and _selected["backend"] == "numba"
+def numba_active(xp: ModuleType) -> bool:
+    """True when arrays of namespace ``xp`` take the numba kernels (NumPy, ``"numba"``)."""
+    return xp is np and _selected["path"] == "numba"
 
 
 @contextlib.contextmanager
@@ -129,7 +131,7 @@ def threads(n: int) -> Iterator[None]:
     ...     numba.get_num_threads()
     1
     """
-    if backend() != "numba":
+    if selected() != "numba":
         yield
         return
     import numba
@@ -142,31 +144,32 @@ def threads(n: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def scan_kernels(xp: ModuleType) -> ModuleType | None:
+def scan_kernels(xp: ModuleType) -> ScanKernels | None:
     """The scan kernels for arrays of namespace ``xp``, or ``None`` for the reference path.
 
     NumPy arrays take the numba kernels (:mod:`rnncore.kernels.scan`) when ``"numba"``
-    is selected; CuPy arrays take the CUDA kernels (:mod:`rnncore.kernels.cuda.scan`),
-    which share their interface.
+    is selected; CuPy arrays take the CUDA kernels (:mod:`rnncore.kernels.cuda.scan`).
+    Both satisfy :class:`~rnncore.kernels.interface.ScanKernels`.
     """
     return _kernel_module(xp, "scan")
 
 
-def cell_kernels(xp: ModuleType, cell: Cell) -> ModuleType | None:
-    """The fused kernels of ``cell`` for arrays of namespace ``xp``, or ``None``.
+def cell_kernels(xp: ModuleType, spec: KernelSpec | None) -> CellKernels | None:
+    """The fused kernels of the cell ``spec`` describes, for arrays of namespace ``xp``.
 
     NumPy arrays take the numba kernels (:mod:`rnncore.kernels.cells`) when
     ``"numba"`` is selected; CuPy arrays take the CUDA kernels
-    (:mod:`rnncore.kernels.cuda.cells`). Both modules offer ``supports``, ``run``,
-    ``transition``, ``summary`` and ``emit``; ``None`` means the reference path.
+    (:mod:`rnncore.kernels.cuda.cells`). Both satisfy
+    :class:`~rnncore.kernels.interface.CellKernels`. ``None`` (also for a ``spec`` of
+    ``None``: a cell without kernels) means the reference path.
     """
-    module = _kernel_module(xp, "cells")
-    return module if module is not None and module.supports(cell) else None
+    module = None if spec is None else _kernel_module(xp, "cells")
+    return module if module is not None and module.supports(spec) else None
 
 
-def _kernel_module(xp: ModuleType, name: str) -> ModuleType | None:
+def _kernel_module(xp: ModuleType, name: str) -> Any:
     """Kernel module ``name``: numba's for NumPy (when active), CUDA's for CuPy."""
-    if active(xp):
+    if numba_active(xp):
         return importlib.import_module(f"{__name__}.{name}")
     if xp.__name__ == "cupy":
         return importlib.import_module(f"{__name__}.cuda.{name}")

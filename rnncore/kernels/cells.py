@@ -26,7 +26,7 @@ change together.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numba
 import numpy as np
@@ -35,14 +35,11 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
-from ..backend import empty_steps
+from ..arrays import empty_steps
 from . import KINDS
+from .interface import KernelSpec, ReadoutArrays
 
-if TYPE_CHECKING:
-    from ..cells import Cell, LinearStateCell
-    from ..model import Readout
-
-__all__ = ["KINDS", "emit", "run", "summary", "supports", "transition"]
+__all__ = ["emit", "run", "summary", "supports", "transition"]
 
 _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU = (
     KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru")
@@ -63,18 +60,20 @@ _LEAF = {**_JIT, "_nrt": False}
 _INLINE = {**_LEAF, "inline": "always"}
 
 
-def supports(cell: Cell) -> bool:
-    """True when a kernel here runs ``cell``: its class names one in :data:`KINDS`."""
-    return cell.kernel in KINDS
+def supports(spec: KernelSpec) -> bool:
+    """True when a kernel here runs the cell ``spec`` describes: its kind is in :data:`KINDS`."""
+    return spec.kind in KINDS
 
 
-def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple[np.ndarray, Any]:
-    """Run ``cell`` over checked inputs ``x`` from ``state``, then ``readout`` if given.
+def run(
+    spec: KernelSpec, x: np.ndarray, state: Any, readout: ReadoutArrays | None
+) -> tuple[np.ndarray, Any]:
+    """Run the cell over checked inputs ``x`` from ``state``, then ``readout`` if given.
 
     Parameters
     ----------
-    cell
-        A cell whose class names a kernel in :data:`KINDS`.
+    spec
+        The cell, of a kind in :data:`KINDS`.
     x
         ``(T, B, F)`` float inputs; NaN marks a missing step.
     state
@@ -89,70 +88,127 @@ def run(cell: Cell, x: np.ndarray, state: Any, readout: Readout | None) -> tuple
     state
         The state after the last step.
     """
-    hidden, batch = cell.hidden_size, x.shape[1]
-    fused = readout is not None
-    ro_w, ro_b = (
-        readout.arrays(np, x.dtype)
-        if fused
-        else (np.zeros((0, hidden), x.dtype), np.zeros(0, x.dtype))
-    )
-    y = empty_steps(x, readout.output_size if fused else hidden)
-    if KINDS[cell.kernel] < _ELMAN:
-        c = np.empty((batch, hidden), x.dtype)
-        args = (*map(_frozen, (state, ro_w, ro_b)), y, c, np.ones((0, hidden), x.dtype))
-        _linear(*_linear_args(cell, x), fused, *args)
+    y = empty_steps(x, spec.hidden if readout is None else readout.output_size)
+    if spec.linear:
+        c = np.empty((x.shape[1], spec.hidden), x.dtype)
+        _scan_linear(spec, x, c0=state, c=c, y=y, readout=readout)
         return y, c
-    p = cell.params_for(np, x.dtype)
+    p = spec.params
     hc0 = np.stack(state if isinstance(state, tuple) else (state, state))
     hc = np.empty_like(hc0)
-    args = (p["weight_ih"].T, p["weight_hh"].T, p["bias_ih"], p["bias_hh"], hc0, ro_w, ro_b)
-    _nonlinear(KINDS[cell.kernel], fused, _read_only(x), *map(_frozen, args), y, hc)
+    ro_w, ro_b = _readout_operands(spec, x, readout)
+    _nonlinear(
+        KINDS[spec.kind],
+        readout is not None,
+        _read_only(x),
+        *map(_frozen, (p["weight_ih"].T, p["weight_hh"].T, p["bias_ih"], p["bias_hh"], hc0)),
+        ro_w,
+        ro_b,
+        y,
+        hc,
+    )
     return y, ((hc[0], hc[1]) if isinstance(state, tuple) else hc[0])
 
 
-def transition(cell: LinearStateCell, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def transition(spec: KernelSpec, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The decays and inputs ``(a, b)`` that checked inputs ``x`` feed to the scan.
 
     As :meth:`rnncore.cells.LinearStateCell.transition`, with the gate maths of :func:`run`.
     """
-    a, b = (np.empty((*x.shape[:2], cell.hidden_size), x.dtype) for _ in range(2))
-    _maps(*_linear_args(cell, x), False, _frozen(b), a, b)
+    a, b = (np.empty((*x.shape[:2], spec.hidden), x.dtype) for _ in range(2))
+    _map_linear(spec, x, out=a, out_b=b)
     return a, b
 
 
-def summary(cell: LinearStateCell, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def summary(spec: KernelSpec, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The summary ``(A, B)`` of checked inputs ``x``, without storing the gates.
 
     As :meth:`rnncore.cells.LinearStateCell.summary`, with the gate maths of :func:`run`:
-    the recurrence runs from zero with no outputs (a readout of width 0), multiplying
-    up the decays on the way.
+    the recurrence runs from zero with no outputs, multiplying up the decays on the way.
     """
-    steps, batch = x.shape[:2]
-    hidden = cell.hidden_size
-    big_a, big_b = np.ones((batch, hidden), x.dtype), np.empty((batch, hidden), x.dtype)
-    zeros = _frozen(np.zeros((batch, hidden), x.dtype))
-    no_readout = _frozen(np.zeros((0, hidden), x.dtype)), _frozen(np.zeros(0, x.dtype))
-    no_output = np.empty((steps, batch, 0), x.dtype)
-    _linear(*_linear_args(cell, x), True, zeros, *no_readout, no_output, big_b, big_a)
+    shape = (x.shape[1], spec.hidden)
+    big_a, big_b = np.ones(shape, x.dtype), np.empty(shape, x.dtype)
+    _scan_linear(spec, x, c0=np.zeros(shape, x.dtype), c=big_b, decay_product=big_a)
     return big_a, big_b
 
 
-def emit(cell: LinearStateCell, c: np.ndarray, x: np.ndarray) -> np.ndarray:
+def emit(spec: KernelSpec, c: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Outputs for scanned states ``c`` and checked inputs ``x``; NaN where missing.
 
     As :meth:`rnncore.cells.LinearStateCell.emit`, with the gate maths of :func:`run`.
     """
     y = np.empty(c.shape, x.dtype)
-    _maps(*_linear_args(cell, x), True, _frozen(c.astype(x.dtype, copy=False)), y, y)
+    _map_linear(spec, x, out=y, states=c.astype(x.dtype, copy=False))
     return y
 
 
-def _linear_args(cell: LinearStateCell, x: np.ndarray) -> tuple[Any, ...]:
-    """The leading kernel arguments of a linear cell: kind, options, inputs and parameters."""
-    p = cell.params_for(np, x.dtype)
-    g = cell.options.get("activation") == "g"
-    decay = p.get("decay", np.ones(cell.hidden_size, x.dtype))
-    return KINDS[cell.kernel], g, _read_only(x), *map(_frozen, (p["weight"].T, p["bias"], decay))
+# -- launches: named fields in, the jitted kernels' positional arguments out ----------
+
+
+def _scan_linear(
+    spec: KernelSpec,
+    x: np.ndarray,
+    *,
+    c0: np.ndarray,
+    c: np.ndarray,
+    y: np.ndarray | None = None,
+    readout: ReadoutArrays | None = None,
+    decay_product: np.ndarray | None = None,
+) -> None:
+    """Run a linear cell's gates and scan over ``x`` (:func:`_linear`).
+
+    The state runs from ``c0`` and ends in ``c``. Each step's outputs, or their
+    ``readout``, go to ``y`` when given; ``decay_product`` ``(B, H)``, when given, is
+    multiplied by every step's decays (a summary's ``A``).
+    """
+    steps, batch = x.shape[:2]
+    if y is None:
+        y = np.empty((steps, batch, 0), x.dtype)
+    if decay_product is None:
+        decay_product = np.ones((0, spec.hidden), x.dtype)
+    _linear(
+        *_gate_operands(spec, x),
+        readout is not None,
+        _frozen(c0),
+        *_readout_operands(spec, x, readout),
+        y,
+        c,
+        decay_product,
+    )
+
+
+def _map_linear(
+    spec: KernelSpec,
+    x: np.ndarray,
+    *,
+    out: np.ndarray,
+    out_b: np.ndarray | None = None,
+    states: np.ndarray | None = None,
+) -> None:
+    """Map a linear cell's gates over ``x``, step by step (:func:`_maps`).
+
+    With ``states`` (scanned states ``c``), write the cell's outputs to ``out``;
+    without, its transition: the decays to ``out``, the inputs to ``out_b``.
+    """
+    emitting = states is not None
+    c = _frozen(states if emitting else out_b)  # unread without states
+    _maps(*_gate_operands(spec, x), emitting, c, out, out if out_b is None else out_b)
+
+
+def _gate_operands(spec: KernelSpec, x: np.ndarray) -> tuple[Any, ...]:
+    """The leading kernel arguments of a linear cell: kind, ``g``, inputs and parameters."""
+    p = spec.params
+    weights = map(_frozen, (p["weight"].T, p["bias"], p["decay"]))
+    return KINDS[spec.kind], spec.activation == "g", _read_only(x), *weights
+
+
+def _readout_operands(
+    spec: KernelSpec, x: np.ndarray, readout: ReadoutArrays | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The readout's weight and bias, or arrays of zero outputs when there is none."""
+    if readout is None:
+        return _frozen(np.zeros((0, spec.hidden), x.dtype)), _frozen(np.zeros(0, x.dtype))
+    return _frozen(readout.weight), _frozen(readout.bias)
 
 
 def _frozen(x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ DTYPES = st.sampled_from([np.float32, np.float64])
 
 def reference(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` on the reference (vectorised NumPy) path."""
-    with kernels.use("numpy"):
+    with kernels.use("reference"):
         return fn(*args, **kwargs)
 
 

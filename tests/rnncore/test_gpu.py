@@ -102,7 +102,7 @@ def test_cell_kernels_on_gpu_match_the_reference_path(rng, cell, steps, batch, h
     x = rng.normal(size=(steps, batch, 3)).astype(dtype)
     x[rng.uniform(size=x.shape[:2]) < 0.1] = np.nan
     readout = Readout(rng.normal(size=(2, hidden)).astype(dtype))
-    with kernels.use("numpy"):
+    with kernels.use("reference"):
         for fused in (None, readout):
             expected = layer.run(x, None, fused)
             y, state = layer.run(cupy.asarray(x), None, fused)

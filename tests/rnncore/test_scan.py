@@ -102,13 +102,13 @@ def test_underflowing_decay_products_stay_exact(rng):
     np.testing.assert_allclose(big_b, scan(a, b)[-1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("backend", kernels.BACKENDS)
+@pytest.mark.parametrize("path", kernels.PATHS)
 @pytest.mark.parametrize("chunk", [None, 7, [100, 1, 1399]])
-def test_entry_states_are_carried_past_chunks_whose_decays_underflow(backend, chunk):
+def test_entry_states_are_carried_past_chunks_whose_decays_underflow(path, chunk):
     # 0.5 ** 1500 underflows to 0, but 1e300 * 0.5 ** t stays a double: the stitch
     # carries states from chunk to chunk, never multiplying decays across chunks
     a = np.full((1500, 4), 0.5)
-    with kernels.use(backend):
+    with kernels.use(path):
         h = linear_scan(a, np.zeros_like(a), h0=1e300, chunk=chunk)
     expected = scan(a, np.zeros_like(a), np.full(4, 1e300))
     assert expected[-1, 0] > 1e-160 and 0.5**1500 == 0

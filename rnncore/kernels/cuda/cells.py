@@ -13,31 +13,25 @@ Inputs of any layout are made C-contiguous first; everything stays on the device
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ...backend import namespace
+from ...arrays import namespace
 from .. import KINDS
-from . import (
-    CTYPES,
-    device_limits,
-    dtype_name,
-    kernel,
-    tile_launch,
-    tile_plan,
-    tile_shared_bytes,
-)
-
-if TYPE_CHECKING:
-    from ...cells import Cell, LinearStateCell
-    from ...model import Readout
+from ..interface import KernelSpec, ReadoutArrays
+from .compiler import CTYPES, dtype_name, kernel
+from .device import device_limits
+from .launch import tile_launch
+from .tiles import tile_plan, tile_shared_bytes
 
 __all__ = ["emit", "expressions", "run", "summary", "supports", "transition"]
 
 _SOURCE = "cells.cu"
-_NONLINEAR = KINDS["elman"]
 _WRITE_Y, _SUMMARY, _FINAL, _READOUT = 1, 2, 4, 8
+# The kinds each template of cells.cu implements.
+_LINEAR_KINDS = ("mingru", "minlstm", "qrnn", "diagonal")
+_NONLINEAR_KINDS = ("elman", "gru", "lstm")
 # Hidden units at most: a linear cell's block holds a whole series' units, one
 # thread each, and 256 threads fit a multiprocessor's 64 K registers whatever a
 # kernel uses (255 a thread at most).
@@ -51,21 +45,22 @@ _SERIES_PER_BLOCK = (8, 4, 2, 1)
 _STEPS_PER_THREAD = 8
 
 
-def supports(cell: Cell) -> bool:
-    """True when the kernels here run ``cell``: at most 256 hidden units."""
-    return cell.kernel in KINDS and cell.hidden_size <= _MAX_HIDDEN
+def supports(spec: KernelSpec) -> bool:
+    """True when the kernels here run the cell ``spec`` describes: at most 256 hidden units."""
+    kinds = _LINEAR_KINDS if spec.linear else _NONLINEAR_KINDS
+    return spec.kind in kinds and spec.hidden <= _MAX_HIDDEN
 
 
 def expressions() -> list[str]:
     """The kernel instantiations this module may launch."""
     out = []
     for ctype in CTYPES.values():
-        for kind in range(_NONLINEAR):
+        for kind in _LINEAR_KINDS:
             for g in (False, True):
-                out.append(_linear_cell(ctype, _STEPS_PER_THREAD, kind, g))
-                out.append(_linear_maps(ctype, kind, g))
-        for kind in range(_NONLINEAR, len(KINDS)):
-            out.extend(_nonlinear_cell(ctype, kind, sb) for sb in _SERIES_PER_BLOCK)
+                out.append(_linear_cell(ctype, _STEPS_PER_THREAD, KINDS[kind], g))
+                out.append(_linear_maps(ctype, KINDS[kind], g))
+        for kind in _NONLINEAR_KINDS:
+            out.extend(_nonlinear_cell(ctype, KINDS[kind], sb) for sb in _SERIES_PER_BLOCK)
     return out
 
 
@@ -81,108 +76,108 @@ def _nonlinear_cell(ctype: str, kind: int, series_per_block: int) -> str:
     return f"nonlinear_cell<{ctype}, {kind}, {series_per_block}>"
 
 
-def run(cell: Cell, x: Any, state: Any, readout: Readout | None) -> tuple[Any, Any]:
-    """Run ``cell`` over checked inputs ``x`` from ``state``, then ``readout`` if given.
+def run(spec: KernelSpec, x: Any, state: Any, readout: ReadoutArrays | None) -> tuple[Any, Any]:
+    """Run the cell over checked inputs ``x`` from ``state``, then ``readout`` if given.
 
     As :func:`rnncore.kernels.cells.run`, on the inputs' device.
     """
     xp = namespace(x)
     x = xp.ascontiguousarray(x)
-    if KINDS[cell.kernel] >= _NONLINEAR:
-        y, state = _nonlinear(xp, cell, x, state)
+    if not spec.linear:
+        y, state = _nonlinear(xp, spec, x, state)
         return (y if readout is None else readout(y)), state
     steps, batch = x.shape[:2]
-    hidden = cell.hidden_size
-    outputs = hidden if readout is None else readout.output_size
+    outputs = spec.hidden if readout is None else readout.output_size
     y = xp.empty((steps, batch, outputs), x.dtype)
-    c = xp.empty((batch, hidden), x.dtype)
+    c = xp.empty((batch, spec.hidden), x.dtype)
     if steps == 0 or batch == 0:
         c[...] = state
         return y, c
-    if readout is None:
-        ro_w, ro_b, mode = y[:0], y[:0], _WRITE_Y | _FINAL
-    else:
-        (ro_w, ro_b), mode = readout.arrays(xp, x.dtype), _WRITE_Y | _FINAL | _READOUT
-    _linear(xp, cell, x, xp.ascontiguousarray(state), ro_w, ro_b, y, c, c[:0], c[:0], mode)
+    _launch_linear(xp, spec, x, c0=xp.ascontiguousarray(state), y=y, c=c, readout=readout)
     return y, c
 
 
-def summary(cell: LinearStateCell, x: Any) -> tuple[Any, Any]:
+def summary(spec: KernelSpec, x: Any) -> tuple[Any, Any]:
     """The summary ``(A, B)`` of checked inputs ``x``, without storing the gates."""
     xp = namespace(x)
     x = xp.ascontiguousarray(x)
-    shape = (x.shape[1], cell.hidden_size)
+    shape = (x.shape[1], spec.hidden)
     big_a, big_b = xp.ones(shape, x.dtype), xp.zeros(shape, x.dtype)
     if x.shape[0] and x.shape[1]:
-        zeros, unused = xp.zeros_like(big_b), big_b[:0]
-        _linear(xp, cell, x, zeros, unused, unused, unused, unused, big_a, big_b, _SUMMARY)
+        _launch_linear(xp, spec, x, c0=xp.zeros_like(big_b), summary=(big_a, big_b))
     return big_a, big_b
 
 
-def transition(cell: LinearStateCell, x: Any) -> tuple[Any, Any]:
+def transition(spec: KernelSpec, x: Any) -> tuple[Any, Any]:
     """The decays and inputs ``(a, b)`` that checked inputs ``x`` feed to the scan."""
     xp = namespace(x)
-    a = xp.empty((*x.shape[:2], cell.hidden_size), x.dtype)
+    a = xp.empty((*x.shape[:2], spec.hidden), x.dtype)
     b = xp.empty_like(a)
-    _maps(xp, cell, x, a, a, b, 0)
+    _launch_maps(xp, spec, x, out=a, out_b=b)
     return a, b
 
 
-def emit(cell: LinearStateCell, c: Any, x: Any) -> Any:
+def emit(spec: KernelSpec, c: Any, x: Any) -> Any:
     """Outputs for scanned states ``c`` and checked inputs ``x``; NaN where missing."""
     xp = namespace(x, c)
-    y = xp.empty((*x.shape[:2], cell.hidden_size), x.dtype)
-    _maps(xp, cell, x, xp.ascontiguousarray(c.astype(x.dtype, copy=False)), y, y, 1)
+    y = xp.empty((*x.shape[:2], spec.hidden), x.dtype)
+    _launch_maps(xp, spec, x, out=y, states=xp.ascontiguousarray(c.astype(x.dtype, copy=False)))
     return y
 
 
-# -- launches -----------------------------------------------------------------------
+# -- launches: named fields in, the kernels' positional arguments out ------------------
 
 
-def _params(xp: Any, cell: LinearStateCell, dtype: Any) -> tuple[Any, Any, Any]:
-    """Projection weight, bias and (diagonal cells') decays, contiguous on the device."""
-    p = cell.params_for(xp, dtype)
-    decay = p.get("decay", xp.ones(cell.hidden_size, dtype))
-    return tuple(xp.ascontiguousarray(v) for v in (p["weight"], p["bias"], decay))
+def _params(xp: Any, spec: KernelSpec) -> tuple[Any, Any, Any]:
+    """A linear cell's projection weight, bias and decays, contiguous on the device."""
+    return tuple(xp.ascontiguousarray(spec.params[k]) for k in ("weight", "bias", "decay"))
 
 
-def _kind(cell: Cell) -> tuple[int, bool]:
-    """The cell's id, and whether its candidate passes through ``g``."""
-    return KINDS[cell.kernel], cell.options.get("activation") == "g"
-
-
-def _linear(
+def _launch_linear(
     xp: Any,
-    cell: LinearStateCell,
+    spec: KernelSpec,
     x: Any,
+    *,
     c0: Any,
-    ro_w: Any,
-    ro_b: Any,
-    y: Any,
-    c: Any,
-    big_a: Any,
-    big_b: Any,
-    mode: int,
+    y: Any = None,
+    c: Any = None,
+    readout: ReadoutArrays | None = None,
+    summary: tuple[Any, Any] | None = None,
 ) -> None:
-    """Launch ``linear_cell`` over ``x`` (at least one step)."""
+    """Launch ``linear_cell`` over ``x`` (at least one step), its state running from ``c0``.
+
+    Writes what it is given: each step's outputs (or their ``readout``) to ``y``, the
+    final state to ``c``, the summary ``(A, B)`` to ``summary``.
+    """
     steps, batch, features = x.shape
-    hidden, itemsize = cell.hidden_size, x.dtype.itemsize
+    hidden, itemsize = spec.hidden, x.dtype.itemsize
+    unused = c0[:0]
+    mode = (
+        (_WRITE_Y if y is not None else 0)
+        | (_FINAL if c is not None else 0)
+        | (_SUMMARY if summary is not None else 0)
+        | (_READOUT if readout is not None else 0)
+    )
+    ro_w, ro_b = (unused, unused) if readout is None else (readout.weight, readout.bias)
+    big_a, big_b = (unused, unused) if summary is None else summary
     per_chain = max(1, 32 // hidden)
     plan = tile_plan(batch * hidden, steps, itemsize, per_chain * hidden, _STEPS_PER_THREAD)
     n_chains = plan.n_chains(batch * hidden)
     shared = tile_shared_bytes(plan, itemsize)
-    if mode & _READOUT:
+    if readout is not None:
         shared += plan.groups * plan.steps_per_thread * plan.cols * itemsize
-    expression = _linear_cell(dtype_name(x), plan.steps_per_thread, *_kind(cell))
+    expression = _linear_cell(
+        dtype_name(x), plan.steps_per_thread, KINDS[spec.kind], spec.activation == "g"
+    )
     blocks, scratch = tile_launch(xp, plan, n_chains, x.dtype)
     args = (
         x,
-        *_params(xp, cell, x.dtype),
+        *_params(xp, spec),
         c0,
         ro_w,
         ro_b,
-        y,
-        c,
+        unused if y is None else y,
+        unused if c is None else c,
         big_a,
         big_b,
         *scratch,
@@ -190,47 +185,52 @@ def _linear(
         np.int64(batch),
         np.int32(features),
         np.int32(hidden),
-        np.int32(y.shape[-1] if mode & _READOUT else 0),
+        np.int32(0 if readout is None else readout.output_size),
         np.int32(mode),
     )
     launch = kernel(xp, _SOURCE, expression, shared)
     launch((blocks,), (plan.threads,), args, shared_mem=shared)
 
 
-def _maps(
-    xp: Any, cell: LinearStateCell, x: Any, c: Any, out_a: Any, out_b: Any, mode: int
+def _launch_maps(
+    xp: Any, spec: KernelSpec, x: Any, *, out: Any, out_b: Any = None, states: Any = None
 ) -> None:
-    """Launch ``linear_maps``: one thread per output element."""
+    """Launch ``linear_maps``, one thread per output element.
+
+    With ``states`` (scanned states ``c``), write the cell's outputs to ``out``;
+    without, its transition: the decays to ``out``, the inputs to ``out_b``.
+    """
     x = xp.ascontiguousarray(x)
-    if not out_a.size:
+    if not out.size:
         return
     steps, batch, features = x.shape
-    launch = kernel(xp, _SOURCE, _linear_maps(dtype_name(x), *_kind(cell)))
+    expression = _linear_maps(dtype_name(x), KINDS[spec.kind], spec.activation == "g")
     args = (
         x,
-        *_params(xp, cell, x.dtype),
-        c,
-        out_a,
-        out_b,
+        *_params(xp, spec),
+        out if states is None else states,
+        out,
+        out if out_b is None else out_b,
         np.int64(steps),
         np.int64(batch),
         np.int32(features),
-        np.int32(cell.hidden_size),
-        np.int32(mode),
+        np.int32(spec.hidden),
+        np.int32(states is not None),
     )
-    launch((-(-out_a.size // 256),), (256,), args)
+    launch = kernel(xp, _SOURCE, expression)
+    launch((-(-out.size // 256),), (256,), args)
 
 
-def _nonlinear(xp: Any, cell: Cell, x: Any, state: Any) -> tuple[Any, Any]:
+def _nonlinear(xp: Any, spec: KernelSpec, x: Any, state: Any) -> tuple[Any, Any]:
     """Launch ``nonlinear_cell``; returns hidden outputs and the final state."""
     steps, batch, features = x.shape
-    hidden, itemsize = cell.hidden_size, x.dtype.itemsize
+    hidden, itemsize = spec.hidden, x.dtype.itemsize
     h0, c0 = state if isinstance(state, tuple) else (state, state)
     y = xp.empty((steps, batch, hidden), x.dtype)
     h, c = xp.ascontiguousarray(h0).copy(), xp.ascontiguousarray(c0).copy()
     if steps == 0 or batch == 0:
         return y, ((h, c) if isinstance(state, tuple) else h)
-    p = cell.params_for(xp, x.dtype)
+    p = spec.params
     rows = p["weight_hh"].shape[0]
     multiprocessors, max_shared = device_limits(xp)
 
@@ -248,7 +248,7 @@ def _nonlinear(xp: Any, cell: Cell, x: Any, state: Any) -> tuple[Any, Any]:
     weights = hidden * rows * itemsize
     w_shared = scratch(sb) + weights <= max_shared
     shared = scratch(sb) + (weights if w_shared else 0)
-    expression = _nonlinear_cell(dtype_name(x), KINDS[cell.kernel], sb)
+    expression = _nonlinear_cell(dtype_name(x), KINDS[spec.kind], sb)
     args = (
         x,
         *(xp.ascontiguousarray(p[k].T) for k in ("weight_ih", "weight_hh")),

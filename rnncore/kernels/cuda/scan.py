@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from ...backend import namespace
-from . import CTYPES, dtype_name, kernel, tile_launch, tile_plan, tile_shared_bytes
+from ...arrays import namespace
+from .compiler import CTYPES, dtype_name, kernel
+from .launch import tile_launch
+from .tiles import tile_plan, tile_shared_bytes
 
 __all__ = ["expressions", "min_step_width", "scan_blocks", "summarise_blocks"]
 

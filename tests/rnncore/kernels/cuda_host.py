@@ -3,7 +3,7 @@
 :func:`host_compiler` builds a CUDA source with the host's C++ compiler and
 ``cuda_host.h`` (each CUDA thread a host thread, ``__syncthreads`` a barrier) into a
 shared library, and returns a launcher called as CuPy's ``RawKernel``. Registered
-for NumPy arrays (:func:`rnncore.kernels.cuda.register`), it lets the GPU glue and
+for NumPy arrays (:func:`rnncore.kernels.cuda.compiler.register`), it lets the GPU glue and
 kernels run, unchanged, on NumPy arrays. Slow: for small inputs only.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rnncore.kernels import cuda
+from rnncore.kernels.cuda import compiler
 
 HERE = Path(__file__).parent
 _BUILD = Path(tempfile.gettempdir()) / "rnnflow-cuda-host"
@@ -54,7 +54,7 @@ def _library(
         for i, e in enumerate(expressions)
     )
     macros = "".join(f"#define {d.replace('=', ' ', 1)}\n" for d in defines)
-    code = f'{macros}#include "cuda_host.h"\n{cuda.source(source_name)}{wrappers}'
+    code = f'{macros}#include "cuda_host.h"\n{compiler.source(source_name)}{wrappers}'
     text = code + (HERE / "cuda_host.h").read_text()
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     library = _BUILD / f"{Path(source_name).stem}-{key}.so"
@@ -85,7 +85,7 @@ def _library(
 
 def host_compiler(source_name: str, expression: str, shared_bytes: int) -> Any:
     """A launcher of ``expression`` from ``source_name``, run on the CPU."""
-    expressions = tuple(cuda.expressions()[source_name])
+    expressions = tuple(compiler.expressions()[source_name])
     function = getattr(
         _library(source_name, expressions, DEFINES), f"rnn_launch_{expressions.index(expression)}"
     )

@@ -1,4 +1,7 @@
-"""The fused kernels against the reference path, on random inputs, chunkings and gaps."""
+"""The numba kernels: the path switch, and what only they do, against the reference path.
+
+What they share with the CUDA kernels is checked on both in ``test_kernels.py``.
+"""
 
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -10,22 +13,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnncore import CELLS, Model, Readout, kernels, linear_scan, scan_summary
+from tests.rnncore.kernels.cases import gappy_inputs, make_cell, random_state
 from tests.rnncore.reference_path import DTYPES, TOL, assert_close, reference
 
 # -- the switch -------------------------------------------------------------------------
 
 
 def test_use_switches_and_restores():
-    assert kernels.backend() == "numba" and kernels.active(np)
-    with kernels.use("numpy"):
-        assert kernels.backend() == "numpy" and not kernels.active(np)
+    assert kernels.selected() == "numba" and kernels.numba_active(np)
+    with kernels.use("reference"):
+        assert kernels.selected() == "reference" and not kernels.numba_active(np)
         with kernels.use("numba"):
-            assert kernels.active(np)
-        assert not kernels.active(np)
-    assert kernels.backend() == "numba"
-    kernels.use("numpy")
+            assert kernels.numba_active(np)
+        assert not kernels.numba_active(np)
+    assert kernels.selected() == "numba"
+    kernels.use("reference")
     try:
-        assert kernels.backend() == "numpy"
+        assert kernels.selected() == "reference"
     finally:
         kernels.use("numba")
 
@@ -42,13 +46,13 @@ def test_threads_limit_only_the_calling_thread_and_restore():
 
 
 def test_other_namespaces_never_take_the_kernels():
-    assert not kernels.active(types.ModuleType("cupy"))
+    assert not kernels.numba_active(types.ModuleType("cupy"))
 
 
-def test_unknown_backend_is_refused():
+def test_unknown_path_is_refused():
     with pytest.raises(ValueError, match="one of"):
         kernels.use("cuda")
-    assert kernels.backend() == "numba"
+    assert kernels.selected() == "numba"
 
 
 # -- the scan ---------------------------------------------------------------------------
@@ -109,71 +113,6 @@ def test_scan_of_broadcast_and_strided_operands(rng):
 # -- the cells --------------------------------------------------------------------------
 
 
-def make_cell(name, dtype, rng, features, hidden):
-    options = {"activation": "g"} if name in ("MinGRU", "MinLSTM") and rng.random() < 0.3 else {}
-    cell = CELLS[name].init(features, hidden, seed=int(rng.integers(2**31)), dtype=np.float64)
-    params = {k: (v * rng.uniform(0.5, 3)).astype(dtype) for k, v in cell.state_dict().items()}
-    if name == "DiagonalLinear":
-        params["decay"] = cell.params["decay"].astype(dtype)
-    return type(cell).from_state_dict(params, **options)
-
-
-def random_state(cell, rng, batch, dtype):
-    parts = [rng.normal(size=(batch, cell.hidden_size)).astype(dtype) for _ in cell.state_names]
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def gappy_inputs(rng, steps, batch, features, dtype):
-    x = rng.normal(scale=2, size=(steps, batch, features)).astype(dtype)
-    x[rng.uniform(size=x.shape) < 0.1] = np.nan
-    if steps > 3 and batch > 1:
-        x[:3, 0] = np.nan  # a late start
-        x[:, -1] = np.nan  # an empty series
-    return x
-
-
-@pytest.mark.parametrize("name", sorted(CELLS))
-@given(
-    dtype=DTYPES,
-    steps=st.integers(0, 40),
-    batch=st.integers(1, 37),
-    features=st.integers(1, 3),
-    hidden=st.integers(1, 11),
-    with_h0=st.booleans(),
-    outputs=st.sampled_from([None, 1, 3]),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_cell_matches_reference(
-    name, dtype, steps, batch, features, hidden, with_h0, outputs, seed
-):
-    rng = np.random.default_rng(seed)
-    cell = make_cell(name, dtype, rng, features, hidden)
-    x = gappy_inputs(rng, steps, batch, features, dtype)
-    h0 = random_state(cell, rng, batch, dtype) if with_h0 else None
-    readout = None
-    if outputs:
-        readout = Readout(rng.normal(size=(outputs, hidden)).astype(dtype))
-    y, state = cell.run(x, h0, readout)
-    y_ref, state_ref = reference(cell.run, x, h0, readout)
-    assert_close(y, y_ref, dtype)
-    assert_close(state, state_ref, dtype)
-
-
-@pytest.mark.parametrize("name", ["MinGRU", "MinLSTM", "QRNN", "DiagonalLinear"])
-@given(dtype=DTYPES, steps=st.integers(0, 40), batch=st.integers(1, 20), seed=st.integers(0, 999))
-def test_transition_summary_and_emit_match_reference(name, dtype, steps, batch, seed):
-    rng = np.random.default_rng(seed)
-    cell = make_cell(name, dtype, rng, 2, 6)
-    x = gappy_inputs(rng, steps, batch, 2, dtype)
-    assert_close(cell.transition(x), reference(cell.transition, x), dtype)
-    summary = reference(scan_summary, *reference(cell.transition, x))
-    series_major = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)
-    assert_close(cell.summary(x), summary, dtype)
-    assert_close(cell.summary(series_major), summary, dtype)
-    c = rng.normal(size=(steps, batch, 6))
-    assert_close(cell.emit(c, x), reference(cell.emit, c, x), dtype)
-
-
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_cells_at_benchmark_width(rng, name):
     cell = make_cell(name, np.float32, rng, 1, 64)
@@ -195,17 +134,6 @@ def test_saturated_and_underflowing_gates_stay_exact():
         y, _ = cell(x, h0)
         assert np.isfinite(y).all()
         assert_close(y, reference(cell, x, h0)[0], np.float32)
-
-
-def test_model_stack_matches_reference(rng):
-    x = gappy_inputs(rng, 50, 9, 2, np.float32)
-    for name in ("MinGRU", "QRNN", "GRU", "LSTM"):
-        model = Model.init(name, input_size=2, hidden_sizes=[8, 5], output_size=2, seed=3)
-        y, states = model(x)
-        y_ref, states_ref = reference(model, x)
-        assert_close(y, y_ref, np.float32)
-        for state, state_ref in zip(states, states_ref, strict=True):
-            assert_close(state, state_ref, np.float32)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))

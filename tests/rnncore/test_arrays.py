@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rnncore.backend import empty_steps, float_dtype, may_hold_any, namespace, to_numpy
+from rnncore.arrays import empty_steps, float_dtype, may_hold_any, namespace, to_numpy
 
 
 def test_numpy_namespace_for_numpy_and_scalars():

@@ -1,4 +1,4 @@
-"""Array namespaces: one interface, NumPy and CuPy backends.
+"""Array helpers: the namespace of arrays (NumPy or CuPy), dtypes, layouts, parameter checks.
 
 Every piece of rnncore maths is written once against an array namespace ``xp``
 (``numpy`` or ``cupy``), chosen from the arrays it is handed: NumPy in, NumPy
@@ -17,7 +17,15 @@ try:  # pragma: no cover - exercised only where CuPy is installed
 except ImportError:  # pragma: no cover - the CPU-only case
     _cupy = None
 
-__all__ = ["FLOAT_DTYPES", "empty_steps", "float_dtype", "may_hold_any", "namespace", "to_numpy"]
+__all__ = [
+    "FLOAT_DTYPES",
+    "check_param",
+    "empty_steps",
+    "float_dtype",
+    "may_hold_any",
+    "namespace",
+    "to_numpy",
+]
 
 #: The floating dtypes rnncore computes in.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -117,3 +125,28 @@ def empty_steps(x: Any, width: int, dtype: Any = None) -> Any:
     if batch > 1 and steps > 1 and abs(x.strides[0]) < abs(x.strides[1]):
         return xp.empty((batch, steps, width), dtype).transpose(1, 0, 2)
     return xp.empty((steps, batch, width), dtype)
+
+
+def check_param(what: str, value: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Return parameter ``value`` as a fresh NumPy array after checking it.
+
+    Raises
+    ------
+    TypeError
+        If it is not float32/float64, or not of ``dtype`` (parameters share one dtype).
+    ValueError
+        If its shape is not ``shape`` or it holds NaN or inf.
+    """
+    value = np.asarray(value)
+    if value.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{what} has dtype {value.dtype}; expected float32 or float64")
+    if value.dtype != dtype:
+        raise TypeError(
+            f"{what} has dtype {value.dtype} but the other parameters have {dtype}; "
+            "all parameters must share one dtype"
+        )
+    if value.shape != shape:
+        raise ValueError(f"{what} has shape {value.shape}; expected {shape}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"{what} contains NaN or inf; parameters must be finite")
+    return np.array(value)
