@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnncore.version import __version__
-
 from . import defaults
 from .options import add_options, read_function
 
@@ -53,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="commands:\n" + "\n".join(f"  {name:<15}{text}" for name, text in COMMANDS.items()),
     )
-    parser.add_argument("--version", action="version", version=f"rnnflow {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -72,6 +70,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         print(f"rnnflow {args.command}: error: {reason}", file=sys.stderr)
         return 1
+
+
+class _Version(argparse.Action):
+    """``--version``: rnncore's version, imported only when asked for (``rnncore``
+    registers its xarray accessor on import, which ``--help`` need not wait for)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from rnncore.version import __version__
+
+        print(f"rnnflow {__version__}")
+        parser.exit()
 
 
 # -- commands -----------------------------------------------------------------------
