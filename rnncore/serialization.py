@@ -22,6 +22,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from .errors import InputError
 from .storage import Location, locate, write_file
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "read_arrays", "write_arrays"]
@@ -30,8 +31,9 @@ __all__ = ["FORMAT_VERSION", "ModelFileError", "read_arrays", "write_arrays"]
 FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, unreadable, truncated or does not describe a valid object."""
+class ModelFileError(InputError):
+    """A model file is missing, unreadable, truncated or does not describe a valid object
+    (an :class:`~rnncore.errors.InputError`, so a :class:`ValueError`)."""
 
 
 def write_arrays(
