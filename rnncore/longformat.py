@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -287,7 +288,8 @@ def to_long(
     >>> to_long(forecast)["ds"].dt.month.tolist()
     [2, 3, 5, 6]
     """
-    time = ds.coords.get(TIME_DIM)
+    # not ds.coords.get: it makes up an integer index for a dimension without coordinate
+    time = ds.coords[TIME_DIM] if TIME_DIM in ds.coords else None
     if (
         SERIES_DIM not in ds.dims
         or time is None
@@ -562,7 +564,9 @@ def _timestamps(column: pd.Series) -> pd.DatetimeIndex:
         _check_one_tz_kind(column)
     try:
         try:
-            parsed = pd.to_datetime(column)
+            with warnings.catch_warnings():  # mixed offsets: refused below, not warned of
+                warnings.simplefilter("ignore", FutureWarning)
+                parsed = pd.to_datetime(column)
         except ValueError as err:  # mixed precision ("2025-01-01", "2025-01-01 12:00")?
             if "tz" in one_line(err).lower() or "mix" in one_line(err).lower():
                 raise
@@ -620,17 +624,24 @@ def _time_axis(
     if len(present) == 0:
         raise InputError("the table has no rows; expected one row per series and timestamp")
     freq = check_freq(freq) if freq is not None else _infer_table_freq(ids, stamps, present)
+    return _axis(present[0], present[-1], freq, n_series).rename(TIME_DIM), freq
+
+
+def _axis(
+    first: pd.Timestamp, last: pd.Timestamp, freq: str, n_series: int = 1
+) -> pd.DatetimeIndex:
+    """``pd.date_range(first, last, freq)`` in nanoseconds, refusing one that would make
+    a grid of more than :data:`MAX_GRID_VALUES` values with ``n_series`` series."""
     offset = to_offset(freq)
     if isinstance(offset, pd.offsets.Tick):  # months and longer steps never make a huge axis
-        steps = (present[-1] - present[0]).value // offset.nanos + 1
+        steps = (pd.Timestamp(last) - pd.Timestamp(first)).value // offset.nanos + 1
         if steps * n_series > MAX_GRID_VALUES:
             raise InputError(
-                f"the time axis from {present[0]} to {present[-1]} at {freq!r} has {steps} "
-                f"steps; with {n_series} series that is more than {MAX_GRID_VALUES:g} values: "
-                "expected a coarser freq or a shorter span"
+                f"the time axis from {first} to {last} at {freq!r} has {steps} steps; with "
+                f"{n_series} series that is more than {MAX_GRID_VALUES:g} values: expected a "
+                "coarser freq or a shorter span"
             )
-    axis = pd.date_range(present[0], present[-1], freq=freq, name=TIME_DIM)
-    return axis.as_unit("ns"), freq
+    return pd.date_range(first, last, freq=offset).as_unit("ns")
 
 
 def _infer_table_freq(ids: np.ndarray, stamps: pd.DatetimeIndex, present: pd.DatetimeIndex) -> str:
@@ -643,7 +654,7 @@ def _infer_table_freq(ids: np.ndarray, stamps: pd.DatetimeIndex, present: pd.Dat
         raise ValueError(_mixed_grids_message(grids)) from None
     if len(grids) == 1:
         freq = next(iter(grids))[0]
-        axis = pd.date_range(present[0], present[-1], freq=freq).as_unit("ns")
+        axis = _axis(present[0], present[-1], freq, len(np.unique(ids)))
         if axis.size and axis[0] == present[0] and present.isin(axis).all():
             return freq
     raise union_error from None
@@ -692,7 +703,7 @@ def _grid_key(times: np.ndarray, freq: str) -> tuple[str, pd.Timestamp] | None:
     first = pd.Timestamp(times[0])
     if not offset.is_on_offset(first):
         return None
-    axis = pd.date_range(first, pd.Timestamp(times[-1]), freq=offset).as_unit("ns")
+    axis = _axis(first, pd.Timestamp(times[-1]), freq)
     if not np.isin(times, axis.values).all():
         return None
     return freq, _anchor(times[0], freq)
