@@ -43,6 +43,7 @@ _ENGINE = {
     "scan_summary": "scan",
     "stitch": "scan",
     "ModelFileError": "serialization",
+    "InputError": "errors",
 }
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "ConvergenceError",
     "DiagonalLinear",
     "Elman",
+    "InputError",
     "MinGRU",
     "MinLSTM",
     "Model",
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from .accessor import RNNAccessor
     from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
     from .chunked import ConvergenceError
+    from .errors import InputError
     from .labelled import run
     from .model import Model
     from .readout import Readout

@@ -74,6 +74,7 @@ from zarr.codecs import BloscCodec
 
 from .arrays import to_numpy
 from .chunked import scheduler_slots
+from .errors import InputError, one_line
 from .storage import ROOT_DOCUMENT, Location, locate, write_file, write_store
 
 __all__ = [
@@ -134,10 +135,14 @@ def open_dataset(
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    ValueError
-        If ``path`` is neither a directory nor a NetCDF file, cannot be read as
-        one, or is a Zarr store whose write was interrupted (on an object store:
-        one without its root document ``zarr.json``).
+    rnncore.errors.InputError
+        A :class:`ValueError`: if ``path`` is neither a directory nor a NetCDF file,
+        cannot be read as one (a truncated NetCDF file, a Zarr array of Python
+        objects, which Zarr would decode with pickle and is never read), is a Zarr
+        store whose write was interrupted (on an object store: one without its root
+        document ``zarr.json``), or a store written by rnnflow with a chunk missing
+        (rnnflow writes every chunk, so a missing one is damage, not fill values;
+        stores of other tools may omit chunks, read as the fill value).
     ImportError
         If the URL's protocol needs a package that is not installed (``s3fs``, ...).
 
@@ -162,14 +167,16 @@ def open_dataset(
         raise TypeError(f"chunks must be 'auto' or a mapping of dimension to size; got {chunks!r}")
     try:
         probe = xr.open_dataset(_source(where, kind), chunks=None, **_options(where, kind))
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{path} cannot be read as a {kind} dataset: {err}") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path} cannot be read as a {kind} dataset: {one_line(err)}") from err
     with probe:
         if INCOMPLETE in probe.attrs:
-            raise ValueError(
+            raise InputError(
                 f"{path} is marked {INCOMPLETE!r}: its write was interrupted and its data "
                 "may be partial; write it again"
             )
+        if kind == "zarr" and COMPLETE in probe.attrs:
+            _check_chunks(where, path)
         if chunks == "auto":
             chunks = _aligned_chunks(probe, target_chunk_bytes)
     ds = xr.open_dataset(_source(where, kind), chunks=dict(chunks), **_options(where, kind))
@@ -315,14 +322,30 @@ def _kind(where: Location) -> str:
         raise FileNotFoundError(f"no dataset at {path}; expected {expected}")
     if where.is_dir():
         if where.local is None and not where.child(ROOT_DOCUMENT).exists():
-            raise ValueError(
+            raise InputError(
                 f"{path} has no root document {ROOT_DOCUMENT!r}: not a Zarr store (format 3), "
                 "or one whose copy into place was cut; write it again"
             )
         return "zarr"
     if Path(where.name).suffix.lower() in NETCDF_SUFFIXES:
         return "netcdf"
-    raise ValueError(f"{path} is a file without a NetCDF suffix; expected {expected}")
+    raise InputError(f"{path} is a file without a NetCDF suffix; expected {expected}")
+
+
+def _check_chunks(where: Location, path: Path | str) -> None:
+    """Refuse a Zarr store written by rnnflow (``write_empty_chunks=True``: every chunk
+    is on disk) with a chunk missing, which Zarr would read as fill values."""
+    options = {"storage_options": where.storage_options} if where.local is None else {}
+    group = zarr.open_group(
+        str(where.local) if where.local is not None else where.url, mode="r", **options
+    )
+    for name, array in group.arrays():
+        present, expected = array.nchunks_initialized, array.nchunks
+        if present < expected:
+            raise InputError(
+                f"{path}: variable {name!r} has {present} of its {expected} chunks; expected "
+                "all (rnnflow writes every chunk): the store is damaged, write it again"
+            )
 
 
 def _source(where: Location, kind: str) -> Any:

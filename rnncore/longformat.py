@@ -22,7 +22,10 @@ through fsspec; :func:`write_table` writes them atomically, see
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import pandas as pd
 import xarray as xr
 from pandas.tseries.frequencies import to_offset
 
+from .errors import InputError, one_line
 from .storage import is_url, locate, write_file
 from .timeaxis import check_freq, infer_freq, step_index
 
@@ -55,6 +59,13 @@ CSV_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 
 ID, TIME = "unique_id", "ds"
 SERIES_DIM, TIME_DIM = "series", "time"
+#: Largest magnitude of a value :func:`from_long` accepts: about the square root of the
+#: largest float64, so that sums of squares of values (scaling, ridge moments) stay finite.
+MAX_ABS_VALUE = 1e150
+#: Most values (series x time steps) of the grid :func:`from_long` builds.
+MAX_GRID_VALUES = 10**9
+# a time with a zone or UTC offset at the end of a timestamp string ("...T12:00+01:00")
+_UTC_OFFSET = re.compile(r"\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|UTC|GMT|[+-]\d\d(:?\d\d)?)$", re.IGNORECASE)
 
 
 def is_long_format(path: str | os.PathLike[str]) -> bool:
@@ -84,10 +95,14 @@ def from_long(frame: pd.DataFrame, *, freq: str | pd.DateOffset | None = None) -
     Parameters
     ----------
     frame
-        Columns ``unique_id`` (any type; ids become strings), ``ds`` (timestamps or
-        strings pandas parses as such; a time zone is dropped, keeping local times)
-        and at least one numeric value column; each value column becomes a variable
-        of the same name. Rows may come in any order.
+        Columns ``unique_id`` (any type; ids become strings, kept as given: spaces,
+        slashes and any unicode stay), ``ds`` (timestamps or strings pandas parses as
+        such, ISO 8601 strings of mixed precision too; one time zone is dropped,
+        keeping local times) and at least one numeric value column (integer, boolean
+        or float, NaN for missing); each value column becomes a variable of the same
+        name. Rows may come in any order. A series with one row, or with only NaN
+        values, is kept (the forecaster forecasts it by a fallback method, or as
+        missing).
     freq
         The pandas frequency of the time axis (``"h"``, ``"D"``, ``"MS"``,
         ``"QS-DEC"``, ...): the axis is ``pd.date_range(first, last, freq)`` over all
@@ -106,9 +121,14 @@ def from_long(frame: pd.DataFrame, *, freq: str | pd.DateOffset | None = None) -
 
     Raises
     ------
-    ValueError
-        If a required column is missing, a value column is not numeric, timestamps
-        are missing or do not parse, a ``(unique_id, ds)`` pair appears twice,
+    rnncore.errors.InputError
+        A :class:`ValueError` with a one-line message: if the table has no rows, a
+        required column is missing or a column name repeats, a value column is not
+        of real numbers (strings, objects, complex), holds ``inf`` or a magnitude
+        above :data:`MAX_ABS_VALUE`, an id is missing, timestamps are numbers, are
+        missing, do not parse, mix time-zone-aware and naive ones or several time
+        zones, a ``(unique_id, ds)`` pair appears twice, the grid would exceed
+        :data:`MAX_GRID_VALUES` values,
         ``freq`` is not a frequency or timestamps fall off its grid; with
         ``freq=None``, if the series lie on different grids (the message names
         series of each: split the table with :func:`group_by_grid`) or no frequency
@@ -131,24 +151,37 @@ def from_long(frame: pd.DataFrame, *, freq: str | pd.DateOffset | None = None) -
     >>> ds.attrs["freq"], ds.y.values.tolist()
     ('MS', [[1.0, 2.0, 3.0, nan, nan], [nan, nan, 4.0, nan, 5.0]])
     """
+    try:
+        return _from_long(frame, freq)
+    except InputError:
+        raise
+    except ValueError as err:  # from the time axis (timeaxis.py): bad input all the same
+        raise InputError(one_line(err)) from None
+
+
+def _from_long(frame: pd.DataFrame, freq: str | pd.DateOffset | None) -> xr.Dataset:
     values = _check_columns(frame, values_needed=True)
+    columns = {name: _values(frame, name) for name in values}
     stamps = _timestamps(frame[TIME])
-    ids = frame[ID].astype(str).to_numpy(dtype=str)
-    if pd.MultiIndex.from_arrays([ids, stamps]).has_duplicates:
-        raise ValueError(f"some ({ID}, {TIME}) pairs appear more than once")
+    ids = _ids(frame[ID])
+    keys = pd.MultiIndex.from_arrays([ids, stamps])
+    if keys.has_duplicates:
+        first = keys[keys.duplicated()][0]
+        raise InputError(
+            f"some ({ID}, {TIME}) pairs appear more than once, such as "
+            f"({first[0]!r}, {first[1]}); expected one row per series and timestamp"
+        )
     series = np.unique(ids)
-    time, freq = _time_axis(ids, stamps, freq)
+    time, freq = _time_axis(ids, stamps, freq, len(series))
     rows, cols = np.searchsorted(series, ids), time.get_indexer(stamps)
     if (cols < 0).any():
-        raise ValueError(
+        raise InputError(
             f"timestamps such as {stamps[cols < 0][0]} are not on the {freq!r} grid "
             f"from {time[0]} to {time[-1]}"
         )
     data_vars = {}
-    for name in values:
-        column = frame[name].to_numpy()
-        dtype = column.dtype if column.dtype.kind == "f" else np.dtype(np.float64)
-        grid = np.full((len(series), len(time)), np.nan, dtype)
+    for name, column in columns.items():
+        grid = np.full((len(series), len(time)), np.nan, column.dtype)
         grid[rows, cols] = column
         data_vars[name] = ((SERIES_DIM, TIME_DIM), grid)
     return xr.Dataset(data_vars, coords={SERIES_DIM: series, TIME_DIM: time}, attrs={"freq": freq})
@@ -178,8 +211,9 @@ def group_by_grid(frame: pd.DataFrame) -> list[pd.DataFrame]:
 
     Raises
     ------
-    ValueError
-        If a required column is missing or timestamps are missing or do not parse.
+    rnncore.errors.InputError
+        If a required column is missing, an id is missing, or timestamps are missing
+        or do not parse (see :func:`from_long`).
 
     Examples
     --------
@@ -193,7 +227,7 @@ def group_by_grid(frame: pd.DataFrame) -> list[pd.DataFrame]:
     """
     _check_columns(frame, values_needed=False)
     stamps = _timestamps(frame[TIME])
-    ids = frame[ID].astype(str).to_numpy(dtype=str)
+    ids = _ids(frame[ID])
     grids, loose = _series_grids(ids, stamps)
     groups = {key: list(members) for key, members in grids.items()}
     for name, times in loose.items():
@@ -254,7 +288,8 @@ def to_long(
     >>> to_long(forecast)["ds"].dt.month.tolist()
     [2, 3, 5, 6]
     """
-    time = ds.coords.get(TIME_DIM)
+    # not ds.coords.get: it makes up an integer index for a dimension without coordinate
+    time = ds.coords[TIME_DIM] if TIME_DIM in ds.coords else None
     if (
         SERIES_DIM not in ds.dims
         or time is None
@@ -331,8 +366,12 @@ def read_long(
     ImportError
         If the URL's protocol needs a package that is not installed (``s3fs``, ...).
     ValueError
-        If the suffix is not a long-format one, the table is not in long format,
-        or its time axis is not regular (see :func:`from_long`).
+        If the suffix is not a long-format one.
+    rnncore.errors.InputError
+        If the file is empty or does not parse, the table is not in long format, or
+        its time axis is not regular (see :func:`from_long`); the message starts with
+        ``path``. The ids of a CSV table are read as strings, as written (``007``
+        stays ``007``).
     """
     kind = _format(path)
     where = locate(path, storage_options)
@@ -341,15 +380,26 @@ def read_long(
         raise FileNotFoundError(f"no long-format table at {path}")
     # a URL goes to pandas as it is, which reads it through fsspec
     options = (where.storage_options or None) if where.local is None else None
-    frame = (
-        pd.read_csv(path, compression=_compression(path), storage_options=options)
-        if kind == "csv"
-        else pd.read_parquet(path, storage_options=options)
-    )
+    try:
+        frame = (
+            pd.read_csv(
+                path, compression=_compression(path), storage_options=options, dtype={ID: str}
+            )
+            if kind == "csv"
+            else pd.read_parquet(path, storage_options=options)
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            f"{path} is empty; expected a header line such as {ID},{TIME},y and rows"
+        ) from None
+    except (ValueError, OSError) as err:  # parser errors, bad encodings, corrupt Parquet
+        if isinstance(err, FileNotFoundError | PermissionError):
+            raise
+        raise InputError(f"{path} cannot be read as a {kind} table: {one_line(err)}") from None
     try:
         return from_long(frame, freq=freq)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
 
 
 def write_long(
@@ -445,49 +495,153 @@ def _compression(path: str | os.PathLike[str]) -> str | None:
 
 
 def _check_columns(frame: pd.DataFrame, *, values_needed: bool) -> list[str]:
-    """The value columns of a long table, after checking its columns."""
+    """The value columns of a long table, after checking its columns and that it has rows."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame; got {type(frame).__name__}")
     missing = [c for c in (ID, TIME) if c not in frame.columns]
     values = [c for c in frame.columns if c not in (ID, TIME)]
     if missing or (values_needed and not values):
-        raise ValueError(
+        raise InputError(
             f"a long-format table needs columns {ID!r}, {TIME!r} and at least one value "
             f"column (such as 'y'); it has {list(frame.columns)}"
         )
-    for name in values if values_needed else []:
-        if not (
-            pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name])
-        ):
-            raise ValueError(
-                f"value column {name!r} has dtype {frame[name].dtype}; expected numbers"
-            )
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise InputError(f"columns {repeated} appear more than once; expected unique names")
+    odd = [c for c in values if not isinstance(c, str)]
+    if values_needed and odd:
+        raise InputError(f"value column names must be strings; got {odd}")
+    if len(frame) == 0:
+        raise InputError("the table has no rows; expected one row per series and timestamp")
     return values
+
+
+def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """Value column ``name`` as a float array (float64 unless it is of another float
+    dtype), after checking it holds real numbers, finite or NaN, of sane magnitude."""
+    column = frame[name]
+    kind = column.dtype.kind
+    if kind not in "biuf":
+        numbers = pd.to_numeric(column, errors="coerce")
+        odd = np.flatnonzero((numbers.isna() & column.notna()).to_numpy())
+        if kind == "c":
+            problem = f"has dtype {column.dtype}"
+        elif odd.size:
+            row = int(odd[0])
+            problem = f"holds non-numeric values such as {column.iloc[row]!r} (row {row})"
+        else:
+            problem = f"has dtype {column.dtype}"
+        raise InputError(f"value column {name!r} {problem}; expected numbers (real, or NaN)")
+    dtype = np.dtype(getattr(column.dtype, "numpy_dtype", column.dtype))
+    dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    values = column.to_numpy(dtype=dtype, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(np.abs(values.astype(np.float64)) > MAX_ABS_VALUE)
+    if bad.size:
+        row = int(bad[0])
+        raise InputError(
+            f"value column {name!r} holds {float(values[row])!r} (row {row}, {ID} "
+            f"{frame[ID].iloc[row]!r}); expected finite numbers of magnitude at most "
+            f"{MAX_ABS_VALUE:g} (NaN for missing)"
+        )
+    return values
+
+
+def _ids(column: pd.Series) -> np.ndarray:
+    """The ``unique_id`` column as strings, kept as given; refuses missing ids."""
+    if column.isna().any():
+        row = int(np.flatnonzero(column.isna().to_numpy())[0])
+        raise InputError(f"column {ID!r} has a missing id (row {row}); expected an id in every row")
+    return column.astype(str).to_numpy(dtype=str)
 
 
 def _timestamps(column: pd.Series) -> pd.DatetimeIndex:
     """The ``ds`` column as naive nanosecond timestamps (local times of a time zone)."""
+    expected = "expected timestamps or date strings such as 2025-01-31 or 2025-01-31 12:00"
+    if column.dtype.kind in "biufc":
+        raise InputError(f"column {TIME!r} holds numbers ({column.dtype}); {expected}")
+    if column.dtype == object:
+        _check_one_tz_kind(column)
     try:
-        stamps = pd.DatetimeIndex(pd.to_datetime(column))
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"column {TIME!r} does not hold timestamps: {err}") from None
-    if stamps.tz is not None:
-        stamps = stamps.tz_localize(None)
+        try:
+            with warnings.catch_warnings():  # mixed offsets: refused below, not warned of
+                warnings.simplefilter("ignore", FutureWarning)
+                parsed = pd.to_datetime(column)
+        except ValueError as err:  # mixed precision ("2025-01-01", "2025-01-01 12:00")?
+            if "tz" in one_line(err).lower() or "mix" in one_line(err).lower():
+                raise
+            parsed = pd.to_datetime(column, format="ISO8601")
+        stamps = pd.DatetimeIndex(parsed)
+        if stamps.tz is not None:
+            stamps = stamps.tz_localize(None)
+        stamps = stamps.as_unit("ns")
+    except pd.errors.OutOfBoundsDatetime as err:
+        raise InputError(
+            f"column {TIME!r} has a timestamp out of range: {one_line(err)}; expected years "
+            f"{pd.Timestamp.min.year + 1} to {pd.Timestamp.max.year - 1}"
+        ) from None
+    except (ValueError, TypeError, OverflowError) as err:
+        text = one_line(err)
+        if "utc=True" in text or "mix" in text.lower():
+            raise InputError(
+                f"column {TIME!r} mixes time zones or UTC offsets ({text}); expected one time "
+                "zone for all timestamps, or none: convert them to one zone first"
+            ) from None
+        raise InputError(f"column {TIME!r} does not hold timestamps: {text}; {expected}") from None
     if stamps.hasnans:
         row = int(np.flatnonzero(stamps.isna())[0])
-        raise ValueError(f"column {TIME!r} has a missing timestamp (row {row})")
-    return stamps.as_unit("ns")
+        raise InputError(
+            f"column {TIME!r} has a missing timestamp (row {row}); expected one in every row"
+        )
+    return stamps
+
+
+def _check_one_tz_kind(column: pd.Series) -> None:
+    """Refuse a column of timestamps (or strings) some with a time zone, some without:
+    pandas would read the naive ones as UTC."""
+    aware = [
+        (row, value.tzinfo is not None)
+        if isinstance(value, datetime)
+        else (row, bool(_UTC_OFFSET.search(value.strip())))
+        for row, value in enumerate(column.to_numpy())
+        if isinstance(value, datetime | str)
+    ]
+    if aware and any(kind != aware[0][1] for _, kind in aware):
+        row = next(row for row, kind in aware if kind != aware[0][1])
+        raise InputError(
+            f"column {TIME!r} mixes timestamps with a time zone or UTC offset and without "
+            f"(row 0 {'has' if aware[0][1] else 'has none'}, row {row} "
+            f"{'has' if not aware[0][1] else 'has none'}); expected all with or all without"
+        )
 
 
 def _time_axis(
-    ids: np.ndarray, stamps: pd.DatetimeIndex, freq: str | pd.DateOffset | None
+    ids: np.ndarray, stamps: pd.DatetimeIndex, freq: str | pd.DateOffset | None, n_series: int
 ) -> tuple[pd.DatetimeIndex, str]:
     """The regular axis from the first timestamp to the last, and its canonical
     frequency: ``freq``, else the one inferred (see :func:`from_long`)."""
     present = stamps.unique().sort_values()
     if len(present) == 0:
-        raise ValueError("the table has no rows")
+        raise InputError("the table has no rows; expected one row per series and timestamp")
     freq = check_freq(freq) if freq is not None else _infer_table_freq(ids, stamps, present)
-    axis = pd.date_range(present[0], present[-1], freq=freq, name=TIME_DIM)
-    return axis.as_unit("ns"), freq
+    return _axis(present[0], present[-1], freq, n_series).rename(TIME_DIM), freq
+
+
+def _axis(
+    first: pd.Timestamp, last: pd.Timestamp, freq: str, n_series: int = 1
+) -> pd.DatetimeIndex:
+    """``pd.date_range(first, last, freq)`` in nanoseconds, refusing one that would make
+    a grid of more than :data:`MAX_GRID_VALUES` values with ``n_series`` series."""
+    offset = to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):  # months and longer steps never make a huge axis
+        steps = (pd.Timestamp(last) - pd.Timestamp(first)).value // offset.nanos + 1
+        if steps * n_series > MAX_GRID_VALUES:
+            raise InputError(
+                f"the time axis from {first} to {last} at {freq!r} has {steps} steps; with "
+                f"{n_series} series that is more than {MAX_GRID_VALUES:g} values: expected a "
+                "coarser freq or a shorter span"
+            )
+    return pd.date_range(first, last, freq=offset).as_unit("ns")
 
 
 def _infer_table_freq(ids: np.ndarray, stamps: pd.DatetimeIndex, present: pd.DatetimeIndex) -> str:
@@ -500,7 +654,7 @@ def _infer_table_freq(ids: np.ndarray, stamps: pd.DatetimeIndex, present: pd.Dat
         raise ValueError(_mixed_grids_message(grids)) from None
     if len(grids) == 1:
         freq = next(iter(grids))[0]
-        axis = pd.date_range(present[0], present[-1], freq=freq).as_unit("ns")
+        axis = _axis(present[0], present[-1], freq, len(np.unique(ids)))
         if axis.size and axis[0] == present[0] and present.isin(axis).all():
             return freq
     raise union_error from None
@@ -549,7 +703,7 @@ def _grid_key(times: np.ndarray, freq: str) -> tuple[str, pd.Timestamp] | None:
     first = pd.Timestamp(times[0])
     if not offset.is_on_offset(first):
         return None
-    axis = pd.date_range(first, pd.Timestamp(times[-1]), freq=offset).as_unit("ns")
+    axis = _axis(first, pd.Timestamp(times[-1]), freq)
     if not np.isin(times, axis.values).all():
         return None
     return freq, _anchor(times[0], freq)

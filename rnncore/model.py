@@ -244,5 +244,5 @@ class Model:
             return cls(layers, readout)
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{path} does not describe a valid model: {err}") from None

@@ -22,6 +22,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from .errors import InputError, one_line
 from .storage import Location, locate, write_file
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "read_arrays", "write_arrays"]
@@ -30,8 +31,9 @@ __all__ = ["FORMAT_VERSION", "ModelFileError", "read_arrays", "write_arrays"]
 FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
-    """A model file is missing, unreadable, truncated or does not describe a valid object."""
+class ModelFileError(InputError):
+    """A model file is missing, unreadable, truncated or does not describe a valid object
+    (an :class:`~rnncore.errors.InputError`, so a :class:`ValueError`)."""
 
 
 def write_arrays(
@@ -88,8 +90,10 @@ def read_arrays(
     Raises
     ------
     ModelFileError
-        If the file is missing, not a safetensors file (or truncated), not an
-        rnnflow file of this ``kind``, or of a newer format version.
+        If the file is missing, not a safetensors file (or truncated; a Python
+        pickle or PyTorch archive is named as such and never unpickled), not an
+        rnnflow file of this ``kind``, of a newer format version, or without a JSON
+        object as its config.
     """
     where = locate(path, storage_options)
     path = where.returned()
@@ -100,8 +104,14 @@ def read_arrays(
             metadata = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
+        if _looks_pickled(where):
+            raise ModelFileError(
+                f"{path} is not a readable safetensors file: it is a Python pickle (or a "
+                "PyTorch archive holding one), which rnnflow never loads since unpickling "
+                "can run code; expected a safetensors file written by rnnflow"
+            ) from None
         raise ModelFileError(
-            f"{path} is not a readable safetensors file (truncated or corrupt?): {err}"
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {one_line(err)}"
         ) from None
     if metadata.get("format") != "rnnflow" or metadata.get("kind") != kind:
         raise ModelFileError(
@@ -116,8 +126,25 @@ def read_arrays(
     try:
         config = json.loads(metadata["config"])
     except (KeyError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{path} has no valid JSON config in its metadata: {err}") from None
+        raise ModelFileError(
+            f"{path} has no valid JSON config in its metadata: {one_line(err)}"
+        ) from None
+    if not isinstance(config, dict):
+        raise ModelFileError(
+            f"{path}: its config is a JSON {type(config).__name__}; expected a JSON object"
+        )
     return arrays, config
+
+
+def _looks_pickled(where: Location) -> bool:
+    """Whether the file at ``where`` starts as a pickle (protocol 2 or later) or a zip
+    archive (PyTorch's ``.pt``/``.pth``): read as bytes, never unpickled."""
+    try:
+        with where.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or head == b"PK\x03\x04"
 
 
 @contextlib.contextmanager

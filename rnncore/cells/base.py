@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import kernels
 from ..arrays import check_param, float_dtype, may_hold_any, namespace
+from ..errors import InputError
 from ..kernels.interface import KernelSpec
 
 if TYPE_CHECKING:
@@ -242,11 +243,11 @@ class Cell(ABC):
         xp = namespace(x)
         x = xp.asarray(x)
         if x.ndim != 3:
-            raise ValueError(
+            raise InputError(
                 f"x has {x.ndim} dimensions (shape {x.shape}); expected 3: (time, batch, feature)"
             )
         if x.shape[2] != self.input_size:
-            raise ValueError(
+            raise InputError(
                 f"x has {x.shape[2]} features (shape {x.shape}); "
                 f"{type(self).__name__} expects input_size={self.input_size}"
             )

@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from ..checks import check_int
+from ..errors import InputError
 from ..longformat import ID, TIME, as_labels, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
 from ..timeaxis import check_freq, future_times, infer_freq, isoformat
@@ -492,7 +493,7 @@ class Forecaster:
             ds, variable, time_dim, series_dim, state.window["seasons"], state.spec.freq
         )
         if history.exog_columns != state.spec.exog:
-            raise ValueError(
+            raise InputError(
                 f"the data's exogenous columns are {list(history.exog_columns)}; the forecaster "
                 f"was fitted with {list(state.spec.exog)}"
             )
@@ -571,7 +572,7 @@ class Forecaster:
             forecaster._fitted = _Fitted(spec, solution, arrays["quantiles"], config["window"])
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{path} does not describe a valid forecaster: {err!r}") from None
         return forecaster
 
