@@ -401,6 +401,7 @@ def test_metrics_agree_with_utilsforecast_per_cutoff():
     assert acc.coverage(cv, "M", 80) == pytest.approx(100 * got)
 
 
+@pytest.mark.slow  # fits StatsForecast's models
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # AutoTheta's, on the constant series
 def test_command_line_runs_statsforecast_on_the_sample(tmp_path, capsys):
     pytest.importorskip("statsforecast")

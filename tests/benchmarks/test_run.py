@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # runs every benchmark row
 def test_quick_benchmark_reports_every_row(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(

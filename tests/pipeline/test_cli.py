@@ -15,6 +15,8 @@ from rnnflow.flows.cli import FLOWS, flow_parser, main
 from rnnflow.flows.options import REQUIRED, plain, read_function
 from tests.pipeline.support import N_SERIES, clean_env
 
+pytestmark = pytest.mark.slow  # subprocesses running flows on the embedded Prefect API
+
 RNNFLOW = str(Path(sys.executable).with_name("rnnflow"))
 
 

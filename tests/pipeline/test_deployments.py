@@ -16,6 +16,8 @@ from rnnflow.deployments.definitions import PREFECT_YAML, load_definitions, runn
 from rnnflow.flows.cluster import ADDRESS_ENV
 from tests.pipeline.support import clean_env, free_port
 
+pytestmark = pytest.mark.slow  # serves deployments and runs their flows
+
 
 def test_the_declarations_are_package_data():
     assert PREFECT_YAML.name == "prefect.yaml" and PREFECT_YAML.is_file()

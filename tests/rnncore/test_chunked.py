@@ -35,6 +35,7 @@ def make_inputs(rng, steps, series, features, dtype, gaps):
     return x
 
 
+@pytest.mark.slow  # every cell and method on Dask
 @given(
     cell=st.sampled_from(sorted(CELLS)),
     dtype=st.sampled_from([np.float32, np.float64]),

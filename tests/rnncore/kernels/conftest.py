@@ -17,7 +17,10 @@ from tests.rnncore.kernels import cuda_host
 from tests.rnncore.kernels.backends import Backend, cuda_backend, numba_backend
 
 
-@pytest.fixture(scope="session", params=["numba", "cuda"])
+@pytest.fixture(
+    scope="session",
+    params=["numba", pytest.param("cuda", marks=pytest.mark.slow)],  # host-compiled emulation
+)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each kernel backend in turn."""
     if request.param == "numba":

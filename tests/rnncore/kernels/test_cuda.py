@@ -26,6 +26,8 @@ from tests.rnncore.kernels.cases import gappy_inputs
 from tests.rnncore.reference import rel_err, scan
 from tests.rnncore.reference_path import TOL, assert_close, reference
 
+pytestmark = pytest.mark.slow  # host-compiled CUDA emulation and NVRTC builds
+
 pytestmark = pytest.mark.skipif(not cuda_host.available(), reason="no C++ compiler to emulate CUDA")
 
 NONLINEAR = ["Elman", "GRU", "LSTM"]
