@@ -9,6 +9,7 @@ import json
 import uuid
 from pathlib import Path
 
+import dask
 import fsspec
 import numpy as np
 import pandas as pd
@@ -28,12 +29,22 @@ HORIZON = 24
 
 
 def in_process(flow):
-    """``flow`` on an in-process Dask cluster, whose workers see ``memory://``."""
+    """``flow`` on an in-process Dask cluster, whose workers see ``memory://``.
+
+    Dask's global setting ``scheduler``, which ``Client.as_current`` sets and resets
+    from several threads of the one process, is restored after the run: it may be
+    left at ``dask.distributed``, with no client, failing later computations.
+    """
     from prefect_dask import DaskTaskRunner
 
     cluster = {"processes": False, "n_workers": 1, "threads_per_worker": 4}
     runner = DaskTaskRunner(cluster_kwargs={**cluster, "dashboard_address": ":0"})
-    return flow.with_options(task_runner=runner)
+
+    def run(**parameters):
+        with dask.config.set(scheduler=dask.config.get("scheduler", None)):
+            return flow.with_options(task_runner=runner)(**parameters)
+
+    return run
 
 
 @pytest.fixture
@@ -55,12 +66,6 @@ def empty_cwd(tmp_path, monkeypatch):
     return cwd
 
 
-def opened(url: str) -> xr.Dataset:
-    """The dataset at ``url``, loaded on Dask's threaded scheduler (the in-process
-    cluster's client may be left as the default scheduler, closed)."""
-    return open_dataset(url).load(scheduler="threads")
-
-
 def written(cwd: Path) -> list[str]:
     return sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
 
@@ -79,7 +84,7 @@ def test_forecast_flow_writes_its_outputs_at_a_memory_url(
         "plot": f"{output}/forecast.png",
         "report": f"{output}/report.json",
     }
-    fc = opened(outputs["forecast"])
+    fc = open_dataset(outputs["forecast"])
     assert dict(fc.sizes) == {"series": N_SERIES, "step": HORIZON, "level": 2}
     assert np.isfinite(fc["mean"].values).all() and fc.attrs["forecaster"] == forecaster
     report = json.loads(read_bytes(outputs["report"]))
@@ -96,7 +101,9 @@ def test_forecast_flow_writes_its_outputs_at_a_memory_url(
     again = in_process(forecast)(
         data=str(small_data), output=f"{root}/rerun", forecaster=forecaster, horizon=HORIZON
     )
-    xr.testing.assert_allclose(opened(again["outputs"]["forecast"]).drop_attrs(), fc.drop_attrs())
+    xr.testing.assert_allclose(
+        open_dataset(again["outputs"]["forecast"]).drop_attrs(), fc.drop_attrs()
+    )
     capsys.readouterr()
     assert main(["report", f"{root}/rerun"]) == 0
     assert f"{root}/rerun/forecast.zarr" in capsys.readouterr().out
@@ -135,7 +142,7 @@ def test_forecast_flow_writes_a_long_table_at_a_memory_url(prefect_api, root, em
     assert locate(f"{output}/input.zarr").is_dir()  # the table converted, in the output
     table = pd.read_csv(outputs["forecast table"], parse_dates=["ds"])
     assert len(table) == 3 * 12 and table["ds"].min() == pd.Timestamp("2023-01-01")
-    fc = opened(outputs["forecast"])
+    fc = open_dataset(outputs["forecast"])
     np.testing.assert_allclose(table["RNNFlow"].values, fc["mean"].values.ravel())
     assert written(empty_cwd) == []
 
@@ -147,7 +154,7 @@ def test_apply_flow_writes_at_a_memory_url_and_fails_cleanly_there(
 
     result = in_process(apply)(model=str(model_file), data=str(small_data), output=f"{root}/a")
     assert result["outputs"]["result"] == f"{root}/a/apply.zarr"
-    out = opened(result["outputs"]["result"])
+    out = open_dataset(result["outputs"]["result"])
     assert dict(out["output"].sizes) == {"series": N_SERIES, "time": N_STEPS, "channel": 1}
     assert json.loads(read_bytes(f"{root}/a/report.json"))["flow"] == "apply"
 
