@@ -7,7 +7,8 @@ reads it for work-pool deployments, and :func:`runner_deployments` turns it into
 deployments that ``flow.serve`` / :func:`prefect.serve` run in-process. Entrypoints
 are module paths (``rnnflow.flows.forecast:forecast``), so they load wherever rnnflow
 is installed. Relative paths among the parameters (:data:`PATH_PARAMETERS`) are
-relative to the working directory, as the flows' own defaults are.
+relative to the working directory, as the flows' own defaults are; fsspec URLs
+(``s3://...``, ``file://...``) are kept as they are.
 
 Prefect is imported only by what needs it, not by reading the file.
 """
@@ -133,7 +134,7 @@ def load_definitions(
                 f"{path}: every deployment needs a name and an entrypoint; got {entry}"
             )
         parameters = {
-            key: str(base / value) if key in PATH_PARAMETERS and value else value
+            key: str(base / value) if _is_path(key, value) else value
             for key, value in (entry.get("parameters") or {}).items()
         }
         definitions.append(
@@ -202,3 +203,10 @@ def runner_deployments(
             )
         )
     return deployments
+
+
+def _is_path(key: str, value: Any) -> bool:
+    """Whether the parameter ``key=value`` is a path to make absolute (not a URL)."""
+    from rnncore.storage import is_url  # not at import: --help reads this module
+
+    return key in PATH_PARAMETERS and bool(value) and not is_url(value)

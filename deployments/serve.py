@@ -153,10 +153,16 @@ def _overrides(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, d
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        if name in PATH_PARAMETERS and isinstance(value, str):
+        if name in PATH_PARAMETERS and isinstance(value, str) and not _is_url(value):
             value = str(Path(value).resolve())
         overrides.setdefault(deployment, {})[name] = value
     return overrides
+
+
+def _is_url(value: str) -> bool:
+    from rnncore.storage import is_url  # not at import: --help reads this module
+
+    return is_url(value)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -9,11 +9,11 @@ with the input's coordinates and the run's attributes, written atomically),
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow
 
+from rnncore.storage import join
 from rnnflow.tasks.apply import run_model
 from rnnflow.tasks.report import report
 
@@ -45,7 +45,8 @@ def apply(
     data
         Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``).
     output
-        Directory for the result (``apply.zarr``) and the reports.
+        Directory for the result (``apply.zarr``) and the reports: a local path or an
+        fsspec URL (``s3://bucket/runs/apply``, ``file://``, ...).
     variable
         The data variable to run over; its dims beyond ``series`` and ``time``, if
         any, are the model's input features.
@@ -64,7 +65,7 @@ def apply(
     started = time.perf_counter()
     with cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task)
-        store = str(Path(output) / APPLY_STORE)
+        store = str(join(output, APPLY_STORE))
         (result,) = gather(
             [run_model.submit(source, model, plan, store, variable, method)], "apply"
         )

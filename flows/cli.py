@@ -17,7 +17,6 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from . import defaults
@@ -139,16 +138,17 @@ def _report(command: str, argv: list[str]) -> int:
         "directory",
         nargs="?",
         default=defaults.default_output("forecast"),
-        help="a flow's output directory (default: %(default)s)",
+        help="a flow's output directory, a local path or an fsspec URL (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the report file as it is")
     args = parser.parse_args(argv)
+    from rnncore.storage import join, locate, read_bytes
     from rnnflow.tasks.report import REPORT_NAME
 
-    path = Path(args.directory) / REPORT_NAME
-    if not path.is_file():
+    path = join(args.directory, REPORT_NAME)
+    if not locate(path).is_file():
         raise FileNotFoundError(f"no run report at {path}; run a flow with --output there first")
-    content = json.loads(path.read_text())
+    content = json.loads(read_bytes(path))
     if args.json:
         print(json.dumps(content, indent=2))
         return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ from prefect.artifacts import create_link_artifact
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
+
+from rnncore.storage import Location, join, locate, write_file
 
 from .defaults import ADDRESS_ENV
 
@@ -59,7 +63,9 @@ class ClusterSession:
     dashboard
         The Dask dashboard's URL (``None`` if the cluster has none).
     performance_report
-        Where the Dask performance report is written when the session ends.
+        Where the Dask performance report is written when the session ends: a
+        :class:`~pathlib.Path` for a local output directory (a plain path or a
+        ``file://`` URL), else the URL.
     start_s
         Seconds taken to start (or connect to) the cluster.
     workers
@@ -67,7 +73,7 @@ class ClusterSession:
     """
 
     dashboard: str | None
-    performance_report: Path
+    performance_report: Path | str
     start_s: float
     workers: int
 
@@ -80,7 +86,9 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
     :class:`~prefect_dask.DaskTaskRunner`. On entry the cluster is started (or
     connected to) and its dashboard link logged; everything computed inside goes
     into the Dask performance report ``directory/dask-report.html``, written on
-    exit and linked from the artifact ``<flow name>-dask-report``.
+    exit and linked from the artifact ``<flow name>-dask-report``. ``directory`` is
+    a local path or an fsspec URL; at a URL the report is written to a local
+    temporary file and installed there whole (:func:`rnncore.storage.write_file`).
 
     With Prefect's embedded API (``PREFECT_API_URL`` unset), the tasks submitted
     inside are told this run's API address, so that the Dask workers report to
@@ -98,13 +106,12 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
             f"cluster_session needs a flow run with a DaskTaskRunner; got {type(runner).__name__}"
         )
     logger = get_run_logger()
-    report = Path(directory) / PERFORMANCE_REPORT
-    report.parent.mkdir(parents=True, exist_ok=True)
+    where = locate(join(directory, PERFORMANCE_REPORT))
     start = time.perf_counter()
     client = runner.client
     session = ClusterSession(
         dashboard=client.dashboard_link,
-        performance_report=report,
+        performance_report=where.returned(),
         start_s=time.perf_counter() - start,
         workers=len(client.scheduler_info(n_workers=-1)["workers"]),
     )
@@ -116,15 +123,27 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
         session.dashboard or "none",
     )
     api = PREFECT_API_URL.value() or str(context.client.api_url)
-    with (
-        temporary_settings(updates={PREFECT_API_URL: api}),
-        client.as_current(),
-        performance_report(filename=str(report)),
-    ):
+    with contextlib.ExitStack() as stack:
+        if where.local is not None:
+            where.local.parent.mkdir(parents=True, exist_ok=True)
+            written = where.local
+        else:  # Dask writes it here; installed at the URL on exit, failed run or not
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnflow-"))
+            written = Path(scratch) / PERFORMANCE_REPORT
+            stack.callback(_install, written, where)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api}))
+        stack.enter_context(client.as_current())
+        stack.enter_context(performance_report(filename=str(written)))
         yield session
     create_link_artifact(
-        report.resolve().as_uri(),
+        where.local.resolve().as_uri() if where.local is not None else where.url,
         link_text="Dask performance report",
         key=f"{context.flow.name}-dask-report",
         description="The Dask performance report of this run (an HTML file beside its outputs)",
     )
+
+
+def _install(written: Path, where: Location) -> None:
+    """Copy the report Dask wrote locally at ``written`` onto ``where``, if it wrote one."""
+    if written.is_file():
+        write_file(where, lambda tmp: shutil.copyfile(written, tmp))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
+from rnncore.storage import join
 from rnnflow.tasks.data import ChunkPlan
 from rnnflow.tasks.forecast import backtest_forecaster, fit_forecaster, metrics_path, save_metrics
 from rnnflow.tasks.report import report
@@ -59,7 +59,7 @@ def refit(
         )
     ]
     if backtest_windows:
-        store = str(Path(output) / BACKTEST_STORE)
+        store = str(join(output, BACKTEST_STORE))
         futures.append(
             backtest_forecaster.submit(
                 data, plan, store, horizon, levels, backtest_windows, variable, **settings
@@ -94,10 +94,12 @@ def fit(
         and any exogenous columns).
     forecaster
         Where to save the fitted forecaster (safetensors); its backtest scores go
-        beside it (``.metrics.json``), where the forecast flow finds them.
+        beside it (``.metrics.json``), where the forecast flow finds them. A local
+        path or an fsspec URL, as ``output``.
     output
         Directory for the per-series backtest scores (``backtest.zarr``), the run
-        report (``report.json``) and the Dask performance report.
+        report (``report.json``) and the Dask performance report: a local path or an
+        fsspec URL (``s3://bucket/runs/fit``, ``file://``, ...).
     horizon
         Steps ahead to forecast.
     levels
@@ -145,7 +147,7 @@ def fit(
         outputs = {"forecaster": forecaster, "performance report": str(session.performance_report)}
         if backtested is not None:
             outputs |= {
-                "backtest": str(Path(output) / BACKTEST_STORE),
+                "backtest": str(join(output, BACKTEST_STORE)),
                 "metrics": str(metrics_path(forecaster)),
             }
         figures = run_figures(session, started, info.n_series, info.n_steps)

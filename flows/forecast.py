@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 
 from rnncore.longformat import long_suffix
+from rnncore.storage import join, locate
 from rnnflow.tasks.forecast import (
     ended_early,
     forecast_block,
@@ -91,10 +91,12 @@ def forecast(
         Zarr store, NetCDF file, or CSV/Parquet long-format table (``unique_id, ds, y``
         and any exogenous columns); a table's forecasts are also written as a table.
     output
-        Directory for the forecasts and reports (see :mod:`rnnflow.flows.forecast`).
+        Directory for the forecasts and reports (see :mod:`rnnflow.flows.forecast`): a
+        local path or an fsspec URL (``s3://bucket/runs/forecast``, ``file://``, ...).
     forecaster
-        A forecaster saved by the fit flow. If there is no file there, one is fitted,
-        backtested and saved there first, as the fit flow does.
+        A forecaster saved by the fit flow (a local path or an fsspec URL). If there is
+        no file there, one is fitted, backtested and saved there first, as the fit
+        flow does.
     horizon
         Steps ahead to forecast.
     levels
@@ -125,10 +127,9 @@ def forecast(
         ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
     """
     started = time.perf_counter()
-    directory = Path(output)
-    with cluster_session(directory) as session:
+    with cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task, freq)
-        if Path(forecaster).exists():
+        if locate(forecaster).exists():
             backtested = load_forecaster(forecaster)
             futures = [
                 forecast_block.submit(source, forecaster, plan, block, horizon, variable)
@@ -157,17 +158,17 @@ def forecast(
             "flow_run": flow_run.get_id(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        store = write_forecast(blocks, str(directory / FORECAST_STORE), attrs)
+        store = write_forecast(blocks, str(join(output, FORECAST_STORE)), attrs)
         outputs = {"forecast": store}
         suffix = long_suffix(data)
         if suffix is not None:
-            table = str(directory / f"{FORECAST_TABLE}{suffix}")
+            table = str(join(output, f"{FORECAST_TABLE}{suffix}"))
             outputs["forecast table"] = write_forecast_table(store, table)
         outputs["performance report"] = str(session.performance_report)
         plot = None
         if plot_series:
             plot = plot_forecasts(
-                source, store, str(directory / FORECAST_PLOT), variable, plot_series
+                source, store, str(join(output, FORECAST_PLOT)), variable, plot_series
             )
             outputs["plot"] = plot
         figures = run_figures(session, started, info.n_series, info.n_steps)

@@ -65,6 +65,7 @@ __all__ = [
     "is_url",
     "join",
     "locate",
+    "read_bytes",
     "with_suffix",
     "write_file",
     "write_store",
@@ -183,6 +184,27 @@ def locate(
     if isinstance(target, Location):
         return target
     return Location(target, storage_options)
+
+
+def read_bytes(
+    target: str | os.PathLike[str] | Location, storage_options: Mapping[str, Any] | None = None
+) -> bytes:
+    """The contents of the file at ``target`` (a local path or an fsspec URL).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``target``.
+
+    Examples
+    --------
+    >>> url = write_file("memory://rnnflow-doc/a.txt", lambda t: Path(t).write_text("ok"))
+    >>> url, read_bytes(url)
+    ('memory://rnnflow-doc/a.txt', b'ok')
+    >>> locate(url).fs.rm(locate(url).path)
+    """
+    with locate(target, storage_options).open("rb") as file:
+        return file.read()
 
 
 def join(base: str | os.PathLike[str], name: str) -> Path | str:

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from rnncore.io import open_dataset
-from rnncore.storage import write_file
+from rnncore.storage import join, read_bytes, write_file
 
 from .runtime import io_task
 
@@ -83,13 +83,13 @@ def plot_forecasts(
     data: str, forecast: str, path: str, variable: str, n_series: int = 4, n_history: int = 168
 ) -> str:
     """Plot the first ``n_series`` series that have forecasts, with the last ``n_history``
-    steps of the data, to the PNG file ``path``; returns ``path``."""
+    steps of the data, to the PNG file ``path`` (a local path or an fsspec URL); returns
+    the path written (:func:`rnncore.storage.write_file`'s, as a string)."""
     predicted = open_dataset(forecast)
     series = predicted["series"].values[~predicted["all_missing"].values][:n_series]
     history = open_dataset(data)[variable].sel(series=series).isel(time=slice(-n_history, None))
     figure = forecast_figure(history.load(), predicted.sel(series=series).load())
-    write_file(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=80))
-    return path
+    return str(write_file(path, lambda tmp: figure.savefig(tmp, format="png", dpi=80)))
 
 
 @io_task()
@@ -101,7 +101,8 @@ def report(
     plot: str | None = None,
     notes: str = "",
 ) -> str:
-    """Write the run report ``report.json`` in ``directory`` and publish the run's artifacts.
+    """Write the run report ``report.json`` in ``directory`` (a local path or an fsspec
+    URL) and publish the run's artifacts.
 
     Artifacts (keys prefixed with ``name``): ``<name>-figures``, a table of
     ``figures``; ``<name>-report``, markdown listing ``outputs``, showing the PNG
@@ -110,9 +111,8 @@ def report(
     Returns
     -------
     str
-        The path of the report file.
+        The path of the report file (its URL for a remote ``directory``).
     """
-    path = Path(directory) / REPORT_NAME
     content = {
         "flow": name,
         "flow_run": flow_run.get_id(),
@@ -120,7 +120,8 @@ def report(
         "figures": dict(figures),
         "outputs": dict(outputs),
     }
-    write_file(path, lambda tmp: Path(tmp).write_text(json.dumps(content, indent=2) + "\n"))
+    text = json.dumps(content, indent=2) + "\n"
+    path = write_file(join(directory, REPORT_NAME), lambda tmp: Path(tmp).write_text(text))
     create_table_artifact(
         [{"figure": key, "value": value} for key, value in figures.items()],
         key=f"{name}-figures",
@@ -129,7 +130,7 @@ def report(
     lines = [f"# rnnflow {name}", "", "| output | path |", "| --- | --- |"]
     lines += [f"| {what} | `{where}` |" for what, where in outputs.items()]
     if plot is not None:
-        image = base64.b64encode(Path(plot).read_bytes()).decode()
+        image = base64.b64encode(read_bytes(plot)).decode()
         lines += ["", f"![forecasts](data:image/png;base64,{image})"]
     create_markdown_artifact(
         "\n".join([*lines, "", notes]).rstrip() + "\n",

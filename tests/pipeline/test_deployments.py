@@ -119,3 +119,23 @@ def test_a_served_deployment_runs_its_flow(dask_address, small_data, tmp_path):
     assert (output / "forecast.zarr").is_dir() and forecaster.is_file()
     with pytest.raises(OSError):  # the local server is gone too
         urllib.request.urlopen(f"{api}/health", timeout=2)
+
+
+def test_url_parameters_are_kept_as_they_are(tmp_path):
+    from rnnflow.deployments.serve import _overrides
+
+    declared = tmp_path / "prefect.yaml"
+    declared.write_text(
+        "deployments:\n"
+        "  - name: remote\n"
+        "    entrypoint: rnnflow.flows.forecast:forecast\n"
+        "    parameters: {data: s3://bucket/data.zarr, output: memory://runs/out, model: m}\n"
+    )
+    [remote] = load_definitions(declared, base=tmp_path)
+    assert remote.parameters["data"] == "s3://bucket/data.zarr"
+    assert remote.parameters["output"] == "memory://runs/out"
+    assert remote.parameters["model"] == str(tmp_path.resolve() / "m")
+    items = ["remote.output=gs://b/out", "remote.forecaster=f.safetensors"]
+    overrides = _overrides(None, items)["remote"]
+    assert overrides["output"] == "gs://b/out"
+    assert overrides["forecaster"] == str(Path("f.safetensors").resolve())

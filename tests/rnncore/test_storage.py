@@ -19,7 +19,7 @@ import rnncore.storage
 from rnncore.io import COMPLETE, INCOMPLETE, open_dataset, write_netcdf, write_zarr
 from rnncore.longformat import read_long, write_long, write_table
 from rnncore.serialization import ModelFileError, read_arrays, write_arrays
-from rnncore.storage import join, locate, with_suffix, write_file, write_store
+from rnncore.storage import join, locate, read_bytes, with_suffix, write_file, write_store
 from rnncore.synthetic import generate
 
 
@@ -256,3 +256,13 @@ def test_join_and_with_suffix_keep_urls_urls():
     assert join("out", "b.zarr") == Path("out/b.zarr")
     assert with_suffix("gs://b/m.safetensors", ".metrics.json") == "gs://b/m.metrics.json"
     assert with_suffix("m.safetensors", ".metrics.json") == Path("m.metrics.json")
+
+
+def test_read_bytes_reads_a_path_a_file_url_and_a_memory_url(root, tmp_path):
+    local = write_file(tmp_path / "a.bin", lambda t: Path(t).write_bytes(b"local"))
+    assert read_bytes(local) == read_bytes(local.as_uri()) == b"local"
+    url = write_file(f"{root}/a.bin", lambda t: Path(t).write_bytes(b"remote"))
+    assert read_bytes(url) == b"remote"
+    for missing in (tmp_path / "none.bin", f"{root}/none.bin"):
+        with pytest.raises(FileNotFoundError):
+            read_bytes(missing)
