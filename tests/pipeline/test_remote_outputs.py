@@ -25,6 +25,8 @@ from rnnflow.flows.fit import fit
 from rnnflow.flows.forecast import forecast
 from tests.pipeline.support import N_SERIES, N_STEPS, run_flow
 
+pytestmark = pytest.mark.slow  # runs the flows end to end
+
 HORIZON = 24
 
 
