@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from .errors import InputError, one_line
-from .storage import Location, locate, write_file
+from .storage import Location, locate, read_bytes, write_file
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "read_arrays", "write_arrays"]
 
@@ -155,5 +155,5 @@ def _local_copy(where: Location) -> Iterator[str]:
         return
     with tempfile.TemporaryDirectory(prefix="rnnflow-") as scratch:
         local = os.path.join(scratch, where.name)
-        where.fs.get_file(where.path, local)
+        Path(local).write_bytes(read_bytes(where))
         yield local

@@ -203,8 +203,12 @@ def read_bytes(
     ('memory://rnnflow-doc/a.txt', b'ok')
     >>> locate(url).fs.rm(locate(url).path)
     """
-    with locate(target, storage_options).open("rb") as file:
-        return file.read()
+    where = locate(target, storage_options)
+    if where.local is not None:
+        return where.local.read_bytes()
+    # one call for the whole object: fsspec's memory file system hands every reader the
+    # same file object, so readers in several threads must not share a position
+    return where.fs.cat_file(where.path)
 
 
 def join(base: str | os.PathLike[str], name: str) -> Path | str:

@@ -206,7 +206,7 @@ def test_forecast_an_irregular_table_with_freq_and_exog(
     argv += ["--scheduler", dask_address]
     assert main(argv) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith(f"rnnflow forecast: error: ValueError: {data}: the timestamps are not")
+    assert last.startswith(f"rnnflow forecast: error: InputError: {data}: the timestamps are not")
     assert "--freq" in last and not forecaster.exists()
 
     assert main([*argv, "--freq", "D", "--season", "7", "--exog", "temperature", "workday"]) == 0

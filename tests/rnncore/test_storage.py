@@ -6,6 +6,7 @@ it), so everything here runs in-process, Dask on its threaded scheduler.
 
 import importlib.util
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -266,3 +267,15 @@ def test_read_bytes_reads_a_path_a_file_url_and_a_memory_url(root, tmp_path):
     for missing in (tmp_path / "none.bin", f"{root}/none.bin"):
         with pytest.raises(FileNotFoundError):
             read_bytes(missing)
+
+
+def test_model_files_at_a_url_read_whole_from_many_threads_at_once(root):
+    """fsspec's memory file system gives every reader one shared file object: the forecast
+    tasks of one in-process cluster load the forecaster at once, and each must see it whole."""
+    arrays = {"w": np.arange(200_000, dtype=np.float64)}
+    url = str(write_arrays(f"{root}/m.safetensors", arrays, "model", {"n": 1}))
+    with ThreadPoolExecutor(8) as pool:
+        loaded = list(pool.map(lambda _: read_arrays(url, "model"), range(32)))
+    for got, config in loaded:
+        np.testing.assert_array_equal(got["w"], arrays["w"])
+        assert config == {"n": 1}
