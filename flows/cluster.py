@@ -6,6 +6,12 @@ to the machine (Dask's default: one single-threaded worker process per core on a
 small machine, fewer processes with more threads on larger ones) and closes it at
 the end. Given a scheduler address, as an argument or in the
 environment variable ``RNNFLOW_DASK_ADDRESS``, it runs on that cluster instead.
+
+The embedded cluster listens on 127.0.0.1 only, its dashboard too (Dask's default
+dashboard address, ``:8787``, is every interface). A ``tls://`` scheduler is connected to
+with Dask's own TLS settings (``distributed.comm.tls.*``, e.g. the environment variables
+``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``, ``..._TLS__CLIENT__CERT`` and
+``..._TLS__CLIENT__KEY``), which the client reads; rnnflow adds nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ __all__ = ["ADDRESS_ENV", "PERFORMANCE_REPORT", "ClusterSession", "cluster_sessi
 
 #: File name of the Dask performance report saved in a run's output directory.
 PERFORMANCE_REPORT = "dask-report.html"
+#: Arguments of the embedded ``LocalCluster``: scheduler, workers and dashboard on loopback.
+LOCAL_CLUSTER = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:8787"}
 
 
 def dask_runner(address: str | None = None) -> DaskTaskRunner:
@@ -44,14 +52,17 @@ def dask_runner(address: str | None = None) -> DaskTaskRunner:
     address
         Address of a running Dask scheduler (``tcp://host:8786``). ``None`` reads
         ``RNNFLOW_DASK_ADDRESS``; if that is unset or empty, each flow run starts an
-        embedded ``LocalCluster`` sized to the machine.
+        embedded ``LocalCluster`` sized to the machine, listening on 127.0.0.1 only
+        (:data:`LOCAL_CLUSTER`).
 
     Returns
     -------
     prefect_dask.DaskTaskRunner
     """
     address = address or os.environ.get(ADDRESS_ENV) or None
-    return DaskTaskRunner(address=address) if address else DaskTaskRunner()
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs=dict(LOCAL_CLUSTER))
 
 
 @dataclass(frozen=True)
