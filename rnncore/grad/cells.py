@@ -107,9 +107,9 @@ def cell_vjp(
         params = {k: xp.zeros(v.shape, x.dtype) for k, v in cell.params.items()}
         grad_x, grad_h0 = xp.zeros_like(x), grad_state
     elif isinstance(cell, LinearStateCell):
-        params, grad_x, grad_h0 = _linear_vjp(cell, xp, x, grad_y, state0, grad_state)
+        params, grad_x, grad_h0 = _linear_vjp(cell, x, grad_y, state0, grad_state)
     else:
-        params, grad_x, grad_h0 = _nonlinear_vjp(cell, xp, x, grad_y, state0, grad_state)
+        params, grad_x, grad_h0 = _nonlinear_vjp(cell, x, grad_y, state0, grad_state)
     names = {k: f"{k}_l0" if isinstance(cell, NonlinearCell) else k for k in params}
     return CellGradients({names[k]: v for k, v in params.items()}, grad_x, grad_h0)
 
@@ -118,8 +118,9 @@ def cell_vjp(
 
 
 def _linear_vjp(
-    cell: LinearStateCell, xp: ModuleType, x: Any, grad_y: Any, h0: Any, grad_state: Any
+    cell: LinearStateCell, x: Any, grad_y: Any, h0: Any, grad_state: Any
 ) -> tuple[Params, Any, Any]:
+    """Parameter, input and initial-state gradients of a linear-state cell (``T > 0``)."""
     a, b = cell.transition(x)
     xp, x, missing = cell.prepare_input(x)
     p = cell.params_for(xp, x.dtype)
@@ -133,14 +134,14 @@ def _linear_vjp(
     du = xp.concatenate(du, axis=-1)
     if du_emit is not None:
         du = du + du_emit
-    grads = {**_projection_grads(xp, du, x), **extra}
-    return grads, du @ p["weight"], grad_h0
+    grad_weight, grad_bias = affine_grads(du, x)
+    return {"weight": grad_weight, "bias": grad_bias, **extra}, du @ p["weight"], grad_h0
 
 
-def _projection_grads(xp: ModuleType, du: Any, x: Any) -> Params:
-    """The weight and bias gradients of ``u = x @ weight.T + bias`` from ``du``."""
+def affine_grads(du: Any, x: Any) -> tuple[Any, Any]:
+    """The weight and bias gradients of ``u = x @ weight.T + bias`` from ``du = dL/du``."""
     flat_du, flat_x = du.reshape(-1, du.shape[-1]), x.reshape(-1, x.shape[-1])
-    return {"weight": flat_du.T @ flat_x, "bias": flat_du.sum(axis=0)}
+    return flat_du.T @ flat_x, flat_du.sum(axis=0)
 
 
 def _candidate(cell: LinearStateCell, xp: ModuleType, u: Any) -> tuple[Any, Any]:
@@ -201,8 +202,9 @@ _EMIT: dict[type, Callable[..., tuple[Any, Any]]] = {QRNN: _qrnn_emit}
 
 
 def _nonlinear_vjp(
-    cell: NonlinearCell, xp: ModuleType, x: Any, grad_y: Any, h0: State, grad_state: State
+    cell: NonlinearCell, x: Any, grad_y: Any, h0: State, grad_state: State
 ) -> tuple[Params, Any, State]:
+    """The same for a nonlinear cell: the states stored, then carried back step by step."""
     xp, x, missing = cell.prepare_input(x)
     p = cell.params_for(xp, x.dtype)
     x_proj = x @ p["weight_ih"].T + p["bias_ih"]
@@ -221,17 +223,9 @@ def _nonlinear_vjp(
         back = (direct[0] + dh @ p["weight_hh"], *direct[1:])
         carried = _where(xp, missing[t], carried, back)
     h_prev = xp.stack([_parts(s)[0] for s in states[:-1]])
-    grads = {
-        "weight_ih": _flat(d_proj).T @ _flat(x),
-        "weight_hh": _flat(d_hh).T @ _flat(h_prev),
-        "bias_ih": _flat(d_proj).sum(axis=0),
-        "bias_hh": _flat(d_hh).sum(axis=0),
-    }
+    grads = dict(zip(("weight_ih", "bias_ih"), affine_grads(d_proj, x), strict=True))
+    grads |= dict(zip(("weight_hh", "bias_hh"), affine_grads(d_hh, h_prev), strict=True))
     return grads, d_proj @ p["weight_ih"], _join(carried)
-
-
-def _flat(v: Any) -> Any:
-    return v.reshape(-1, v.shape[-1])
 
 
 def _parts(state: State) -> Parts:

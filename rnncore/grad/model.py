@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from ..arrays import namespace
 from ..cells import State
 from ..model import Model
-from .cells import cell_vjp
+from .cells import affine_grads, cell_vjp
 
 __all__ = ["ModelGradients", "masked_mse", "model_vjp", "value_and_grad"]
 
@@ -215,5 +215,4 @@ def _readout_vjp(model: Model, h: Any, grad_y: Any) -> tuple[Any, Any, Any]:
         )
     missing = xp.isnan(h).any(axis=-1, keepdims=True)
     h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
-    flat_g, flat_h = grad_y.reshape(-1, grad_y.shape[-1]), h.reshape(-1, h.shape[-1])
-    return grad_y @ weight, flat_g.T @ flat_h, flat_g.sum(axis=0)
+    return grad_y @ weight, *affine_grads(grad_y, h)
