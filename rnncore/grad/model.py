@@ -1,0 +1,218 @@
+"""Gradients of a whole model: its vector-Jacobian product and a masked MSE loss.
+
+The model's forward pass keeps each layer's outputs (the next layer's inputs); the
+backward pass runs the readout's, then each layer's vector-Jacobian product
+(:func:`~rnncore.grad.cells.cell_vjp`, which recomputes its layer's states) from the
+last layer to the first, passing each layer's input cotangent down as the cotangent
+of the outputs of the layer below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from ..arrays import namespace
+from ..cells import State
+from ..model import Model
+from .cells import affine_grads, cell_vjp
+
+__all__ = ["ModelGradients", "masked_mse", "model_vjp", "value_and_grad"]
+
+
+class ModelGradients(NamedTuple):
+    """The gradients of a model.
+
+    Attributes
+    ----------
+    params
+        Keyed as :meth:`rnncore.Model.state_dict` keys the parameters.
+    x
+        ``(T, B, F)``: zero at missing steps.
+    h0
+        One per layer, each of its cell's state (LSTM: a pair).
+    """
+
+    params: dict[str, Any]
+    x: Any
+    h0: list[State]
+
+
+def model_vjp(
+    model: Model,
+    x: Any,
+    grad_outputs: Any,
+    h0: Sequence[State] | None = None,
+    grad_final_states: Sequence[State] | None = None,
+) -> ModelGradients:
+    """Pull the cotangents of a model's outputs and final states back to its inputs.
+
+    For a scalar ``L`` of ``y, states = model(x, h0)``, given ``grad_outputs = dL/dy``
+    and ``grad_final_states = dL/dstates``, returns ``dL/dparams``, ``dL/dx`` and
+    ``dL/dh0``.
+
+    Parameters
+    ----------
+    model
+        Any :class:`rnncore.Model`.
+    x, h0
+        As for :meth:`rnncore.Model.__call__`.
+    grad_outputs
+        ``(T, B, output_size)``; ignored at missing steps (where the outputs are NaN).
+    grad_final_states
+        One cotangent per layer (``None`` entries for zeros), or ``None`` for all zeros.
+
+    Returns
+    -------
+    ModelGradients
+        In the dtype of ``x``, as the forward pass computes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnncore import Model
+    >>> model = Model.init("GRU", input_size=2, hidden_sizes=[4, 3], output_size=1)
+    >>> grads = model_vjp(model, np.ones((6, 5, 2), np.float32), np.ones((6, 5, 1), np.float32))
+    >>> grads.params["layers.1.weight_hh_l0"].shape, grads.x.shape, len(grads.h0)
+    ((9, 3), (6, 5, 2), 2)
+    """
+    inputs = _layer_inputs(model, x, h0)
+    return _backward(model, inputs, grad_outputs, h0, grad_final_states)
+
+
+def value_and_grad(
+    model: Model, x: Any, target: Any, h0: Sequence[State] | None = None, mask: Any = None
+) -> tuple[float, dict[str, Any]]:
+    """The masked mean squared error of a model's outputs and its parameter gradients.
+
+    Parameters
+    ----------
+    model
+        Any :class:`rnncore.Model`.
+    x, h0
+        As for :meth:`rnncore.Model.__call__`.
+    target
+        ``(T, B, output_size)``; NaN marks a value to ignore.
+    mask
+        Boolean, broadcasting against ``target``: True where a value counts (all of
+        them if ``None``), as :func:`masked_mse` takes it.
+
+    Returns
+    -------
+    loss
+        :func:`masked_mse` of the outputs.
+    grads
+        Its gradient with respect to every parameter, keyed as
+        :meth:`rnncore.Model.state_dict` keys them, in the dtype of ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rnncore import Model
+    >>> model = Model.init("MinGRU", input_size=1, hidden_sizes=[8], output_size=1)
+    >>> x = np.sin(np.arange(20.0)).reshape(20, 1, 1).astype(np.float32)
+    >>> loss, grads = value_and_grad(model, x[:-1], x[1:])
+    >>> loss > 0, sorted(grads) == sorted(model.state_dict())
+    (True, True)
+    """
+    inputs = _layer_inputs(model, x, h0)
+    y = inputs[-1] if model.readout is None else model.readout(inputs[-1])
+    loss, grad_y = masked_mse(y, target, mask)
+    return loss, _backward(model, inputs, grad_y, h0, None).params
+
+
+def masked_mse(y: Any, target: Any, mask: Any = None) -> tuple[float, Any]:
+    """Mean squared error over the values that count, and its gradient in ``y``.
+
+    A value counts where ``mask`` is True and neither ``target`` nor ``y`` is NaN
+    (outputs are NaN at missing input steps, where they depend on no parameter).
+    With no value counting the loss and its gradient are zero.
+
+    Parameters
+    ----------
+    y
+        Predictions.
+    target
+        Of ``y``'s shape; NaN marks a value to ignore.
+    mask
+        Boolean, broadcasting against ``y``; ``None`` counts every value.
+
+    Returns
+    -------
+    loss
+        ``sum((y - target)**2) / n`` over the ``n`` values that count.
+    grad_y
+        ``2 * (y - target) / n`` where a value counts, zero elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, grad = masked_mse(np.array([1.0, 2.0, np.nan]), np.array([0.0, np.nan, 1.0]))
+    >>> loss, grad
+    (1.0, array([2., 0., 0.]))
+    """
+    xp = namespace(y, target, mask)
+    y, target = xp.asarray(y), xp.asarray(target, dtype=y.dtype)
+    if target.shape != y.shape:
+        raise ValueError(f"target has shape {target.shape}; expected the outputs' {y.shape}")
+    counts = ~(xp.isnan(y) | xp.isnan(target))
+    if mask is not None:
+        counts &= xp.asarray(mask, dtype=bool)
+    n = xp.maximum(counts.sum(), 1)
+    diff = xp.where(counts, y - target, 0)
+    return float((diff * diff).sum() / n), (2 * diff / n).astype(y.dtype)
+
+
+def _layer_inputs(model: Model, x: Any, h0: Sequence[State] | None) -> list[Any]:
+    """The forward pass, keeping ``x`` and every layer's outputs (no readout)."""
+    if h0 is not None and len(h0) != len(model.layers):
+        raise ValueError(f"h0 has {len(h0)} states; the model has {len(model.layers)} layers")
+    inputs = [x]
+    for k, cell in enumerate(model.layers):
+        inputs.append(cell(inputs[-1], None if h0 is None else h0[k])[0])
+    return inputs
+
+
+def _backward(
+    model: Model,
+    inputs: list[Any],
+    grad_outputs: Any,
+    h0: Sequence[State] | None,
+    grad_final_states: Sequence[State] | None,
+) -> ModelGradients:
+    """The backward pass from the outputs of :func:`_layer_inputs`."""
+    n = len(model.layers)
+    if grad_final_states is not None and len(grad_final_states) != n:
+        raise ValueError(f"grad_final_states has {len(grad_final_states)} states; expected {n}")
+    h = inputs[-1]
+    xp = namespace(h)
+    grad = xp.asarray(grad_outputs, dtype=h.dtype)
+    params: dict[str, Any] = {}
+    if model.readout is not None:
+        grad, params["readout.weight"], params["readout.bias"] = _readout_vjp(model, h, grad)
+    grad_h0: list[State] = [None] * n
+    for k in reversed(range(n)):
+        cell_grads = cell_vjp(
+            model.layers[k],
+            inputs[k],
+            grad,
+            None if h0 is None else h0[k],
+            None if grad_final_states is None else grad_final_states[k],
+        )
+        params |= {f"layers.{k}.{name}": v for name, v in cell_grads.params.items()}
+        grad, grad_h0[k] = cell_grads.x, cell_grads.h0
+    ordered = {key: params[key] for key in model.state_dict()}
+    return ModelGradients(ordered, grad, grad_h0)
+
+
+def _readout_vjp(model: Model, h: Any, grad_y: Any) -> tuple[Any, Any, Any]:
+    """Gradients of ``y = h @ weight.T + bias`` for ``h``, weight and bias; NaN rows ignored."""
+    xp = namespace(h)
+    weight = model.readout.arrays(xp, h.dtype).weight
+    if grad_y.shape != (*h.shape[:-1], weight.shape[0]):
+        raise ValueError(
+            f"grad_outputs has shape {grad_y.shape}; expected {(*h.shape[:-1], weight.shape[0])}"
+        )
+    missing = xp.isnan(h).any(axis=-1, keepdims=True)
+    h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
+    return grad_y @ weight, *affine_grads(grad_y, h)
