@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import operator
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,20 +196,10 @@ def run_chunked(
     ConvergenceError
         If multiple shooting has not converged after ``max_iter`` sweeps.
     """
-    if x.ndim != 3 or x.shape[2] != model.input_size:
-        raise ValueError(
-            f"x has shape {x.shape}; expected (time, series, {model.input_size} features)"
-        )
-    x = x.astype(float_dtype(x.dtype, what="x")).rechunk({2: -1})
+    x = prepare_input(model, x)
     algorithm = resolve_method(model, method, len(x.chunks[1]), scheduler_slots())
-    if resources is None:
-        resources = {"GPU": 1} if namespace(x._meta).__name__ == "cupy" else {}
-    graph = _Graph(model, x, algorithm, resources)
-    starts = np.cumsum((0, *x.chunks[1]))
-    h0_chunks = [
-        [None] * len(model.layers) if h0 is None else unpack_states(model, h0[s:e])
-        for s, e in itertools.pairwise(starts)
-    ]
+    graph = _Graph(model, x, algorithm, default_resources(x, resources))
+    h0_chunks = split_states(model, x, h0)
     n_time, n_series = len(x.chunks[0]), len(x.chunks[1])
     iterations, change = None, None
     if algorithm == MULTIPLE_SHOOTING:
@@ -232,16 +222,49 @@ def run_chunked(
     )
 
 
+def prepare_input(model: Model, x: da.Array) -> da.Array:
+    """``x`` checked against ``model``, in a float dtype, with its feature axis in one chunk."""
+    if x.ndim != 3 or x.shape[2] != model.input_size:
+        raise ValueError(
+            f"x has shape {x.shape}; expected (time, series, {model.input_size} features)"
+        )
+    return x.astype(float_dtype(x.dtype, what="x")).rechunk({2: -1})
+
+
+def default_resources(x: da.Array, resources: Mapping[str, float] | None) -> Mapping[str, float]:
+    """``resources``, or for ``None`` ``{"GPU": 1}`` for CuPy-backed chunks and ``{}`` else."""
+    if resources is None:
+        return {"GPU": 1} if namespace(x._meta).__name__ == "cupy" else {}
+    return resources
+
+
+def split_states(model: Model, x: da.Array, h0: Any) -> list[list[Any]]:
+    """The per-layer initial states of each series chunk of ``x`` from packed ``h0``."""
+    starts = np.cumsum((0, *x.chunks[1]))
+    return [
+        [None] * len(model.layers) if h0 is None else unpack_states(model, h0[s:e])
+        for s, e in itertools.pairwise(starts)
+    ]
+
+
 class _Graph:
     """Builds the task graph of one run: ``(function, *args)`` tasks keyed by tuples."""
 
     def __init__(
-        self, model: Model, x: da.Array, algorithm: str, resources: Mapping[str, float]
+        self,
+        model: Model,
+        x: da.Array,
+        algorithm: str,
+        resources: Mapping[str, float],
+        *,
+        kind: str = "run",
+        inputs: Sequence[da.Array] = (),
     ) -> None:
         self.model, self.x = model, x
+        self.collections = [x, *inputs]
         self.annotations = {"resources": dict(resources)} if resources else {}
-        token = tokenize(x.name, model.fingerprint(), algorithm)
-        self.name = f"rnncore-run-{token}"
+        token = tokenize(*(c.name for c in self.collections), model.fingerprint(), algorithm)
+        self.name = f"rnncore-{kind}-{token}"
         self.states_name = f"rnncore-states-{token}"
         self.tasks: dict[tuple, Any] = {}
         self._counter = itertools.count()
@@ -266,9 +289,9 @@ class _Graph:
         """The task ``value_of(key)[index]``."""
         return self.call("item", operator.getitem, key, index)
 
-    def block(self, i: int, j: int) -> tuple:
-        """The key of input chunk ``(i, j)``."""
-        return (self.x.name, i, j, 0)
+    def block(self, i: int, j: int, array: da.Array | None = None) -> tuple:
+        """The key of chunk ``(i, j)`` of ``x`` (or of ``array``, chunked like it)."""
+        return ((self.x if array is None else array).name, i, j, 0)
 
     def run_block(self, i: int, j: int, entries: Any) -> tuple:
         """``model(x_ij, entries)``: the pair ``(outputs, exit states)``."""
@@ -297,11 +320,11 @@ class _Graph:
 
     def compute(self, keys: list[tuple]) -> tuple:
         """Compute ``keys`` now, on the active scheduler."""
-        graph = self.layer(self.name, dict(self.tasks), [self.x])
+        graph = self.layer(self.name, dict(self.tasks), self.collections)
         return dask.compute(*(Delayed(key, graph, layer=self.name) for key in keys))
 
     def output_array(self) -> da.Array:
-        graph = self.layer(self.name, self.tasks, [self.x])
+        graph = self.layer(self.name, self.tasks, self.collections)
         chunks = (*self.x.chunks[:2], (self.model.output_size,))
         return da.Array(graph, self.name, chunks, meta=_meta(self.x, 3))
 
@@ -325,7 +348,27 @@ def _join_by_prefix_scan(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
     n_time = len(graph.x.chunks[0])
     if n_time == 1:  # no boundary to join: one pass, no summaries
         return _join_sequentially(graph, j, h0)
-    entries: list[list[Any]] = []  # entries[l][i]: state entering chunk i; [l][n]: final
+    entries, _ = scanned_entries(graph, j, h0)
+    for i in range(n_time):
+        result = graph.run_block(i, j, entries[i])
+        graph.output(i, j, graph.item(result, 0))
+    return entries[-1]
+
+
+def scanned_entries(graph: _Graph, j: int, h0: list[Any]) -> tuple[list[Any], list[list[Any]]]:
+    """The states entering each time chunk of series chunk ``j``, by the prefix tree.
+
+    Returns
+    -------
+    entries
+        ``entries[i]``: the per-layer states entering chunk ``i`` (a list of keys);
+        ``entries[n_time]``: the final states.
+    summaries
+        ``summaries[l][i]``: the key of layer ``l``'s summary ``(A, B)`` over chunk ``i``.
+    """
+    n_time = len(graph.x.chunks[0])
+    layers: list[list[Any]] = []  # layers[l][i]: state of layer l entering chunk i
+    all_summaries = []
     for layer in range(len(h0)):
         summaries = [
             graph.call(
@@ -333,32 +376,41 @@ def _join_by_prefix_scan(graph: _Graph, j: int, h0: list[Any]) -> list[Any]:
                 _layer_summary,
                 graph.model_key,
                 graph.block(i, j),
-                [entries[k][i] for k in range(layer)],
+                [layers[k][i] for k in range(layer)],
                 layer,
             )
             for i in range(n_time)
         ]
+        all_summaries.append(summaries)
         if h0[layer] is None:
             prefix = prefix_scan(summaries, graph.compose)
-            entries.append([None, *(graph.item(p, 1) for p in prefix)])
+            layers.append([None, *(graph.item(p, 1) for p in prefix)])
         else:
             start = graph.put("h0", (0.0, h0[layer]))
             prefix = prefix_scan([start, *summaries], graph.compose)
-            entries.append([graph.put("h0", h0[layer]), *(graph.item(p, 1) for p in prefix[1:])])
-    for i in range(n_time):
-        result = graph.run_block(i, j, [layer_entries[i] for layer_entries in entries])
-        graph.output(i, j, graph.item(result, 0))
-    return [layer_entries[-1] for layer_entries in entries]
+            layers.append([graph.put("h0", h0[layer]), *(graph.item(p, 1) for p in prefix[1:])])
+    entries = [[states[i] for states in layers] for i in range(n_time + 1)]
+    return entries, all_summaries
 
 
 def _join_sequentially(graph: _Graph, j: int, h0: list[Any]) -> Any:
     """Exact sequential join: each chunk starts from the previous chunk's exit state."""
-    state: Any = graph.put("h0", h0)
+    return carried_entries(graph, j, h0, outputs=True)[-1]
+
+
+def carried_entries(graph: _Graph, j: int, h0: list[Any], *, outputs: bool = False) -> list[Any]:
+    """The keys of the states entering each time chunk of series chunk ``j``, carried.
+
+    Each chunk is run from the previous chunk's exit state; the last entry is the
+    final states. With ``outputs`` the runs' outputs are the run's output chunks.
+    """
+    states: list[Any] = [graph.put("h0", h0)]
     for i in range(len(graph.x.chunks[0])):
-        result = graph.run_block(i, j, state)
-        graph.output(i, j, graph.item(result, 0))
-        state = graph.item(result, 1)
-    return state
+        result = graph.run_block(i, j, states[-1])
+        if outputs:
+            graph.output(i, j, graph.item(result, 0))
+        states.append(graph.item(result, 1))
+    return states
 
 
 def _multiple_shooting(
