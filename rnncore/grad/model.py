@@ -17,7 +17,7 @@ from ..cells import State
 from ..model import Model
 from .cells import affine_grads, cell_vjp
 
-__all__ = ["ModelGradients", "masked_mse", "model_vjp", "value_and_grad"]
+__all__ = ["ModelGradients", "errors", "masked_mse", "model_vjp", "value_and_grad"]
 
 
 class ModelGradients(NamedTuple):
@@ -152,15 +152,32 @@ def masked_mse(y: Any, target: Any, mask: Any = None) -> tuple[float, Any]:
     (1.0, array([2., 0., 0.]))
     """
     xp = namespace(y, target, mask)
-    y, target = xp.asarray(y), xp.asarray(target, dtype=y.dtype)
+    diff, count = errors(y, target, mask)
+    n = xp.maximum(count, 1)
+    return float((diff * diff).sum() / n), (2 * diff / n).astype(diff.dtype)
+
+
+def errors(y: Any, target: Any, mask: Any = None) -> tuple[Any, Any]:
+    """``y - target`` where a value counts (zero elsewhere), and how many values count.
+
+    The pieces of :func:`masked_mse` that add up over blocks of the data (its
+    arguments are as there): the squared errors summed, and the counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> errors(np.array([1.0, 2.0, np.nan]), np.array([0.0, np.nan, 1.0]))
+    (array([1., 0., 0.]), np.int64(1))
+    """
+    xp = namespace(y, target, mask)
+    y = xp.asarray(y)
+    target = xp.asarray(target, dtype=y.dtype)
     if target.shape != y.shape:
         raise ValueError(f"target has shape {target.shape}; expected the outputs' {y.shape}")
     counts = ~(xp.isnan(y) | xp.isnan(target))
     if mask is not None:
         counts &= xp.asarray(mask, dtype=bool)
-    n = xp.maximum(counts.sum(), 1)
-    diff = xp.where(counts, y - target, 0)
-    return float((diff * diff).sum() / n), (2 * diff / n).astype(y.dtype)
+    return xp.where(counts, y - target, 0), counts.sum()
 
 
 def _layer_inputs(model: Model, x: Any, h0: Sequence[State] | None) -> list[Any]:
@@ -179,8 +196,13 @@ def _backward(
     grad_outputs: Any,
     h0: Sequence[State] | None,
     grad_final_states: Sequence[State] | None,
+    lowest: int = 0,
 ) -> ModelGradients:
-    """The backward pass from the outputs of :func:`_layer_inputs`."""
+    """The backward pass from the outputs of :func:`_layer_inputs`, down to layer ``lowest``.
+
+    Layers below ``lowest`` are left out: no parameter gradients and a ``None``
+    ``h0`` gradient for them, and ``x``'s gradient is that of layer ``lowest``'s inputs.
+    """
     n = len(model.layers)
     if grad_final_states is not None and len(grad_final_states) != n:
         raise ValueError(f"grad_final_states has {len(grad_final_states)} states; expected {n}")
@@ -191,7 +213,7 @@ def _backward(
     if model.readout is not None:
         grad, params["readout.weight"], params["readout.bias"] = _readout_vjp(model, h, grad)
     grad_h0: list[State] = [None] * n
-    for k in reversed(range(n)):
+    for k in reversed(range(lowest, n)):
         cell_grads = cell_vjp(
             model.layers[k],
             inputs[k],
@@ -201,7 +223,7 @@ def _backward(
         )
         params |= {f"layers.{k}.{name}": v for name, v in cell_grads.params.items()}
         grad, grad_h0[k] = cell_grads.x, cell_grads.h0
-    ordered = {key: params[key] for key in model.state_dict()}
+    ordered = {key: params[key] for key in model.state_dict() if key in params}
     return ModelGradients(ordered, grad, grad_h0)
 
 
