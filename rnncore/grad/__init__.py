@@ -6,7 +6,9 @@
 - :func:`cell_vjp`: one layer's gradients in its parameters, inputs and initial state;
 - :func:`model_vjp`: a model's, for any cotangents of its outputs and final states;
 - :func:`value_and_grad`: the masked MSE of a model's outputs (:func:`masked_mse`)
-  and its parameter gradients, keyed as :meth:`rnncore.Model.state_dict` keys them.
+  and its parameter gradients, keyed as :meth:`rnncore.Model.state_dict` keys them;
+- :func:`rnncore.grad.chunked.value_and_grad_chunked`: the same over Dask arrays chunked
+  along time and series (its module, :mod:`rnncore.grad.chunked`, imports Dask).
 
 Everything is written against the inputs' array namespace (NumPy or CuPy).
 
