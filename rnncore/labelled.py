@@ -18,7 +18,7 @@ import xarray as xr
 
 from .arrays import float_dtype
 from .chunked import SEQUENTIAL, ChunkedRun, resolve_method, run_chunked
-from .model import Model
+from .model import Model, describe
 from .states import pack_states, unpack_states
 from .version import __version__
 
@@ -188,10 +188,7 @@ def _to_dataset(
     output = result.output.transpose(1, 0, 2)
     attrs = {
         "rnnflow_version": __version__,
-        "model": " > ".join(
-            f"{c['type']}({c['input_size']}->{c['hidden_size']})" for c in model.config()["layers"]
-        )
-        + (f" > Readout({model.output_size})" if model.readout else ""),
+        "model": describe(model.config()),
         "model_fingerprint": model.fingerprint(),
         "method": result.method,
     }

@@ -15,7 +15,7 @@ from .cells import CELLS, Cell, LinearStateCell, State, torch_layers
 from .readout import Readout
 from .serialization import ModelFileError, read_arrays, write_arrays
 
-__all__ = ["Model"]
+__all__ = ["Model", "describe"]
 
 
 class Model:
@@ -290,3 +290,17 @@ class Model:
             raise
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{path} does not describe a valid model: {err}") from None
+
+
+def describe(config: Mapping[str, Any]) -> str:
+    """A model's layers and readout in one line, from its :meth:`Model.config`.
+
+    Examples
+    --------
+    >>> describe(Model.init("MinGRU", input_size=1, hidden_sizes=[8], output_size=1).config())
+    'MinGRU(1->8) > Readout(1)'
+    """
+    layers = " > ".join(
+        f"{c['type']}({c['input_size']}->{c['hidden_size']})" for c in config["layers"]
+    )
+    return layers + (f" > Readout({config['readout']})" if config["readout"] else "")
