@@ -44,6 +44,9 @@ _ENGINE = {
     "stitch": "scan",
     "ModelFileError": "serialization",
     "InputError": "errors",
+    "Adam": "training",
+    "TrainResult": "training",
+    "train": "training",
 }
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "IDENTITY",
     "LSTM",
     "QRNN",
+    "Adam",
     "Cell",
     "ConvergenceError",
     "DiagonalLinear",
@@ -63,6 +67,7 @@ __all__ = [
     "ModelFileError",
     "RNNAccessor",
     "Readout",
+    "TrainResult",
     "__version__",
     "compose",
     "forecast",
@@ -70,6 +75,7 @@ __all__ = [
     "run",
     "scan_summary",
     "stitch",
+    "train",
 ]
 
 if TYPE_CHECKING:
@@ -83,6 +89,7 @@ if TYPE_CHECKING:
     from .readout import Readout
     from .scan import IDENTITY, compose, linear_scan, scan_summary, stitch
     from .serialization import ModelFileError
+    from .training import Adam, TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

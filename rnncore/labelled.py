@@ -18,7 +18,7 @@ import xarray as xr
 
 from .arrays import float_dtype
 from .chunked import SEQUENTIAL, ChunkedRun, resolve_method, run_chunked
-from .model import Model
+from .model import Model, describe
 from .states import pack_states, unpack_states
 from .version import __version__
 
@@ -91,7 +91,7 @@ def run(
     {'series': 3, 'time': 10, 'channel': 1}
     """
     array = _select(data, variable)
-    x = _time_major(array, model, time_dim, series_dim, feature_dim)
+    x = _time_major(array, model.input_size, time_dim, series_dim, feature_dim)
     packed_h0 = _initial_states(h0, array, series_dim, model)
     if isinstance(x, np.ndarray) or not hasattr(x, "dask"):
         resolve_method(model, method)  # validates the argument
@@ -121,14 +121,23 @@ def _select(data: xr.DataArray | xr.Dataset, variable: str | None) -> xr.DataArr
 
 
 def _time_major(
-    array: xr.DataArray, model: Model, time_dim: str, series_dim: str, feature_dim: str | None
+    array: xr.DataArray,
+    size: int,
+    time_dim: str,
+    series_dim: str,
+    feature_dim: str | None,
+    role: str = "input_size",
 ) -> Any:
-    """The data as a ``(time, series, feature)`` array, the user's object untouched."""
+    """The data as a ``(time, series, feature)`` array, the user's object untouched.
+
+    ``size`` is the number of features the model takes (its ``role``, ``input_size``
+    for inputs, ``output_size`` for targets).
+    """
     dims = list(array.dims)
-    for role, name in (("time_dim", time_dim), ("series_dim", series_dim)):
+    for argument, name in (("time_dim", time_dim), ("series_dim", series_dim)):
         if name not in dims:
             raise ValueError(
-                f"{role}={name!r} is not a dimension of the data; its dimensions are {dims}"
+                f"{argument}={name!r} is not a dimension of the data; its dimensions are {dims}"
             )
     rest = [d for d in dims if d not in (time_dim, series_dim)]
     if feature_dim is None and len(rest) == 1:
@@ -142,10 +151,10 @@ def _time_major(
         array = array.expand_dims("__feature__", axis=-1)
         feature_dim = "__feature__"
     n_features = array.sizes[feature_dim]
-    if n_features != model.input_size:
+    if n_features != size:
         raise ValueError(
             f"the data has {n_features} feature(s) along {feature_dim!r}; "
-            f"the model expects input_size={model.input_size}"
+            f"the model expects {role}={size}"
         )
     x = array.transpose(time_dim, series_dim, feature_dim).data
     return x.astype(float_dtype(x.dtype, what=f"data variable {array.name!r}"), copy=False)
@@ -179,10 +188,7 @@ def _to_dataset(
     output = result.output.transpose(1, 0, 2)
     attrs = {
         "rnnflow_version": __version__,
-        "model": " > ".join(
-            f"{c['type']}({c['input_size']}->{c['hidden_size']})" for c in model.config()["layers"]
-        )
-        + (f" > Readout({model.output_size})" if model.readout else ""),
+        "model": describe(model.config()),
         "model_fingerprint": model.fingerprint(),
         "method": result.method,
     }

@@ -15,7 +15,7 @@ from .cells import CELLS, Cell, LinearStateCell, State, torch_layers
 from .readout import Readout
 from .serialization import ModelFileError, read_arrays, write_arrays
 
-__all__ = ["Model"]
+__all__ = ["Model", "describe"]
 
 
 class Model:
@@ -181,6 +181,50 @@ class Model:
             out["readout.bias"] = self.readout.bias.copy()
         return out
 
+    def with_state_dict(self, params: Mapping[str, Any]) -> Self:
+        """A model of this architecture with other parameters (this one is unchanged).
+
+        Parameters
+        ----------
+        params
+            Every parameter, keyed as :meth:`state_dict` keys them.
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or unexpected, or the arrays describe a model of
+            other sizes or dtype, or are not finite.
+
+        Examples
+        --------
+        >>> from rnncore import Model
+        >>> model = Model.init("MinGRU", input_size=1, hidden_sizes=[4], output_size=1)
+        >>> zeros = {k: 0 * v for k, v in model.state_dict().items()}
+        >>> float(abs(model.with_state_dict(zeros).readout.weight).sum())
+        0.0
+        """
+        expected, given = set(self.state_dict()), set(params)
+        if given != expected:
+            raise ValueError(
+                f"parameters missing: {sorted(expected - given)}; "
+                f"unexpected: {sorted(given - expected)}"
+            )
+        layers = [
+            type(cell).from_state_dict(
+                {name: params[f"layers.{k}.{name}"] for name in cell.params}, **cell.options
+            )
+            for k, cell in enumerate(self.layers)
+        ]
+        readout = None
+        if self.readout is not None:
+            readout = Readout(params["readout.weight"], params["readout.bias"])
+        model = type(self)(layers, readout)
+        if model.config() != self.config():
+            raise ValueError(
+                f"the parameters describe the model {model.config()}; expected {self.config()}"
+            )
+        return model
+
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description (cell types, sizes, options)."""
         return {
@@ -246,3 +290,17 @@ class Model:
             raise
         except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{path} does not describe a valid model: {err}") from None
+
+
+def describe(config: Mapping[str, Any]) -> str:
+    """A model's layers and readout in one line, from its :meth:`Model.config`.
+
+    Examples
+    --------
+    >>> describe(Model.init("MinGRU", input_size=1, hidden_sizes=[8], output_size=1).config())
+    'MinGRU(1->8) > Readout(1)'
+    """
+    layers = " > ".join(
+        f"{c['type']}({c['input_size']}->{c['hidden_size']})" for c in config["layers"]
+    )
+    return layers + (f" > Readout({config['readout']})" if config["readout"] else "")
