@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import flow
 
+from rnncore.locking import output_lock
 from rnnflow.tasks.data import ChunkPlan
 from rnnflow.tasks.forecast import backtest_forecaster, fit_forecaster, metrics_path, save_metrics
 from rnnflow.tasks.report import report
@@ -127,7 +128,7 @@ def fit(
         ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
     """
     started = time.perf_counter()
-    with cluster_session(output) as session:
+    with output_lock(output, "fit"), cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task, freq)
         backtested, _ = refit(
             source,

@@ -43,6 +43,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from rnncore.locking import output_lock
 from rnncore.longformat import long_suffix
 from rnnflow.tasks.forecast import (
     ended_early,
@@ -126,7 +127,7 @@ def forecast(
     """
     started = time.perf_counter()
     directory = Path(output)
-    with cluster_session(directory) as session:
+    with output_lock(output, "forecast"), cluster_session(directory) as session:
         source, info, plan = open_input(data, output, variable, series_per_task, freq)
         if Path(forecaster).exists():
             backtested = load_forecaster(forecaster)
