@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from distributed import performance_report
 from prefect import get_run_logger
@@ -119,7 +122,7 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
     with (
         temporary_settings(updates={PREFECT_API_URL: api}),
         client.as_current(),
-        performance_report(filename=str(report)),
+        _performance_report(report, logger),
     ):
         yield session
     create_link_artifact(
@@ -128,3 +131,22 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
         key=f"{context.flow.name}-dask-report",
         description="The Dask performance report of this run (an HTML file beside its outputs)",
     )
+
+
+@contextlib.contextmanager
+def _performance_report(path: Path, logger: Any) -> Iterator[None]:
+    """Dask's performance report of what runs inside, written on exit to a hidden
+    temporary and renamed onto ``path``. A report that cannot be written (a full disk)
+    is logged, not raised: it neither fails the run nor hides the run's own error."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    report = performance_report(filename=str(tmp))
+    report.__enter__()
+    try:
+        yield
+    finally:
+        try:
+            report.__exit__(*sys.exc_info())
+            os.replace(tmp, path)
+        except OSError as error:
+            logger.warning("Dask performance report not written to %s: %s", path, error)
+            tmp.unlink(missing_ok=True)
