@@ -93,6 +93,13 @@ def differences(a, b, where: str = "") -> list[str]:
     return [] if a == b else [where]
 
 
+def error_line(stderr: bytes) -> str:
+    """The one error line of an ``rnnflow`` command (Prefect may log after it, at exit)."""
+    lines = [line for line in stderr.decode().splitlines() if line.startswith("rnnflow ")]
+    assert len(lines) == 1, stderr.decode()[-3000:]
+    return lines[0]
+
+
 def debris(directory: Path) -> list[str]:
     """The hidden temporaries and set-aside versions in ``directory``."""
     return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
@@ -303,7 +310,7 @@ def test_a_second_run_on_the_same_output_is_refused_at_once(
             started = time.monotonic()
             second = subprocess.run(argv, env=env, capture_output=True, timeout=120)
             took = time.monotonic() - started
-            message = second.stderr.decode().strip().splitlines()[-1]
+            message = error_line(second.stderr)
             assert second.returncode == 1
             assert message.startswith("rnnflow forecast: error: OutputLocked:"), message
             assert f"{output} is in use by another run" in message
@@ -377,7 +384,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_outputs(
         preexec_fn=limit,
         timeout=300,
     )
-    message = run.stderr.decode().strip().splitlines()[-1]
+    message = error_line(run.stderr)
     assert run.returncode == 1, message
     assert message.startswith("rnnflow forecast: error: OSError: [Errno 27]"), message
     assert "file size limit" in message and str(output) in message, run.stderr.decode()[-6000:]
@@ -405,10 +412,10 @@ def test_an_unreachable_scheduler_fails_within_the_connect_timeout(
         timeout=120,
     )
     took = time.monotonic() - started
-    lines = run.stderr.decode().strip().splitlines()
-    assert run.returncode == 1, lines[-20:]
-    assert lines[-1].startswith("rnnflow forecast: error: "), lines[-20:]
-    assert address in lines[-1] and "5 s" in lines[-1], lines[-1]
+    message = error_line(run.stderr)
+    assert run.returncode == 1, message
+    assert message.startswith("rnnflow forecast: error: "), message
+    assert address in message and "5 s" in message, message
     assert took < 60, took
 
 
