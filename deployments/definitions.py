@@ -5,7 +5,8 @@
 of rnnflow's deployments: ``prefect deploy --prefect-file deployments/prefect.yaml``
 reads it for work-pool deployments, and :func:`runner_deployments` turns it into
 deployments that ``flow.serve`` / :func:`prefect.serve` run in-process. Entrypoints
-are module paths (``rnnflow.flows.forecast:forecast``), so they load wherever rnnflow
+are module paths (``rnnflow.deployments.scheduled:nightly_forecast``: the flow with the
+deployment's ``flow_options``, retries and time limit), so they load wherever rnnflow
 is installed. Relative paths among the parameters (:data:`PATH_PARAMETERS`) are
 relative to the working directory, as the flows' own defaults are; fsspec URLs
 (``s3://...``, ``file://...``) are kept as they are.
@@ -59,6 +60,11 @@ class Definition:
     schedules
         Each a mapping with ``cron`` (and optionally ``timezone``) or ``interval``
         (seconds).
+    flow_options
+        Options of the flow for this deployment's runs (``retries``,
+        ``retry_delay_seconds``, ``timeout_seconds``; :meth:`prefect.Flow.with_options`).
+        The entrypoint's flow carries them already (:mod:`rnnflow.deployments.scheduled`);
+        :meth:`flow` applies them again, for a file whose entrypoints do not.
     description, tags
         As in the file.
     """
@@ -69,6 +75,7 @@ class Definition:
     schedules: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
     tags: list[str] = field(default_factory=list)
+    flow_options: dict[str, Any] = field(default_factory=dict)
 
     def flow(self) -> Flow[..., Any]:
         """Import the flow of :attr:`entrypoint`, as Prefect's workers do."""
@@ -78,7 +85,7 @@ class Definition:
         flow = load_flow_from_entrypoint(self.entrypoint, use_placeholder_flow=False)
         if not isinstance(flow, Flow):
             raise ValueError(f"deployment {self.name!r}: {self.entrypoint} is not a Prefect flow")
-        return flow
+        return flow.with_options(**self.flow_options) if self.flow_options else flow
 
     def schedule_objects(self) -> list[Schedule]:
         """:attr:`schedules` as Prefect schedules."""
@@ -145,6 +152,7 @@ def load_definitions(
                 schedules=list(entry.get("schedules") or []),
                 description=entry.get("description", ""),
                 tags=list(entry.get("tags") or []),
+                flow_options=dict(entry.get("flow_options") or {}),
             )
         )
     return definitions
@@ -192,16 +200,18 @@ def runner_deployments(
             if interval
             else definition.schedule_objects()
         )
-        deployments.append(
-            flow.to_deployment(
-                definition.name,
-                schedules=schedules,
-                parameters=parameters,
-                description=definition.description or None,
-                tags=definition.tags,
-                entrypoint_type=EntrypointType.MODULE_PATH,
-            )
+        deployment = flow.to_deployment(
+            definition.name,
+            schedules=schedules,
+            parameters=parameters,
+            description=definition.description or None,
+            tags=definition.tags,
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
+        if ".py:" not in definition.entrypoint:
+            # the declared object (with its flow options), not the function it wraps
+            deployment.entrypoint = definition.entrypoint.replace(":", ".")
+        deployments.append(deployment)
     return deployments
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from prefect import flow
 
+from rnncore.locking import output_lock
 from rnncore.storage import join
 from rnnflow.tasks.apply import run_model
 from rnnflow.tasks.report import report
@@ -63,7 +64,7 @@ def apply(
         ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
     """
     started = time.perf_counter()
-    with cluster_session(output) as session:
+    with output_lock(output, "apply"), cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task)
         store = str(join(output, APPLY_STORE))
         (result,) = gather(

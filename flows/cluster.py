@@ -19,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from distributed import performance_report
 from prefect import get_run_logger
@@ -98,8 +100,9 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
     connected to) and its dashboard link logged; everything computed inside goes
     into the Dask performance report ``directory/dask-report.html``, written on
     exit and linked from the artifact ``<flow name>-dask-report``. ``directory`` is
-    a local path or an fsspec URL; at a URL the report is written to a local
-    temporary file and installed there whole (:func:`rnncore.storage.write_file`).
+    a local path or an fsspec URL: Dask writes the report to a local temporary file,
+    installed there whole (:func:`rnncore.storage.write_file`); one that cannot be
+    written is logged as a warning.
 
     With Prefect's embedded API (``PREFECT_API_URL`` unset), the tasks submitted
     inside are told this run's API address, so that the Dask workers report to
@@ -134,17 +137,11 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
         session.dashboard or "none",
     )
     api = PREFECT_API_URL.value() or str(context.client.api_url)
-    with contextlib.ExitStack() as stack:
-        if where.local is not None:
-            where.local.parent.mkdir(parents=True, exist_ok=True)
-            written = where.local
-        else:  # Dask writes it here; installed at the URL on exit, failed run or not
-            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="rnnflow-"))
-            written = Path(scratch) / PERFORMANCE_REPORT
-            stack.callback(_install, written, where)
-        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api}))
-        stack.enter_context(client.as_current())
-        stack.enter_context(performance_report(filename=str(written)))
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api}),
+        client.as_current(),
+        _performance_report(where, logger),
+    ):
         yield session
     create_link_artifact(
         where.local.resolve().as_uri() if where.local is not None else where.url,
@@ -154,7 +151,21 @@ def cluster_session(directory: str | Path) -> Iterator[ClusterSession]:
     )
 
 
-def _install(written: Path, where: Location) -> None:
-    """Copy the report Dask wrote locally at ``written`` onto ``where``, if it wrote one."""
-    if written.is_file():
-        write_file(where, lambda tmp: shutil.copyfile(written, tmp))
+@contextlib.contextmanager
+def _performance_report(where: Location, logger: Any) -> Iterator[None]:
+    """Dask's performance report of what runs inside: Dask writes it to a local scratch
+    file on exit, which is then installed on ``where`` whole (:func:`write_file`), failed
+    run or not. A report that cannot be written (a full disk) is logged, not raised: it
+    neither fails the run nor hides the run's own error."""
+    with tempfile.TemporaryDirectory(prefix="rnnflow-") as scratch:
+        written = Path(scratch) / PERFORMANCE_REPORT
+        report = performance_report(filename=str(written))
+        report.__enter__()
+        try:
+            yield
+        finally:
+            try:
+                report.__exit__(*sys.exc_info())
+                write_file(where, lambda tmp: shutil.copyfile(written, tmp))
+            except OSError as error:
+                logger.warning("Dask performance report not written to %s: %s", where, error)

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from rnncore.locking import output_lock
 from rnncore.storage import join
 from rnnflow.tasks.data import ChunkPlan
 from rnnflow.tasks.forecast import backtest_forecaster, fit_forecaster, metrics_path, save_metrics
@@ -129,7 +130,7 @@ def fit(
         ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
     """
     started = time.perf_counter()
-    with cluster_session(output) as session:
+    with output_lock(output, "fit"), cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task, freq)
         backtested, _ = refit(
             source,

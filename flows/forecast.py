@@ -42,6 +42,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from rnncore.locking import output_lock
 from rnncore.longformat import long_suffix
 from rnncore.storage import join, locate
 from rnnflow.tasks.forecast import (
@@ -127,7 +128,7 @@ def forecast(
         ``outputs`` (what was written, where), ``figures`` and ``dashboard``.
     """
     started = time.perf_counter()
-    with cluster_session(output) as session:
+    with output_lock(output, "forecast"), cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task, freq)
         if locate(forecaster).exists():
             backtested = load_forecaster(forecaster)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -72,9 +73,23 @@ def write_arrays(
     tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     return write_file(
         path,
-        lambda tmp: save_file(tensors, tmp, metadata=metadata),
+        lambda tmp: _save_canonical(tensors, tmp, metadata),
         storage_options=storage_options,
     )
+
+
+def _save_canonical(tensors: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
+    """``save_file``, its JSON header then rewritten with sorted keys: safetensors writes
+    the metadata in hash-map order, which changes from call to call, and the same arrays
+    and config must give the same bytes (reruns are idempotent, byte for byte)."""
+    save_file(tensors, path, metadata=metadata)
+    with open(path, "rb") as file:
+        content = file.read()
+    (size,) = struct.unpack("<Q", content[:8])
+    header = json.dumps(json.loads(content[8 : 8 + size]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)  # safetensors pads its header to 8 bytes too
+    with open(path, "wb") as file:
+        file.write(struct.pack("<Q", len(header)) + header.encode() + content[8 + size :])
 
 
 def read_arrays(

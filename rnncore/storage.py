@@ -42,12 +42,26 @@ Object stores (S3, GCS, ...) have no rename, so the guarantee is weaker:
   the next write with ``overwrite=True`` replaces it).
 
 Neither guards against writers racing for one target (the last install wins), nor
-against a reader still reading the old version while it is replaced.
+against a reader still reading the old version while it is replaced: the flows hold
+the lock of their output directory (:func:`rnncore.locking.output_lock`) for that.
+
+Debris and full disks
+---------------------
+A writer killed outright (``SIGKILL``, power loss) leaves its hidden temporary, and,
+if killed between the two renames of a store, the previous store set aside with the
+target absent. :func:`remove_debris` clears a local directory of both, putting a
+set-aside store back where its target is missing; it is for a directory no other
+writer is writing to, and the flows call it once they hold the directory's lock.
+A local write that runs out of space (``ENOSPC``, ``EDQUOT``, or ``EFBIG`` past a
+file size limit) removes its temporary and raises an :class:`OSError` with the
+same ``errno`` saying so, naming the target, which keeps its previous version.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -66,6 +80,7 @@ __all__ = [
     "join",
     "locate",
     "read_bytes",
+    "remove_debris",
     "with_suffix",
     "write_file",
     "write_store",
@@ -328,7 +343,51 @@ def write_store(
     return where.url
 
 
+def remove_debris(directory: str | os.PathLike[str]) -> list[Path]:
+    """Clear the local ``directory`` of what killed writers left there (see the module
+    docstring): temporaries (``.NAME.tmp-XXXXXXXX``) are deleted; a set-aside version
+    (``.NAME.old-XXXXXXXX``) is put back on ``NAME`` if nothing is there, else deleted.
+
+    Only call it on a directory no other writer is writing to (hold its lock:
+    :func:`rnncore.locking.output_lock`): a live writer's temporary would go too.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The targets whose debris was cleared (a restored one included), each once.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = Path(tmp, ".a.zarr.tmp-0123abcd").mkdir()
+    ...     [p.name for p in remove_debris(tmp)], os.listdir(tmp)
+    (['a.zarr'], [])
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    cleared: dict[Path, None] = {}
+    for entry in sorted(root.iterdir()):
+        match = _DEBRIS.match(entry.name)
+        if match is None:
+            continue
+        target = root / match["name"]
+        if match["tag"] == "old" and not os.path.lexists(target):
+            os.replace(entry, target)  # the previous version, whose successor never came
+        else:
+            _remove(entry)
+        cleared[target] = None
+    return list(cleared)
+
+
 # -- internals ----------------------------------------------------------------------
+
+
+#: The names :func:`_hidden` makes.
+_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-[0-9a-f]{8}$")
+#: The errors of a write that ran out of room.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _hidden(name: str, tag: str) -> str:
@@ -349,9 +408,27 @@ def _write_local(path: Path, write: Callable[[str], object]) -> None:
     try:
         write(str(tmp))
         _install(tmp, path)
-    except BaseException:
+    except BaseException as error:
         _remove(tmp)
+        full = _no_space(error)
+        if full is not None:
+            raise OSError(
+                full.errno,
+                f"{path}: not written, the file system is full or a file size limit was "
+                f"reached ({os.strerror(full.errno)}); the previous version, if any, is kept",
+            ) from error
         raise
+
+
+def _no_space(error: BaseException) -> OSError | None:
+    """The out-of-space :class:`OSError` that caused ``error`` (itself, or one it was
+    raised from: Zarr and others wrap it), or ``None``."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno in _NO_SPACE:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def _install(tmp: Path, path: Path) -> None:

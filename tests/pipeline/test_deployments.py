@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # serves deployments and runs their flows
 
 def test_the_declarations_are_package_data():
     assert PREFECT_YAML.name == "prefect.yaml" and PREFECT_YAML.is_file()
-    assert "rnnflow.flows.forecast:forecast" in PREFECT_YAML.read_text()
+    assert "rnnflow.deployments.scheduled:nightly_forecast" in PREFECT_YAML.read_text()
 
 
 def test_definitions_load_and_fit_their_flows(tmp_path, monkeypatch):
@@ -38,7 +38,16 @@ def test_definitions_load_and_fit_their_flows(tmp_path, monkeypatch):
     weekly = deployments["weekly-refit"].schedules[0].schedule
     assert isinstance(nightly, CronSchedule) and nightly.cron == "0 2 * * *"
     assert isinstance(weekly, CronSchedule) and weekly.cron == "0 1 * * 0"
-    assert deployments["nightly-forecast"].entrypoint == "rnnflow.flows.forecast.forecast"
+    # the declared flow objects, carrying the declared flow-level retries and time limit
+    assert deployments["nightly-forecast"].entrypoint == (
+        "rnnflow.deployments.scheduled.nightly_forecast"
+    )
+    for definition in definitions.values():
+        options = definition.flow_options
+        assert options["retries"] >= 1 and options["timeout_seconds"] > 0
+        flow = definition.flow()
+        assert flow.retries == options["retries"]
+        assert flow.timeout_seconds == options["timeout_seconds"]
 
 
 def test_overrides_and_intervals_replace_what_is_declared(tmp_path):
@@ -116,6 +125,7 @@ def test_a_served_deployment_runs_its_flow(dask_address, small_data, tmp_path):
                 serve.kill()
                 serve.wait()
     assert runs[0]["parameters"]["output"] == str(output)
+    assert runs[0]["empirical_policy"]["retries"] == 2  # the deployment's flow options
     assert (output / "forecast.zarr").is_dir() and forecaster.is_file()
     with pytest.raises(OSError):  # the local server is gone too
         urllib.request.urlopen(f"{api}/health", timeout=2)

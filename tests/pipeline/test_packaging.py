@@ -117,8 +117,6 @@ def test_the_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
         "from rnnflow.deployments.definitions import load_definitions\n"
         "for d in load_definitions(): print(d.name, d.entrypoint, d.parameters['data'])\n",
     )
-    assert (
-        f"nightly-forecast rnnflow.flows.forecast:forecast {work.resolve()}/data/sample.zarr"
-        in (declared)
-    )
+    entrypoint = "rnnflow.deployments.scheduled:nightly_forecast"
+    assert f"nightly-forecast {entrypoint} {work.resolve()}/data/sample.zarr" in declared
     assert "--horizon HORIZON" in python(*cli, "forecast", "--help")

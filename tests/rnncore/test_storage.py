@@ -279,3 +279,35 @@ def test_model_files_at_a_url_read_whole_from_many_threads_at_once(root):
     for got, config in loaded:
         np.testing.assert_array_equal(got["w"], arrays["w"])
         assert config == {"n": 1}
+
+
+def test_remove_debris_clears_temporaries_and_puts_back_a_set_aside_store(tmp_path):
+    """What killed writers leave: temporaries go; a store set aside between the two renames
+    of an install (its target absent) comes back; one whose target exists goes."""
+    from rnncore.storage import remove_debris
+
+    (tmp_path / ".a.zarr.tmp-0123abcd").mkdir()
+    (tmp_path / ".b.json.tmp-89abcdef").write_text("{")
+    (tmp_path / ".c.zarr.old-00000000").mkdir()
+    (tmp_path / ".c.zarr.old-00000000" / "zarr.json").write_text("{}")
+    (tmp_path / "d.zarr").mkdir()
+    (tmp_path / ".d.zarr.old-11111111").mkdir()
+    (tmp_path / ".e.json.tmp-nothex!").write_text("not ours")
+    cleared = remove_debris(tmp_path)
+    assert sorted(p.name for p in cleared) == ["a.zarr", "b.json", "c.zarr", "d.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.json.tmp-nothex!", "c.zarr", "d.zarr"]
+    assert (tmp_path / "c.zarr" / "zarr.json").read_text() == "{}"
+    assert remove_debris(tmp_path / "missing") == []
+
+
+def test_the_same_arrays_and_config_save_the_same_bytes(tmp_path):
+    """safetensors writes its metadata in hash-map order; rnnflow's files sort it."""
+    arrays = {"w": np.arange(6.0).reshape(2, 3), "b": np.ones(3, np.float32)}
+    config = {"layers": [8, 4], "cell": "MinGRU", "seed": 3}
+    saved = [
+        write_arrays(tmp_path / f"m{i}.safetensors", arrays, "model", config).read_bytes()
+        for i in range(5)
+    ]
+    assert len(set(saved)) == 1
+    read, read_config = read_arrays(tmp_path / "m0.safetensors", "model")
+    assert read_config == config and np.array_equal(read["w"], arrays["w"])
