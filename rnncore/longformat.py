@@ -560,8 +560,8 @@ def _timestamps(column: pd.Series) -> pd.DatetimeIndex:
     expected = "expected timestamps or date strings such as 2025-01-31 or 2025-01-31 12:00"
     if column.dtype.kind in "biufc":
         raise InputError(f"column {TIME!r} holds numbers ({column.dtype}); {expected}")
-    if column.dtype == object:
-        _check_one_tz_kind(column)
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        _check_one_tz_kind(column)  # (strings are StringDtype under pandas 3)
     try:
         try:
             with warnings.catch_warnings():  # mixed offsets: refused below, not warned of
