@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from rnncore import Model, linear_scan
+from rnncore.grad import value_and_grad
 
 from . import pipeline
 
@@ -191,6 +192,127 @@ def pipeline_rows(quick: bool) -> list[Row]:
 def time_slicing_rows(quick: bool) -> list[Row]:
     """Row 5: one long series chunked in time, 2 workers against 1."""
     return pipeline.time_slicing_row(*((2 * 10**6, 2 * 10**5) if quick else (10**8, 10**6)))
+
+
+# -- rows 7 and 8: training steps (forward, MSE, backward) -----------------------------
+
+
+def _torch_model(model: Model, peer: str) -> torch.nn.Module:
+    """A torch model holding ``model``'s parameters, keyed as its state dict keys them.
+
+    ``peer`` is ``"GRU"`` or ``"LSTM"`` (``torch.nn`` layers, whose parameter names
+    rnncore's nonlinear cells share) or ``"minGRU"`` (:class:`_TorchMinGRU`).
+    """
+    cell = model.layers[0]
+    layer = (
+        _TorchMinGRU(cell.input_size, cell.hidden_size)
+        if peer == "minGRU"
+        else getattr(torch.nn, peer)(cell.input_size, cell.hidden_size)
+    )
+    net = torch.nn.ModuleDict(
+        {"layers": torch.nn.ModuleList([layer]), "readout": torch.nn.Linear(cell.hidden_size, 1)}
+    )
+    if peer == "minGRU" or type(cell).__name__ == peer:
+        net.load_state_dict(
+            {k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}
+        )
+    return net
+
+
+class _TorchMinGRU(torch.nn.Module if torch is not None else object):
+    """rnncore's MinGRU in torch: ``h_t = (1 - z_t) h_{t-1} + z_t h~_t`` from ``h_0 = 0``.
+
+    Computed as the minGRU paper's parallel scan in log space (``cumsum`` of the log
+    decays, ``logcumsumexp`` of the log inputs), with one change: rnncore's candidate
+    ``h~`` is not passed through ``g`` and may be negative, so its positive and
+    negative parts are scanned separately and subtracted (each part floored at
+    ``1e-30``; the floors add the same term to both scans and cancel).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(2 * hidden_size, input_size))
+        self.bias = torch.nn.Parameter(torch.empty(2 * hidden_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        uz, uh = torch.nn.functional.linear(x, self.weight, self.bias).chunk(2, dim=-1)
+        log_z = torch.nn.functional.logsigmoid(uz)
+        a_star = torch.cumsum(torch.nn.functional.logsigmoid(-uz), dim=0)
+        parts = (log_z + torch.log(torch.clamp_min(s * uh, 1e-30)) - a_star for s in (1, -1))
+        pos, neg = (torch.exp(a_star + torch.logcumsumexp(v, dim=0)) for v in parts)
+        return pos - neg
+
+
+def _torch_step(net: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
+    """One torch training step: forward, MSE of the readout, backward into ``.grad``."""
+    net.zero_grad()
+    out = net["layers"][0](x)
+    y = net["readout"](out[0] if isinstance(out, tuple) else out)
+    loss = torch.nn.functional.mse_loss(y, target)
+    loss.backward()
+    return float(loss.detach())
+
+
+def _training_rows(
+    quick: bool, label: str, cell: str, peers: dict[str, tuple[str, str]]
+) -> list[Row]:
+    """One training step of a model with readout (F=1, H=64) against torch peers.
+
+    ``peers`` maps each peer's name in the table to its kind (for :func:`_torch_model`)
+    and its target.
+    """
+    features, hidden, batch, steps = (1, 64, 64, 256) if quick else (1, 64, 256, 2048)
+    shapes = f"F={features} H={hidden} B={batch} T={steps} float32, MSE, all gradients"
+    if torch is None:
+        return [
+            {"row": f"{label} {cell} training / {p}", "shapes": shapes, "ours": "-",
+             "peer": "torch absent", "ratio": None, "target": t}
+            for p, (_, t) in peers.items()
+        ]  # fmt: skip
+    torch.set_num_threads(THREADS)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(steps, batch, features)).astype(np.float32)
+    target = rng.normal(size=(steps, batch, 1)).astype(np.float32)
+    x_torch, target_torch = torch.from_numpy(x), torch.from_numpy(target)
+    model = Model.init(cell, input_size=features, hidden_sizes=[hidden], output_size=1)
+    nets = [_torch_model(model, kind) for kind, _ in peers.values()]
+    ours, *theirs = side_by_side(
+        lambda: value_and_grad(model, x, target),
+        *(lambda net=net: _torch_step(net, x_torch, target_torch) for net in nets),
+        repeats=2 if quick else 3,
+    )
+    rate = "{:.3g} M series-steps/s"
+    return [
+        {
+            "row": f"{label} {cell} training / {peer}",
+            "shapes": shapes,
+            "ours": rate.format(batch * steps / ours / 1e6),
+            "peer": rate.format(batch * steps / peer_time / 1e6),
+            "ratio": peer_time / ours,
+            "target": peer_target,
+        }
+        for (peer, (_, peer_target)), peer_time in zip(peers.items(), theirs, strict=True)
+    ]
+
+
+@row("mingru-training")
+def mingru_training_rows(quick: bool) -> list[Row]:
+    """Row 7: a MinGRU training step against a torch minGRU and ``torch.nn.GRU`` (autograd)."""
+    peers = {
+        "torch minGRU (log-space scan)": ("minGRU", ">= 10"),
+        "torch.nn.GRU": ("GRU", ">= 20"),
+    }
+    return _training_rows(quick, "7", "MinGRU", peers)
+
+
+@row("nonlinear-training")
+def nonlinear_training_rows(quick: bool) -> list[Row]:
+    """Row 8: GRU and LSTM training steps against ``torch.nn.GRU`` and ``torch.nn.LSTM``."""
+    return [
+        r
+        for cell in ("GRU", "LSTM")
+        for r in _training_rows(quick, "8", cell, {f"torch.nn.{cell}": (cell, ">= 1.0")})
+    ]
 
 
 # -- output -----------------------------------------------------------------------------
