@@ -140,16 +140,19 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
 def series_freq(stamps: pd.Series) -> str:
     """The pandas frequency of one series' timestamps.
 
-    ``pd.infer_freq`` where the series is regular; otherwise (a series with gaps) the
-    smallest step, if every step is a multiple of it.
+    pandas' inferred frequency (:func:`rnncore.timeaxis.pandas_freq`) where the series is
+    regular; otherwise (a series with gaps) the smallest step, if every step is a multiple
+    of it.
 
     Raises
     ------
     ValueError
         If no frequency fits.
     """
+    from rnncore.timeaxis import pandas_freq
+
     index = pd.DatetimeIndex(stamps).sort_values()
-    freq = pd.infer_freq(index) if len(index) >= 3 else None
+    freq = pandas_freq(index) if len(index) >= 3 else None
     if freq is not None:
         return freq
     steps = np.diff(index.as_unit("ns").asi8)  # pandas 3 may parse to ms or us

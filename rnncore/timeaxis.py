@@ -13,6 +13,8 @@ extends it past a forecast origin, all through pandas offsets.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
@@ -26,9 +28,12 @@ __all__ = [
     "future_times",
     "infer_freq",
     "isoformat",
+    "pandas_freq",
     "step_index",
 ]
 
+# pandas 3's option for what its next major version does: infer_freq returns an offset.
+_FUTURE_OFFSET = "future.infer_freq_returns_offset"
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "ns")
 _DAY = np.timedelta64(1, "D").astype("m8[ns]")
 _WEEK = 7 * _DAY
@@ -121,6 +126,28 @@ def check_freq(freq: str | pd.DateOffset) -> str:
     return _canonical(_parse_freq(freq)).freqstr
 
 
+def pandas_freq(index: pd.DatetimeIndex) -> str | None:
+    """:func:`pandas.infer_freq` of ``index`` as a frequency string, or None.
+
+    pandas 3 warns that ``infer_freq`` will return an offset, not a string; the offset
+    is asked for where the option exists, and named (``freqstr``), so that every pandas
+    gives the same string without the warning.
+
+    Examples
+    --------
+    >>> pandas_freq(pd.date_range("2025-01-01", periods=4, freq="MS"))
+    'MS'
+    >>> pandas_freq(pd.DatetimeIndex(["2025-01-01", "2025-01-02", "2025-01-04"])) is None
+    True
+    """
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(KeyError, pd.errors.OptionError):
+            pd.get_option(_FUTURE_OFFSET)
+            stack.enter_context(pd.option_context(_FUTURE_OFFSET, True))
+        freq = pd.infer_freq(index)
+    return freq if freq is None or isinstance(freq, str) else freq.freqstr
+
+
 def infer_freq(times: np.ndarray) -> str:
     """The frequency of a regular axis of timestamps.
 
@@ -172,7 +199,7 @@ the missing steps as NaN
         step = pd.Timedelta(index[1] - index[0])
         whole_days = step % pd.Timedelta(days=1) == pd.Timedelta(0)
         return check_freq(f"{step.days}D" if whole_days else step)
-    freq = pd.infer_freq(index)
+    freq = pandas_freq(index)
     if freq is None:
         raise ValueError(_irregular_message(index))
     return check_regular(index.values, freq)
@@ -482,7 +509,7 @@ def _check_increasing(index: pd.DatetimeIndex) -> None:
 
 
 def _irregular_message(index: pd.DatetimeIndex) -> str:
-    prefix = pd.infer_freq(index[:3])
+    prefix = pandas_freq(index[:3])
     k, before = 1, f"the step was {_duration(index[1] - index[0])}"
     if prefix is not None:
         grid = pd.date_range(index[0], periods=len(index), freq=prefix).as_unit("ns")
