@@ -10,6 +10,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import uuid
 import zlib
 
 _HOME = tempfile.mkdtemp(prefix="rnnflow-prefect-home-")
@@ -19,6 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("RNNFLOW_DASK_ADDRESS", None)
 
+import fsspec  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
@@ -31,3 +33,13 @@ settings.load_profile("rnnflow")
 def rng(request):
     """A fresh generator per test, seeded from the test's name so failures reproduce."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def memory_root():
+    """A fresh prefix on fsspec's in-process ``memory://`` file system, emptied afterwards."""
+    name = f"rnnflow-test-{uuid.uuid4().hex[:8]}"
+    yield f"memory://{name}"
+    fs = fsspec.filesystem("memory")
+    if fs.exists(f"/{name}"):
+        fs.rm(f"/{name}", recursive=True)

@@ -6,7 +6,6 @@ uses the session's two-process cluster, as a local path would.
 """
 
 import json
-import uuid
 from pathlib import Path
 
 import dask
@@ -50,16 +49,6 @@ def in_process(flow):
 
 
 @pytest.fixture
-def root():
-    """A fresh ``memory://`` prefix, emptied afterwards."""
-    name = f"rnnflow-flows-{uuid.uuid4().hex[:8]}"
-    yield f"memory://{name}"
-    fs = fsspec.filesystem("memory")
-    if fs.exists(f"/{name}"):
-        fs.rm(f"/{name}", recursive=True)
-
-
-@pytest.fixture
 def empty_cwd(tmp_path, monkeypatch):
     """An empty working directory, to check that nothing is written locally."""
     cwd = tmp_path / "cwd"
@@ -73,9 +62,9 @@ def written(cwd: Path) -> list[str]:
 
 
 def test_forecast_flow_writes_its_outputs_at_a_memory_url(
-    prefect_api, small_data, root, empty_cwd, capsys
+    prefect_api, small_data, memory_root, empty_cwd, capsys
 ):
-    output, forecaster = f"{root}/forecast", f"{root}/forecaster.safetensors"
+    output, forecaster = f"{memory_root}/forecast", f"{memory_root}/forecaster.safetensors"
     result = in_process(forecast)(
         data=str(small_data), output=output, forecaster=forecaster, horizon=HORIZON
     )
@@ -96,25 +85,25 @@ def test_forecast_flow_writes_its_outputs_at_a_memory_url(
     assert read_bytes(outputs["plot"])[:4] == b"\x89PNG"
     assert b"Dask Performance Report" in read_bytes(outputs["performance report"])
     assert locate(f"{output}/backtest.zarr").is_dir()
-    assert json.loads(read_bytes(f"{root}/forecaster.metrics.json"))["scores"]["mase"] > 0
+    assert json.loads(read_bytes(f"{memory_root}/forecaster.metrics.json"))["scores"]["mase"] > 0
     assert Forecaster.load(forecaster).horizon == HORIZON
 
     # again, loading the forecaster saved at the URL; the report command reads the URL
     again = in_process(forecast)(
-        data=str(small_data), output=f"{root}/rerun", forecaster=forecaster, horizon=HORIZON
+        data=str(small_data), output=f"{memory_root}/rerun", forecaster=forecaster, horizon=HORIZON
     )
     xr.testing.assert_allclose(
         open_dataset(again["outputs"]["forecast"]).drop_attrs(), fc.drop_attrs()
     )
     capsys.readouterr()
-    assert main(["report", f"{root}/rerun"]) == 0
-    assert f"{root}/rerun/forecast.zarr" in capsys.readouterr().out
-    assert main(["report", f"{root}/nowhere"]) == 1
-    assert f"no run report at {root}/nowhere/report.json" in capsys.readouterr().err
+    assert main(["report", f"{memory_root}/rerun"]) == 0
+    assert f"{memory_root}/rerun/forecast.zarr" in capsys.readouterr().out
+    assert main(["report", f"{memory_root}/nowhere"]) == 1
+    assert f"no run report at {memory_root}/nowhere/report.json" in capsys.readouterr().err
     assert written(empty_cwd) == []
 
 
-def test_forecast_flow_writes_a_long_table_at_a_memory_url(prefect_api, root, empty_cwd):
+def test_forecast_flow_writes_a_long_table_at_a_memory_url(prefect_api, memory_root, empty_cwd):
     times = pd.date_range("2015-01-01", periods=96, freq="MS")
     rng = np.random.default_rng(0)
     frame = pd.concat(
@@ -127,14 +116,14 @@ def test_forecast_flow_writes_a_long_table_at_a_memory_url(prefect_api, root, em
         )
         for i in range(3)
     )
-    data = f"{root}/sales.csv"
+    data = f"{memory_root}/sales.csv"
     with fsspec.open(data, "w") as file:
         frame.to_csv(file, index=False)
-    output = f"{root}/out"
+    output = f"{memory_root}/out"
     result = in_process(forecast)(
         data=data,
         output=output,
-        forecaster=f"{root}/forecaster.safetensors",
+        forecaster=f"{memory_root}/forecaster.safetensors",
         horizon=12,
         backtest_windows=0,
         plot_series=1,
@@ -150,20 +139,22 @@ def test_forecast_flow_writes_a_long_table_at_a_memory_url(prefect_api, root, em
 
 
 def test_apply_flow_writes_at_a_memory_url_and_fails_cleanly_there(
-    prefect_api, small_data, model_file, root, empty_cwd, tmp_path
+    prefect_api, small_data, model_file, memory_root, empty_cwd, tmp_path
 ):
     import rnncore
 
-    result = in_process(apply)(model=str(model_file), data=str(small_data), output=f"{root}/a")
-    assert result["outputs"]["result"] == f"{root}/a/apply.zarr"
+    result = in_process(apply)(
+        model=str(model_file), data=str(small_data), output=f"{memory_root}/a"
+    )
+    assert result["outputs"]["result"] == f"{memory_root}/a/apply.zarr"
     out = open_dataset(result["outputs"]["result"])
     assert dict(out["output"].sizes) == {"series": N_SERIES, "time": N_STEPS, "channel": 1}
-    assert json.loads(read_bytes(f"{root}/a/report.json"))["flow"] == "apply"
+    assert json.loads(read_bytes(f"{memory_root}/a/report.json"))["flow"] == "apply"
 
     model = rnncore.Model.init("QRNN", 2, [4]).save(tmp_path / "two-features.safetensors")
     with pytest.raises(ValueError, match="input_size=2"):
-        in_process(apply)(model=str(model), data=str(small_data), output=f"{root}/b")
-    left = locate(f"{root}/b")
+        in_process(apply)(model=str(model), data=str(small_data), output=f"{memory_root}/b")
+    left = locate(f"{memory_root}/b")
     names = {Path(p).name for p in left.fs.ls(left.path, detail=False)}
     assert names == {"dask-report.html"}  # the performance report, installed all the same
     assert written(empty_cwd) == []

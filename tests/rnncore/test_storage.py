@@ -5,11 +5,9 @@ it), so everything here runs in-process, Dask on its threaded scheduler.
 """
 
 import importlib.util
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,16 +20,6 @@ from rnncore.longformat import read_long, write_long, write_table
 from rnncore.serialization import ModelFileError, read_arrays, write_arrays
 from rnncore.storage import join, locate, read_bytes, with_suffix, write_file, write_store
 from rnncore.synthetic import generate
-
-
-@pytest.fixture
-def root():
-    """A fresh ``memory://`` prefix, emptied afterwards."""
-    name = f"rnnflow-test-{uuid.uuid4().hex[:8]}"
-    yield f"memory://{name}"
-    fs = fsspec.filesystem("memory")
-    if fs.exists(f"/{name}"):
-        fs.rm(f"/{name}", recursive=True)
 
 
 def objects(url: str) -> list[str]:
@@ -58,40 +46,40 @@ def failing(ds: xr.Dataset) -> xr.Dataset:
 # -- datasets -------------------------------------------------------------------------
 
 
-def test_zarr_round_trip_at_a_memory_url(root):
+def test_zarr_round_trip_at_a_memory_url(memory_root):
     ds = sample(chunks={"series": 3})
-    url = f"{root}/out/a.zarr"
+    url = f"{memory_root}/out/a.zarr"
     assert write_zarr(ds, url) == url
     opened = open_dataset(url)
     assert opened.y.chunks is not None
     xr.testing.assert_identical(opened.load(), ds.compute())
     # no temporary left beside it
-    assert objects(f"{root}/out") == [f"a.zarr/{p}" for p in objects(url)]
+    assert objects(f"{memory_root}/out") == [f"a.zarr/{p}" for p in objects(url)]
     assert "zarr.json" in objects(url)
 
 
-def test_zarr_overwrite_at_a_memory_url_replaces_the_store(root):
-    url = f"{root}/a.zarr"
+def test_zarr_overwrite_at_a_memory_url_replaces_the_store(memory_root):
+    url = f"{memory_root}/a.zarr"
     write_zarr(sample(seed=1), url)
     with pytest.raises(FileExistsError, match="already exists"):
         write_zarr(sample(seed=2), url)
     new = sample(seed=2, n_features=1)
     write_zarr(new, url, overwrite=True)
     xr.testing.assert_identical(open_dataset(url).load(), new)
-    assert all(not name.startswith(".") for name in objects(root))
+    assert all(not name.startswith(".") for name in objects(memory_root))
 
 
-def test_netcdf_round_trip_at_a_memory_url(root):
+def test_netcdf_round_trip_at_a_memory_url(memory_root):
     ds = sample()
-    url = f"{root}/a.nc"
+    url = f"{memory_root}/a.nc"
     assert write_netcdf(ds, url) == url
     xr.testing.assert_identical(open_dataset(url).load(), ds)
-    assert objects(root) == ["a.nc"]
+    assert objects(memory_root) == ["a.nc"]
 
 
-def test_a_missing_url_says_no_dataset(root):
-    with pytest.raises(FileNotFoundError, match=f"no dataset at {root}/missing.zarr"):
-        open_dataset(f"{root}/missing.zarr")
+def test_a_missing_url_says_no_dataset(memory_root):
+    with pytest.raises(FileNotFoundError, match=f"no dataset at {memory_root}/missing.zarr"):
+        open_dataset(f"{memory_root}/missing.zarr")
 
 
 def test_a_file_url_is_local_and_renamed_into_place(tmp_path):
@@ -117,19 +105,19 @@ def test_an_unknown_protocol_is_refused():
 # -- the atomic guarantee on an object store -------------------------------------------
 
 
-def test_a_failed_zarr_write_leaves_the_old_store_and_no_temporary(root):
-    url = f"{root}/a.zarr"
+def test_a_failed_zarr_write_leaves_the_old_store_and_no_temporary(memory_root):
+    url = f"{memory_root}/a.zarr"
     old = sample(seed=1)
     write_zarr(old, url)
-    before = objects(root)
+    before = objects(memory_root)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_zarr(failing(sample(chunks={"series": 3})), url, overwrite=True)
-    assert objects(root) == before
+    assert objects(memory_root) == before
     xr.testing.assert_identical(open_dataset(url).load(), old)
 
 
-def test_the_store_is_copied_with_its_root_document_last(root, monkeypatch):
-    url = f"{root}/a.zarr"
+def test_the_store_is_copied_with_its_root_document_last(memory_root, monkeypatch):
+    url = f"{memory_root}/a.zarr"
     write_zarr(sample(seed=1), url)
     events = []
     copy, rm_file = MemoryFileSystem.cp_file, MemoryFileSystem.rm_file
@@ -152,8 +140,8 @@ def test_the_store_is_copied_with_its_root_document_last(root, monkeypatch):
     assert open_dataset(url).attrs == sample(seed=2).attrs
 
 
-def test_a_copy_cut_short_leaves_a_store_that_is_refused_then_replaced(root, monkeypatch):
-    url = f"{root}/a.zarr"
+def test_a_copy_cut_short_leaves_a_store_that_is_refused_then_replaced(memory_root, monkeypatch):
+    url = f"{memory_root}/a.zarr"
     copy = MemoryFileSystem.cp_file
 
     def cut(self, path1, path2, **kwargs):
@@ -172,23 +160,25 @@ def test_a_copy_cut_short_leaves_a_store_that_is_refused_then_replaced(root, mon
     xr.testing.assert_identical(open_dataset(url).load(), sample(seed=3))
 
 
-def test_a_killed_remote_write_leaves_a_hidden_temporary_marked_incomplete(root, monkeypatch):
+def test_a_killed_remote_write_leaves_a_hidden_temporary_marked_incomplete(
+    memory_root, monkeypatch
+):
     monkeypatch.setattr(rnncore.storage, "_remove_remote", lambda where: None)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        write_zarr(failing(sample(chunks={"series": 3})), f"{root}/a.zarr")
-    (leftover,) = {name.split("/")[0] for name in objects(root)}
+        write_zarr(failing(sample(chunks={"series": 3})), f"{memory_root}/a.zarr")
+    (leftover,) = {name.split("/")[0] for name in objects(memory_root)}
     assert leftover.startswith(".a.zarr.tmp-")
     with pytest.raises(ValueError, match=INCOMPLETE):
-        open_dataset(f"{root}/{leftover}")
+        open_dataset(f"{memory_root}/{leftover}")
 
 
-def test_the_completion_marker_is_not_among_the_attributes(root):
-    url = write_zarr(sample(), f"{root}/a.zarr")
+def test_the_completion_marker_is_not_among_the_attributes(memory_root):
+    url = write_zarr(sample(), f"{memory_root}/a.zarr")
     assert COMPLETE not in open_dataset(url).attrs
 
 
-def test_write_store_and_write_file_refuse_an_existing_target_unless_overwrite(root):
-    url = f"{root}/f.txt"
+def test_write_store_and_write_file_refuse_an_existing_target_unless_overwrite(memory_root):
+    url = f"{memory_root}/f.txt"
     write_file(url, lambda tmp: Path(tmp).write_text("one"))
     with pytest.raises(FileExistsError):
         write_file(url, lambda tmp: Path(tmp).write_text("two"), overwrite=False)
@@ -198,14 +188,14 @@ def test_write_store_and_write_file_refuse_an_existing_target_unless_overwrite(r
     assert locate(url).fs.cat_file(locate(url).path) == b"two"
 
 
-def test_a_failed_file_write_leaves_nothing_at_a_url(root):
+def test_a_failed_file_write_leaves_nothing_at_a_url(memory_root):
     def fail(tmp):
         Path(tmp).write_text("half")
         raise RuntimeError("cut")
 
     with pytest.raises(RuntimeError, match="cut"):
-        write_file(f"{root}/f.json", fail)
-    assert not locate(root).exists() or objects(root) == []
+        write_file(f"{memory_root}/f.json", fail)
+    assert not locate(memory_root).exists() or objects(memory_root) == []
 
 
 def test_a_failed_file_write_leaves_nothing_locally(tmp_path):
@@ -223,30 +213,30 @@ def test_a_failed_file_write_leaves_nothing_locally(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
-def test_table_round_trip_at_a_memory_url(root, suffix):
+def test_table_round_trip_at_a_memory_url(memory_root, suffix):
     ds = generate(3, 24, seed=4)
-    url = f"{root}/tables/t{suffix}"
+    url = f"{memory_root}/tables/t{suffix}"
     assert write_long(ds, url) == url
     back = read_long(url)
     np.testing.assert_allclose(back.y.values, ds.y.values)
-    assert objects(f"{root}/tables") == [f"t{suffix}"]
+    assert objects(f"{memory_root}/tables") == [f"t{suffix}"]
     if suffix == ".csv":
         assert pd.read_csv(url).columns.tolist()[:2] == ["unique_id", "ds"]
 
 
-def test_a_missing_table_url_is_not_found(root):
-    with pytest.raises(FileNotFoundError, match=f"no long-format table at {root}/t.csv"):
-        read_long(f"{root}/t.csv")
+def test_a_missing_table_url_is_not_found(memory_root):
+    with pytest.raises(FileNotFoundError, match=f"no long-format table at {memory_root}/t.csv"):
+        read_long(f"{memory_root}/t.csv")
 
 
-def test_model_file_round_trip_at_a_memory_url(root):
-    url = f"{root}/m.safetensors"
+def test_model_file_round_trip_at_a_memory_url(memory_root):
+    url = f"{memory_root}/m.safetensors"
     assert write_arrays(url, {"w": np.arange(3.0)}, "model", {"a": 1}) == url
     arrays, config = read_arrays(url, "model")
     np.testing.assert_array_equal(arrays["w"], np.arange(3.0))
     assert config == {"a": 1}
     with pytest.raises(ModelFileError, match="does not exist"):
-        read_arrays(f"{root}/none.safetensors", "model")
+        read_arrays(f"{memory_root}/none.safetensors", "model")
 
 
 # -- names -----------------------------------------------------------------------------
@@ -259,21 +249,21 @@ def test_join_and_with_suffix_keep_urls_urls():
     assert with_suffix("m.safetensors", ".metrics.json") == Path("m.metrics.json")
 
 
-def test_read_bytes_reads_a_path_a_file_url_and_a_memory_url(root, tmp_path):
+def test_read_bytes_reads_a_path_a_file_url_and_a_memory_url(memory_root, tmp_path):
     local = write_file(tmp_path / "a.bin", lambda t: Path(t).write_bytes(b"local"))
     assert read_bytes(local) == read_bytes(local.as_uri()) == b"local"
-    url = write_file(f"{root}/a.bin", lambda t: Path(t).write_bytes(b"remote"))
+    url = write_file(f"{memory_root}/a.bin", lambda t: Path(t).write_bytes(b"remote"))
     assert read_bytes(url) == b"remote"
-    for missing in (tmp_path / "none.bin", f"{root}/none.bin"):
+    for missing in (tmp_path / "none.bin", f"{memory_root}/none.bin"):
         with pytest.raises(FileNotFoundError):
             read_bytes(missing)
 
 
-def test_model_files_at_a_url_read_whole_from_many_threads_at_once(root):
+def test_model_files_at_a_url_read_whole_from_many_threads_at_once(memory_root):
     """fsspec's memory file system gives every reader one shared file object: the forecast
     tasks of one in-process cluster load the forecaster at once, and each must see it whole."""
     arrays = {"w": np.arange(200_000, dtype=np.float64)}
-    url = str(write_arrays(f"{root}/m.safetensors", arrays, "model", {"n": 1}))
+    url = str(write_arrays(f"{memory_root}/m.safetensors", arrays, "model", {"n": 1}))
     with ThreadPoolExecutor(8) as pool:
         loaded = list(pool.map(lambda _: read_arrays(url, "model"), range(32)))
     for got, config in loaded:
