@@ -17,7 +17,8 @@
 
 from .adam import Adam, AdamState
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .loop import GradFn, TrainResult, train
+from .engine import GradFn
+from .loop import TrainResult, train
 
 __all__ = [
     "Adam",
