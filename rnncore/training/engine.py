@@ -1,7 +1,7 @@
 """Where the training loop computes: in memory, or on Dask's active scheduler.
 
 The loop (:mod:`rnncore.training.loop`) is written once against an :class:`Engine`,
-three computations whose results are the size of the parameters or of a batch's
+two computations whose results are the size of the parameters or of a batch's
 states, never of the data:
 
 - :func:`in_memory`: NumPy windows, the model called directly;
@@ -10,6 +10,7 @@ states, never of the data:
   outputs :func:`rnncore.chunked.run_chunked`'s, and the losses' sums are reduced
   block by block: every graph computes on the active scheduler (a
   ``distributed.Client``'s cluster), and only losses, gradients and states come back.
+  A window's gradients and the states it ends in are one graph, one round trip.
 """
 
 from __future__ import annotations
@@ -41,68 +42,81 @@ class Engine(NamedTuple):
 
     Attributes
     ----------
-    final_states
-        ``final_states(model, x, h0)``: the per-layer states ``model`` ends in over ``x``
-        from ``h0`` (per-layer states, or ``None`` for zeros), in memory.
-    grad
-        A :data:`GradFn`, taking ``h0`` as per-layer states.
+    step
+        ``step(model, x, y, h0, grad=..., states=...)``: the parameter gradients of the
+        loss of ``model`` over ``x`` from ``h0`` (per-layer states, or ``None`` for
+        zeros) if ``grad``, and the per-layer states it ends in if ``states``; ``None``
+        for what is not asked.
     losses
         ``losses(model, x, y, masks)``: the masked MSE of ``model`` run over ``x``, for
         each mask (:func:`rnncore.grad.masked_mse`), as floats.
     """
 
-    final_states: Callable[[Model, Any, Sequence[State] | None], list[State]]
-    grad: GradFn
+    step: Callable[..., tuple[dict[str, Any] | None, list[State] | None]]
     losses: Callable[[Model, Any, Any, Sequence[np.ndarray]], list[float]]
 
 
 def in_memory(grad_fn: GradFn) -> Engine:
     """The engine for NumPy (or CuPy) data, with ``grad_fn`` for the gradients."""
-    return Engine(_final_states, grad_fn, _losses)
+    return Engine(partial(_step, grad_fn=grad_fn), _losses)
 
 
 def on_dask(method: str, grad_fn: GradFn | None = None) -> Engine:
     """The engine for Dask data, joining time chunks by ``method`` (exact).
 
-    ``grad_fn`` (Dask windows, per-layer ``h0``) replaces the default,
+    ``grad_fn`` (given Dask windows and per-layer ``h0``) replaces the default,
     :func:`rnncore.grad.chunked.value_and_grad_chunked` by ``method``.
     """
-    grad = partial(_chunked_grad, method=method) if grad_fn is None else grad_fn
+    step = _chunked_step if grad_fn is None else _step
     return Engine(
-        partial(_chunked_final_states, method=method),
-        grad,
-        partial(_chunked_losses, method=method),
+        partial(step, grad_fn=grad_fn, method=method), partial(_chunked_losses, method=method)
     )
 
 
-def _final_states(model: Model, x: Any, h0: Sequence[State] | None) -> list[State]:
-    return model(x, h0)[1]
+def _step(
+    model: Model,
+    x: Any,
+    y: Any,
+    h0: Sequence[State] | None,
+    *,
+    grad: bool,
+    states: bool,
+    grad_fn: GradFn,
+    method: str | None = None,
+) -> tuple[dict[str, Any] | None, list[State] | None]:
+    """The step by ``grad_fn``, the states by a forward pass (on Dask: by ``method``)."""
+    final = None
+    if states and method is None:
+        final = model(x, h0)[1]
+    elif states:
+        packed = None if h0 is None else pack_states(model, list(h0))
+        (ends,) = dask.compute(run_chunked(model, x, packed, method=method).states)
+        final = unpack_states(model, ends)
+    return (grad_fn(model, x, y, h0=h0)[1] if grad else None), final
+
+
+def _chunked_step(
+    model: Model,
+    x: da.Array,
+    y: da.Array,
+    h0: Sequence[State] | None,
+    *,
+    grad: bool,
+    states: bool,
+    grad_fn: None,
+    method: str,
+) -> tuple[dict[str, Any] | None, list[State] | None]:
+    """The gradients and the final states from one graph."""
+    if not grad:
+        return _step(model, x, y, h0, grad=False, states=states, grad_fn=grad_fn, method=method)
+    packed = None if h0 is None else pack_states(model, list(h0))
+    result = value_and_grad_chunked(model, x, y, packed, method=method, final_states=states)
+    return result[1], unpack_states(model, result[2]) if states else None
 
 
 def _losses(model: Model, x: Any, y: Any, masks: Sequence[np.ndarray]) -> list[float]:
     outputs, _ = model(x)
     return [masked_mse(outputs, y, mask)[0] for mask in masks]
-
-
-def _chunked_grad(
-    model: Model,
-    x: da.Array,
-    target: da.Array,
-    h0: Sequence[State] | None = None,
-    mask: Any = None,
-    *,
-    method: str,
-) -> tuple[float, dict[str, Any]]:
-    packed = None if h0 is None else pack_states(model, list(h0))
-    return value_and_grad_chunked(model, x, target, packed, mask, method=method)
-
-
-def _chunked_final_states(
-    model: Model, x: da.Array, h0: Sequence[State] | None, *, method: str
-) -> list[State]:
-    packed = None if h0 is None else pack_states(model, list(h0))
-    (states,) = dask.compute(run_chunked(model, x, packed, method=method).states)
-    return unpack_states(model, states)
 
 
 def _chunked_losses(

@@ -314,11 +314,10 @@ def _epoch(
         for span, has_targets in zip(data.spans, data.targets[:, series].any(axis=1), strict=True):
             current = model.with_state_dict(params)
             xw, yw = window_of(data.x, span, series), window_of(data.y, span, series)
-            h_next = engine.final_states(current, xw, h0) if span.stop < data.plan.steps else None
-            if has_targets:
-                _, grads = engine.grad(current, xw, yw, h0=h0)
+            more = span.stop < data.plan.steps
+            grads, h0 = engine.step(current, xw, yw, h0, grad=has_targets, states=more)
+            if grads is not None:
                 params, state = adam.update(params, grads, state)
-            h0 = h_next
         bar.update()
     losses = _losses(model.with_state_dict(params), data, engine)
     bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})

@@ -60,7 +60,7 @@ cluster = pytest.mark.slow  # a LocalCluster and a few dozen round trips to it
         # nonlinear, adjoints carried; uneven chunks of every length, prime ones included
         ("GRU", "auto", (7, 29), {"series": (2, 4, 1), "time": (5, 11, 1, 12)}, {"window": 15}),
         # steps and series of one: a chunk per value
-        ("MinLSTM", "parallel", (5, 13), {"series": 1, "time": 1}, {"window": 5}),
+        ("MinLSTM", "parallel", (4, 9), {"series": 1, "time": 1}, {"window": 5}),
         ("LSTM", "sequential", (3, 9), {"series": 1, "time": 1}, {}),
         # full-sequence gradients of all the training series: one step per epoch
         ("QRNN", "auto", (9, 37), {"series": 5, "time": 17}, {"batch_series": None}),
