@@ -156,7 +156,10 @@ def train(
         How time chunks of Dask-backed data are joined, forward and backward:
         ``"auto"``, ``"sequential"``, or ``"prefix_scan"`` / ``"parallel"`` for models
         linear in the state (:data:`rnncore.chunked.METHODS`; all exact; multiple
-        shooting is refused). Checked, and unused, for data in memory.
+        shooting is refused). Checked, and unused, for data in memory. ``"auto"``
+        chooses for each window from its series chunks and the cluster's threads
+        (:func:`rnncore.chunked.resolve_method`): name the method for a checkpoint to
+        resume bit for bit on a cluster of another size.
     grad_fn
         Computes the loss and gradients of one window, ``grad_fn(model, x, target,
         h0=None)`` with ``h0`` per-layer states: by default
