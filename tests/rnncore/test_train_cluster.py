@@ -1,6 +1,8 @@
 """Training over Dask on a LocalCluster equals training in memory, for every chunking."""
 
+import dask
 import dask.array as da
+import dask.threaded
 import numpy as np
 import pytest
 import xarray as xr
@@ -108,6 +110,37 @@ def test_the_gradient_function_gets_the_lazy_windows(client):
         (da.Array, ((2, 2), (2, 2, 2)), False),
     ]
     assert len(calls) == 6
+
+
+def _nbytes(value):
+    """The bytes of the arrays (and byte strings) in a nested result."""
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_nbytes(v) for v in value)
+    return len(value) if isinstance(value, bytes) else np.asarray(value).nbytes
+
+
+def test_only_parameter_sized_results_come_back():
+    """Every computation returns at most a few hundred numbers; the data are 24,000."""
+    x, target = _data(6, 2000)
+    returned = []
+
+    def get(dsk, keys, **kwargs):
+        results = dask.threaded.get(dsk, keys, **kwargs)
+        returned.append(_nbytes(results))
+        return results
+
+    lazy, lazy_target = x.chunk({"series": 2, "time": 500}), target.chunk({"time": 300})
+    with dask.config.set(scheduler=get):
+        train(
+            _model("MinGRU"), lazy, lazy_target, batch_series=3, window=1000, validation=None,
+            **OPTIONS,
+        )  # fmt: skip
+    # the targets per window, the fingerprint (a digest per block), the losses of 3 epochs
+    # (0: before training), 2 epochs x 2 batches x 2 windows (the first with its end states)
+    assert len(returned) == 1 + 1 + 3 + 8
+    assert max(returned) < 2_000 < 8 * x.size
 
 
 @cluster
