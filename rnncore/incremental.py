@@ -157,6 +157,7 @@ def run_incremental(
     tol: float = 1e-6,
     max_iter: int | None = None,
     resources: Mapping[str, float] | None = None,
+    attrs: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> IncrementalRun:
     """Run ``model`` over ``data``, continuing from the state store of an earlier run.
@@ -188,6 +189,8 @@ def run_incremental(
         As for :func:`rnncore.run`.
     method, tol, max_iter, resources
         As for :func:`rnncore.run`.
+    attrs
+        Attributes to add to the output store's (the run's, :func:`rnncore.run`).
     storage_options
         Options of the file system of URLs.
 
@@ -208,11 +211,12 @@ def run_incremental(
     variables = (str(array.name),)
     state = state_path(output) if state is None else state
     out, where = locate(output, storage_options), locate(state, storage_options)
+    plan, store, old = None, None, None
     if full or not where.exists():
         reason = "asked for" if full else f"no state store at {where.returned()}"
-        plan, store = None, None
     else:
         store = read_state_store(where.returned(), storage_options=storage_options)
+        window = store.window
         plan = plan_increment(
             store,
             array,
@@ -225,7 +229,7 @@ def run_incremental(
         old = _previous_output(out, store, times, time_dim)
         reason = ""
     runner = _Runner(
-        model, array, time_dim, series_dim, feature_dim, method, tol, max_iter, resources
+        model, array, time_dim, series_dim, feature_dim, method, tol, max_iter, resources, attrs
     )
     labels = np.asarray(array[series_dim].values)
     if plan is None:
@@ -253,10 +257,8 @@ def run_incremental(
         fingerprint=model.fingerprint(),
         freq=freq,
         variables=variables,
-        checksums=trailing_checksums(
-            values, times, stands, window if store is None else store.window
-        ),
-        window=window if store is None else store.window,
+        checksums=trailing_checksums(values, times, stands, window),
+        window=window,
         attrs={"output_steps": len(times), "output_start": _iso(times[:1])},
     )
     written = write_state_store(where.returned(), new_store, storage_options=storage_options)
@@ -287,8 +289,9 @@ class _Runner:
         tol: float,
         max_iter: int | None,
         resources: Mapping[str, float] | None,
+        attrs: Mapping[str, Any] | None,
     ) -> None:
-        self.model, self.array = model, array
+        self.model, self.array, self.attrs = model, array, dict(attrs or {})
         self.time_dim, self.series_dim, self.feature_dim = time_dim, series_dim, feature_dim
         self.options = {"method": method, "tol": tol, "max_iter": max_iter, "resources": resources}
 
@@ -301,7 +304,7 @@ class _Runner:
         begins = xr.DataArray(start, dims=self.series_dim)
         if (start > t0).any():
             part = part.where(steps >= begins)
-        return run(
+        result = run(
             self.model,
             part,
             time_dim=self.time_dim,
@@ -310,6 +313,8 @@ class _Runner:
             h0=h0,
             **self.options,
         )
+        result.attrs.update(self.attrs)
+        return result
 
     def write_whole(
         self,
@@ -357,7 +362,7 @@ class _Runner:
         return written["state"].values
 
     def update_in_place(
-        self, out: Any, old: xr.Dataset, start: np.ndarray, h0: np.ndarray
+        self, out: Any, old: xr.Dataset, start: np.ndarray, h0: np.ndarray | None
     ) -> np.ndarray:
         """Grow and write the output store in place (see the module docstring); returns
         the final states."""
@@ -464,16 +469,15 @@ def _mark(group: zarr.Group, *, complete: bool, attrs: Mapping[str, Any] | None 
     group.attrs.put({**kept, **(attrs or {}), **marker})
 
 
-def _stored_states(model: Model, store: StateStore, plan: IncrementPlan) -> np.ndarray:
-    """The stored states of the resumed series, packed, in the data's order."""
+def _stored_states(model: Model, store: StateStore, plan: IncrementPlan) -> np.ndarray | None:
+    """The stored states of the resumed series, packed, in the data's order (``None``
+    if there are none)."""
     rows = plan.stored[plan.stored >= 0]
     states = []
     for k, cell in enumerate(model.layers):
         parts = tuple(store.arrays[f"layer{k}/{name}"][rows] for name in cell.state_names)
         states.append(parts if len(parts) > 1 else parts[0])
-    if not rows.size:
-        return np.zeros((0, len(model.layers), 1))
-    return pack_states(model, states)
+    return pack_states(model, states) if rows.size else None
 
 
 def _named_states(model: Model, packed: np.ndarray) -> dict[str, np.ndarray]:
