@@ -13,12 +13,14 @@ plans the increment (:func:`rnncore.statestore.plan_increment`) and runs only
 * the *cold* series (new ones) and the *recomputed* ones (data changed at or before
   their stored timestamp: late corrections), from fresh states over their whole history.
 
-A series' state stands at its last step without a missing value: a missing step leaves
-every cell's state unchanged, so the state at the end of the axis is the state there,
-and values that arrive late for trailing missing steps are read by the next run, not
-taken for corrections. The resumed series run together from the earliest of their
-starts, each one's steps before its own start set missing (the identity) and its
-earlier outputs kept.
+A series' state stands at its last step without a missing value, or ``window`` steps
+before the end of the data if that is later. A missing step leaves every cell's state
+unchanged, so the state at the end of the axis is the state there; values that arrive
+late for the trailing missing steps after it are read by the next run, not taken for
+corrections (earlier ones, in the checksum's window, are), and a series that has been
+silent for long is read back no further than ``window`` steps. The resumed series run
+together from the earliest of their starts, each one's steps before its own start set
+missing (the identity) and its earlier outputs kept.
 
 How the outputs are updated
 ---------------------------
@@ -248,7 +250,7 @@ def run_incremental(
             reason = "the series changed (new, removed or recomputed)"
             states = runner.write_whole(out, old, plan.start, h0, plan.stored)
         plan_start = plan.start
-    stands = _stands_at(array, plan_start, store, plan, times, time_dim, series_dim)
+    stands = _stands_at(array, plan_start, window, times, time_dim, series_dim)
     values = stacked_values(array, variables, time_dim, series_dim)
     new_store = StateStore(
         series=labels,
@@ -493,25 +495,22 @@ def _named_states(model: Model, packed: np.ndarray) -> dict[str, np.ndarray]:
 def _stands_at(
     array: xr.DataArray,
     start: np.ndarray,
-    store: StateStore | None,
-    plan: IncrementPlan | None,
+    window: int,
     times: np.ndarray,
     time_dim: str,
     series_dim: str,
 ) -> np.ndarray:
-    """Per series, the last step without a missing value from its start on, else the
-    stored timestamp (``NaT`` for a series never seen with one)."""
-    stands = np.full(len(start), _NAT)
-    if plan is not None:
-        resumed = plan.stored >= 0
-        stands[resumed] = store.stands_at[plan.stored[resumed]]
-    t0 = int(start.min()) if start.size else 0
+    """Per series, where its new state stands: its last step without a missing value
+    (from its start on, else where it stood), or ``window`` steps before the end if that
+    is later; ``NaT`` if neither."""
+    n = len(times)
+    t0 = int(start.min()) if start.size else n
     part = array.isel({time_dim: slice(t0, None)})
     values = stacked_values(part, (str(array.name),), time_dim, series_dim)
-    last = np.asarray(dask.compute(last_valid_index(values))[0]) + t0
-    seen = last >= np.maximum(start, t0)
-    stands[seen] = times[last[seen]]
-    return stands
+    last = np.asarray(dask.compute(last_valid_index(values))[0])
+    last = np.where(last >= 0, last + t0, -1)
+    index = np.maximum(np.maximum(last, start - 1), n - window)
+    return np.where(index >= 0, times[np.maximum(index, 0)], _NAT)
 
 
 def _write_times(array: zarr.Array, times: np.ndarray, t0: int) -> None:

@@ -8,7 +8,7 @@ import zarr
 import rnncore
 from rnncore import Model
 from rnncore.errors import InputError
-from rnncore.incremental import run_incremental, state_path
+from rnncore.incremental import DEFAULT_WINDOW, run_incremental, state_path
 from rnncore.io import INCOMPLETE, open_dataset, write_zarr
 from rnncore.states import pack_states
 from rnncore.statestore import last_valid_index, read_state_store
@@ -80,6 +80,7 @@ def test_nights_equal_a_full_recompute(tmp_path, cell, hidden, dtype):
     def read_since(previous, data, series):
         """Series-steps of ``data`` after each of ``series``' last valid step in ``previous``."""
         last = last_valid_index(previous.sel(series=series).values)
+        last = np.maximum(last, previous.sizes["time"] - DEFAULT_WINDOW)
         return int((data.sizes["time"] - 1 - last).sum())
 
     base = list(labels[:6])
@@ -117,7 +118,8 @@ def test_a_run_with_no_new_steps_changes_nothing(tmp_path):
     data = night(truth(3, 2, np.float64), ["s00000", "s00001", "s00002"], 2)
     nightly(tmp_path, data, model)
     result = nightly(tmp_path, data, model)
-    trailing = data.sizes["time"] - 1 - last_valid_index(data.values)
+    last = np.maximum(last_valid_index(data.values), data.sizes["time"] - DEFAULT_WINDOW)
+    trailing = data.sizes["time"] - 1 - last
     assert result.in_place and result.steps_read == trailing.sum()
     check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
 
@@ -196,3 +198,16 @@ def test_a_missing_output_store_is_refused(tmp_path):
         run_incremental(
             model, data, tmp_path / "other.zarr", state=state_path(tmp_path / "run.zarr")
         )
+
+
+def test_silent_series_are_read_back_no_further_than_the_window(tmp_path):
+    model = Model.init("GRU", 1, [3], 1, dtype=np.float64)
+    y = truth(3, 4, np.float64).copy()
+    y[1, DAY:] = np.nan  # silent after its first day
+    y[2] = np.nan  # never a value
+    nightly(tmp_path, night(y, y.series.values, 3), model)
+    data = night(y, y.series.values, 4)
+    result = nightly(tmp_path, data, model)
+    assert result.in_place and result.plan.resume == tuple(y.series.values)
+    assert result.plan.start.tolist()[1:] == [3 * DAY - DEFAULT_WINDOW + 1] * 2
+    check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
