@@ -31,9 +31,9 @@ refuses it meanwhile), its time axis grown, the steps from the earliest start wr
 (storage chunks of at most :data:`TIME_CHUNK` steps keep this proportional to the new
 steps), the final states written, and the marker replaced by ``rnnflow_complete``; only
 then is the new state store written (atomically). A run cut in between leaves the
-output store marked incomplete and the previous state store, which records the
-output's length: the next run cuts the time axis back to it, restores the marker and
-proceeds (the steps it rewrites are the same ones the cut run was writing). Otherwise
+output store marked incomplete (or complete but longer) and the previous state store,
+which records the output's length: the next run cuts the time axis back to it, restores
+the marker and proceeds (the steps it rewrites are the ones the cut run was writing). Otherwise
 (new, removed or recomputed series, or a full run) the output store is written whole,
 as a new version installed atomically (:func:`rnncore.io.write_zarr`): outputs of
 resumed series before their start are copied from the previous version, not computed.
@@ -426,7 +426,10 @@ class _Runner:
 
 
 def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: str) -> xr.Dataset:
-    """The output store matching ``store``, lazily; an update cut mid-way is undone first."""
+    """The output store matching ``store``, lazily. A run cut after it began to write the
+    outputs but before the state store (marked incomplete, or longer than the state
+    store says) is undone first: the time axis cut back (the next run rewrites the
+    steps after the earliest start; those before are the ones the cut run had)."""
     steps = store.attrs.get("output_steps")
     if not out.exists():
         raise InputError(
@@ -434,7 +437,7 @@ def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: s
             "(--full, full=True) to start afresh"
         )
     group = _group(out, "r+")
-    if INCOMPLETE in group.attrs and steps is not None:  # an update in place was cut
+    if steps is not None and (INCOMPLETE in group.attrs or group[time_dim].shape[0] > steps):
         _resize_time(group, time_dim, steps)
         _mark(group, complete=True)
     old = open_dataset(out.returned(), chunks={}, storage_options=out.storage_options)

@@ -1,5 +1,7 @@
 """Incremental runs: night after night, the stores equal a full recompute on the same data."""
 
+import shutil
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -211,3 +213,27 @@ def test_silent_series_are_read_back_no_further_than_the_window(tmp_path):
     assert result.in_place and result.plan.resume == tuple(y.series.values)
     assert result.plan.start.tolist()[1:] == [3 * DAY - DEFAULT_WINDOW + 1] * 2
     check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
+
+
+def test_the_accessor_runs_incrementally(tmp_path):
+    model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
+    data = night(truth(2, 2, np.float64), ["s00000", "s00001"], 2)
+    first = data.isel(time=slice(0, DAY)).rnn.run_incremental(model, tmp_path / "a.zarr")
+    second = data.rnn.run_incremental(model, tmp_path / "a.zarr")
+    assert not first.incremental and second.incremental and second.in_place
+    check_equal_to_full(model, data, tmp_path / "a.zarr", np.float64)
+
+
+def test_a_run_cut_before_its_state_store_is_redone(tmp_path):
+    model = Model.init("LSTM", 1, [3], 1, dtype=np.float64)
+    y = truth(3, 4, np.float64)
+    nightly(tmp_path, night(y, y.series.values, 2), model)
+    state = state_path(tmp_path / "run.zarr")
+    shutil.copytree(state, tmp_path / "saved.zarr")
+    for data in (night(y, y.series.values, 3), night(y, y.series.values[1:], 4)):
+        nightly(tmp_path, data, model)  # outputs written, then the state store lost:
+        shutil.rmtree(state)
+        shutil.copytree(tmp_path / "saved.zarr", state)
+        result = nightly(tmp_path, data, model)
+        assert result.incremental
+        check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
