@@ -55,7 +55,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
-from xarray.coding.times import encode_cf_datetime
+from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
 from .errors import InputError
 from .io import COMPLETE, INCOMPLETE, open_dataset, write_zarr
@@ -81,6 +81,8 @@ __all__ = ["DEFAULT_WINDOW", "TIME_CHUNK", "IncrementalRun", "run_incremental", 
 DEFAULT_WINDOW = 48
 #: The largest storage chunk of the output store along time.
 TIME_CHUNK = 512
+#: The units the output store's timestamps are encoded in.
+TIME_UNITS = "seconds since 1970-01-01"
 _NAT = np.datetime64("NaT", "ns")
 
 
@@ -219,6 +221,7 @@ def run_incremental(
     else:
         store = read_state_store(where.returned(), storage_options=storage_options)
         window = store.window
+        array = _tail_loaded(array, store, times, time_dim)
         plan = plan_increment(
             store,
             array,
@@ -358,7 +361,11 @@ class _Runner:
         width = max(self.array.chunksizes.get(self.series_dim, (len(start),)), default=1)
         full = full.chunk({self.series_dim: width})
         full["output"] = full["output"].chunk({self.time_dim: TIME_CHUNK})
-        full[self.time_dim].encoding["chunks"] = (TIME_CHUNK,)
+        # whole seconds from a fixed epoch: every later step of any frequency of a
+        # second or more is encoded in the same units (xarray picks them from the data)
+        full[self.time_dim].encoding.update(
+            chunks=(TIME_CHUNK,), units=TIME_UNITS, dtype=np.dtype("int64")
+        )
         write_zarr(full, out.returned(), overwrite=True, storage_options=out.storage_options)
         written = open_dataset(out.returned(), storage_options=out.storage_options)
         return written["state"].values
@@ -379,13 +386,13 @@ class _Runner:
         _resize_time(group, self.time_dim, end)
         region = xr.Dataset({"output": kept.drop_vars(list(kept.coords))})
         write = region.to_zarr(
-            out.returned() if out.local is not None else out.url,
+            _target(out),
             region={self.time_dim: slice(t0, end)},
             mode="r+",
             consolidated=False,
             compute=False,
             align_chunks=True,  # no storage chunk written by two tasks
-            **({"storage_options": out.storage_options} if out.local is None else {}),
+            **_options(out),
         )
         _write_times(group[self.time_dim], self.array[self.time_dim].values[t0:], t0)
         _, states = dask.compute(write, result["state"].data)
@@ -440,7 +447,14 @@ def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: s
     if steps is not None and (INCOMPLETE in group.attrs or group[time_dim].shape[0] > steps):
         _resize_time(group, time_dim, steps)
         _mark(group, complete=True)
-    old = open_dataset(out.returned(), chunks={}, storage_options=out.storage_options)
+    if INCOMPLETE in group.attrs:
+        raise InputError(
+            f"the output store {out.returned()} is marked {INCOMPLETE!r} and its state store "
+            "does not say its length; run in full (--full, full=True)"
+        )
+    # the markers were checked above; open_dataset's check of every chunk would list
+    # the whole store, which grows with the history
+    old = xr.open_zarr(_target(out), consolidated=False, zarr_format=3, **_options(out))
     old_times = old[time_dim].values
     first_matches = len(old_times) and len(times) and old_times[0] == times[0]
     if steps != len(old_times) or not first_matches or len(times) < len(old_times):
@@ -451,6 +465,25 @@ def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: s
             f"{_iso(times[:1])}); run in full (--full, full=True) to start afresh"
         )
     return old
+
+
+def _tail_loaded(
+    array: xr.DataArray, store: StateStore, times: np.ndarray, time_dim: str
+) -> xr.DataArray:
+    """``array`` with the steps the resumed series may read loaded once (Dask
+    ``persist``): from the start of the earliest checksum window on. The plan, the run,
+    and the new timestamps and checksums all read them; the history is not loaded."""
+    if not hasattr(array.data, "dask"):
+        return array
+    stands = store.stands_at[np.isin(store.stands_at, times)]
+    if not stands.size:
+        return array
+    first = min(int(np.searchsorted(times, stands.min())), len(times) - store.window)
+    lo = max(0, first - store.window + 1)
+    axis = array.get_axis_num(time_dim)
+    head = array.data[(slice(None),) * axis + (slice(0, lo),)]
+    tail = array.data[(slice(None),) * axis + (slice(lo, None),)].persist()
+    return array.copy(data=da.concatenate([head, tail], axis=axis))
 
 
 def _resize_time(group: zarr.Group, time_dim: str, steps: int) -> None:
@@ -520,16 +553,29 @@ def _write_times(array: zarr.Array, times: np.ndarray, t0: int) -> None:
     """Write the time coordinate from step ``t0`` on, encoded as the store encodes it
     (xarray's region writes leave index coordinates out)."""
     if "units" in array.attrs:
-        times, _, _ = encode_cf_datetime(
-            times, array.attrs["units"], array.attrs.get("calendar"), array.dtype
-        )
+        units, calendar = array.attrs["units"], array.attrs.get("calendar")
+        numbers, used, _ = encode_cf_datetime(times, units, calendar, array.dtype)
+        if not np.array_equal(decode_cf_datetime(numbers, units, calendar), times):
+            raise InputError(
+                f"the new timestamps cannot be stored in the output store's units {units!r} "
+                f"(they need {used!r}); run in full (--full, full=True)"
+            )
+        times = numbers
     array[t0 : t0 + len(times)] = times
 
 
 def _group(out: Any, mode: str) -> zarr.Group:
-    options = {} if out.local is not None else {"storage_options": out.storage_options}
-    target = str(out.local) if out.local is not None else out.url
-    return zarr.open_group(target, mode=mode, zarr_format=3, **options)
+    return zarr.open_group(_target(out), mode=mode, zarr_format=3, **_options(out))
+
+
+def _target(out: Any) -> str:
+    """What Zarr and xarray open for the location ``out``: a local path or the URL."""
+    return str(out.local) if out.local is not None else out.url
+
+
+def _options(out: Any) -> dict[str, Any]:
+    """Keywords of Zarr and xarray for the location ``out``'s file system."""
+    return {} if out.local is not None else {"storage_options": out.storage_options}
 
 
 def _iso(times: np.ndarray) -> str | None:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rnncore
 from rnncore import Model
@@ -237,3 +239,28 @@ def test_a_run_cut_before_its_state_store_is_redone(tmp_path):
         result = nightly(tmp_path, data, model)
         assert result.incremental
         check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
+
+
+@settings(max_examples=8)
+@given(
+    cuts=st.lists(st.integers(1, 30), min_size=1, max_size=4),
+    holes=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 29)), max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_any_split_into_nights_equals_one_run(tmp_path_factory, cuts, holes, seed):
+    """Nights ending at any steps (one step, none new, ...), with missing steps anywhere."""
+    model = Model.init("GRU", 1, [3, 2], 1, dtype=np.float64, seed=seed)
+    values = np.random.default_rng(seed).normal(size=(3, 30))
+    for series, step in holes:
+        values[series, step] = np.nan
+    y = xr.DataArray(
+        values,
+        dims=("series", "time"),
+        coords={"series": ["a", "b", "c"], "time": truth(1, 2, np.float64).time.values[:30]},
+        name="y",
+    )
+    output = tmp_path_factory.mktemp("split") / "run.zarr"
+    for end in sorted(cuts):
+        run_incremental(model, y.isel(time=slice(0, end)), output, freq="h", window=4)
+    data = y.isel(time=slice(0, max(cuts)))
+    check_equal_to_full(model, data, output, np.float64)
