@@ -544,9 +544,10 @@ class Forecaster:
         arrays, config = read_arrays(path, _KIND)
         try:
             forecaster = cls(**config["settings"])
-            reservoir = Reservoir(**config["reservoir"])
             if forecaster.encoder == "learned":
                 reservoir = LearnedEncoder.from_arrays(config["reservoir"], arrays)
+            else:
+                reservoir = Reservoir(**config["reservoir"])
             spec = FeatureSpec(
                 reservoir,
                 check_freq(config["freq"]),
