@@ -23,7 +23,9 @@ anchors) are cross-validated in groups of one frequency each, the frames concate
 the times summed.
 
 A model is a callable ``(df, h, n_windows, step_size, freq, season, level) -> cv frame``
-registered in :data:`MODELS` under the alias its frame uses (see :class:`CrossValidator`).
+registered in :data:`MODELS` under the alias its frame uses (see :class:`CrossValidator`):
+StatsForecast's SeasonalNaive, AutoETS and AutoTheta, rnnflow's default forecaster
+(``RNNFlow``) and the one with the learned encoder (``RNNFlowLearned``).
 Each run starts with a warm-up on a tiny frame, excluded from the timing (StatsForecast and
 rnnflow compile numba code on first use). With ``--budget`` > 0 each run happens in a forked
 process that is stopped when it exceeds the budget: its row then says ``skipped``.
