@@ -3,14 +3,15 @@
 :class:`LearnedEncoder` is a :class:`~rnncore.forecast.reservoir.Reservoir` whose
 gated layer holds trained weights instead of random ones; everything downstream
 (features, ridge readout, intervals, saving) treats it as the reservoir.
-:func:`fit_encoder` trains it on the forecaster's own scaled training series:
-the reservoir's two MinGRU layers and a linear head, by Adam
+:func:`fit_encoder` trains it on the forecaster's own scaled training series: the
+gated units (a MinGRU layer reading the fixed moving averages and ``z``, started
+from the reservoir's random weights) and a linear head reading them, by Adam
 (:func:`rnncore.train`, exact gradients through the scan), on the masked mean
 squared error of the ``horizon`` steps ahead as corrections to the seasonal-naive
-forecast (the ridge readout's targets, in scaled units). Only the gated units'
-rows of the second layer move, starting from the reservoir's random weights: the
-moving averages, the pass-through units and the shut gates of unobserved steps
-keep their fixed weights (a gradient mask), so the units mean what they meant.
+forecast (the ridge readout's targets, in scaled units). The moving averages, the
+pass-through units and the gates' weight on ``observed`` (which shuts them at a
+missing step) keep their fixed weights (the last by a gradient mask), so the units
+mean what they meant; the head is dropped, the ridge readout reads the units.
 
 Training reads only the data given to the fit, a seeded sample of at most
 :data:`MAX_SERIES` series over their last :data:`MAX_STEPS` steps, and is the same
