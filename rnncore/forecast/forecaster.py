@@ -41,6 +41,7 @@ from ..version import __version__
 from .conformal import check_levels, conformal_quantiles, intervals
 from .features import FeatureSpec
 from .frame import cutoff_mask, forecast_frame, percent_levels
+from .learned import DEFAULT_GATED, LearnedEncoder, fit_encoder
 from .passes import (
     FitPass,
     History,
@@ -64,6 +65,9 @@ _ARRAYS = ("coef", "intercept", "ridge", "gcv", "feature_mean", "quantiles")
 #: fallback for series too short for it, or not at all (no observation).
 METHODS = ("model", "seasonal_naive", "naive", "none")
 _NAT = np.datetime64("NaT", "ns")
+#: The encoders whose units are features: the fixed reservoir, or the reservoir with
+#: its gated units trained on the forecast loss (:mod:`rnncore.forecast.learned`).
+ENCODERS = ("reservoir", "learned")
 #: The longest default lag window: each row holds its lags, so a block of ``chunk_rows``
 #: origins holds ``chunk_rows`` times as many values.
 MAX_DEFAULT_LAGS = 800
@@ -110,7 +114,11 @@ class Forecaster:
         are features: dims ``(series, time)``, ``(time,)``, or either with one more
         dimension of columns. They must be in the data given to :meth:`predict` too.
     seed
-        Seed of the reservoir's random units.
+        Seed of the reservoir's random units (and of the learned encoder's training).
+    encoder
+        ``"reservoir"``: the fixed reservoir; ``"learned"``: its gated units trained
+        by Adam on the training data's forecast errors before the readout is fitted
+        (:mod:`rnncore.forecast.learned`).
     n_folds
         Consecutive stretches of time (blocked cross-validation) the intervals are
         calibrated on: each fold's rows are scored by a readout fitted on the other
@@ -122,7 +130,9 @@ class Forecaster:
         Leading steps left out of training while the reservoir's moving averages
         fill; ``None`` for its longest timescale (at most a quarter of the data).
     n_levels, n_gated, timescales
-        The reservoir (:class:`~rnncore.forecast.reservoir.Reservoir`).
+        The reservoir (:class:`~rnncore.forecast.reservoir.Reservoir`); ``n_gated``
+        ``None`` for none with the reservoir and
+        :data:`~rnncore.forecast.learned.DEFAULT_GATED` with the learned encoder.
     scale_window
         Trailing steps of a series' history its robust location and scale are taken
         from (:func:`~rnncore.forecast.scaling.series_stats`); ``None`` for 28 seasons.
@@ -167,10 +177,11 @@ class Forecaster:
         n_lags: int | None = None,
         exog: Sequence[str] = (),
         seed: int = 0,
+        encoder: str = "reservoir",
         n_folds: int = 5,
         warmup: int | None = None,
         n_levels: int = 4,
-        n_gated: int = 0,
+        n_gated: int | None = None,
         timescales: tuple[float, float] | None = None,
         scale_window: int | None = None,
         max_calibration_rows: int = 50_000,
@@ -188,7 +199,12 @@ class Forecaster:
             None if scale_window is None else check_int("scale_window", scale_window, 1)
         )
         self.n_levels = check_int("n_levels", n_levels, 0)
-        self.n_gated = check_int("n_gated", n_gated, 0)
+        self.n_gated = None if n_gated is None else check_int("n_gated", n_gated, 0)
+        if encoder not in ENCODERS:
+            raise InputError(f"encoder must be one of {ENCODERS}; got {encoder!r}")
+        if encoder == "learned" and n_gated == 0:
+            raise InputError("the learned encoder trains gated units: give n_gated >= 1 (or None)")
+        self.encoder = encoder
         self.max_calibration_rows = check_int("max_calibration_rows", max_calibration_rows, 1)
         self.chunk_rows = check_int("chunk_rows", chunk_rows, 1)
         self.panel_rows = check_int("panel_rows", panel_rows, 1)
@@ -217,6 +233,7 @@ class Forecaster:
             "n_lags": self.n_lags,
             "exog": list(self.exog),
             "seed": self.seed,
+            "encoder": self.encoder,
             "n_folds": self.n_folds,
             "warmup": self.warmup,
             "n_levels": self.n_levels,
@@ -527,8 +544,12 @@ class Forecaster:
         arrays, config = read_arrays(path, _KIND)
         try:
             forecaster = cls(**config["settings"])
+            if forecaster.encoder == "learned":
+                reservoir = LearnedEncoder.from_arrays(config["reservoir"], arrays)
+            else:
+                reservoir = Reservoir(**config["reservoir"])
             spec = FeatureSpec(
-                Reservoir(**config["reservoir"]),
+                reservoir,
                 check_freq(config["freq"]),
                 check_int("season", config["season"], 1),
                 check_int("n_lags", config["n_lags"], 1),
@@ -584,13 +605,24 @@ class Forecaster:
         return self._fitted
 
     def _reservoir(self, season: int) -> Reservoir:
+        """The reservoir's settings (and the learned encoder's starting point)."""
+        n_gated = self.n_gated
+        if n_gated is None:
+            n_gated = DEFAULT_GATED if self.encoder == "learned" else 0
         return Reservoir(
             season,
             n_levels=self.n_levels,
-            n_gated=self.n_gated,
+            n_gated=n_gated,
             timescales=self.timescales,
             seed=self.seed,
         )
+
+    def _encoder(self, history: History) -> Reservoir:
+        """The encoder of a fit: the reservoir, or it trained on ``history``."""
+        reservoir = self._reservoir(history.season)
+        if self.encoder == "reservoir":
+            return reservoir
+        return fit_encoder(reservoir, history.scaled(), self.horizon, self.seed)
 
     def _dataset(self, data: xr.Dataset | pd.DataFrame) -> xr.Dataset:
         """``data`` as a Dataset: a long frame read at ``freq`` (or the fitted one)."""
@@ -643,7 +675,7 @@ class Forecaster:
     ) -> tuple[History, Origins]:
         """Fit; return the prepared history and its features at the origins."""
         history = self._prepare(ds, variable, time_dim, series_dim, self.season, self.freq)
-        reservoir = self._reservoir(history.season)
+        reservoir = self._encoder(history)
         n_lags = self.n_lags or _default_lags(history.seasons)
         spec = FeatureSpec(
             reservoir,
@@ -762,6 +794,8 @@ class Forecaster:
             "feature_mean": solution.feature_mean,
             "quantiles": state.quantiles,
         }
+        if isinstance(state.spec.reservoir, LearnedEncoder):
+            arrays |= state.spec.reservoir.arrays()
         config = {
             "settings": self.settings(),
             "reservoir": state.spec.reservoir.config(),
