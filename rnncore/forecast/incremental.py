@@ -1,0 +1,308 @@
+"""The forecaster's incremental pass: from a state store over only the new steps.
+
+What :meth:`~rnncore.forecast.Forecaster.predict` needs of a series' history is
+small, and all of it either updates exactly from the new steps or lies in a trailing
+window of ``window`` steps (:func:`state_window`: the longest of the scaling window,
+the lag window and the season):
+
+- the reservoir's final state. Its moving averages are linear in the values, with
+  weights summing to one, so the reservoir runs over the *unscaled* values and its
+  averages are brought to tonight's scaling at the end
+  (:meth:`~rnncore.forecast.reservoir.Reservoir.final_units`): the state does not
+  depend on the scaling, which moves with the trailing window every night. (Gated
+  units read the scaled values, so a reservoir with ``n_gated > 0`` has no
+  incremental pass.)
+- the scaling statistics (:func:`~rnncore.forecast.scaling.series_stats`): the
+  robust ones are those of the trailing window; the fallback mean and standard
+  deviation, the seasonal error and the count of observations come from sums over
+  the whole history (:func:`~rnncore.forecast.scaling.series_sums`), kept in the store
+  and added to;
+- the forecast origin (the last observed step), its lag window and exogenous values:
+  in the new steps and the window before them when the series was observed since,
+  else the stored ones (a series that ended early keeps its origin).
+
+A store (:mod:`rnncore.statestore`) holds, per series, the reservoir's state
+(``reservoir``), the sums (``sums``), and the origin's unscaled lag window
+(``origin_lags``), exogenous values (``origin_exog``) and timestamp
+(``origin_time``, nanoseconds), with checksums of the trailing ``window`` steps of
+the target and exogenous columns. :func:`plan_increment` sorts the series: those
+resumed read the ``window`` steps before their state and the new steps; new series
+and those whose trailing window changed (a late correction) read their whole
+history from a fresh state; removed series are dropped from the next store. The
+forecast equals a full recompute up to rounding (float64: relative 1e-12).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputError
+from ..statestore import IncrementPlan, StateStore, plan_increment, trailing_checksums
+from .features import FeatureSpec
+from .passes import EXOG_DIM, History, Origins, origin_features, origin_window, run_panel
+from .scaling import SUMS, apply_scaling, series_stats, series_sums
+
+__all__ = ["Increment", "incremental_pass", "state_window"]
+
+_NAT = np.datetime64("NaT", "ns")
+_ADDITIVE = len(SUMS) - 1  # the sums that add over stretches of history (not "last")
+
+
+@dataclass(frozen=True)
+class Increment:
+    """What :func:`incremental_pass` computes.
+
+    Attributes
+    ----------
+    history
+        The data, with the series' statistics over their whole history.
+    origins
+        The features at every series' origin.
+    origin_times
+        ``(series,)`` the origins' timestamps.
+    store
+        The state after the data's last step, for the next run.
+    summary
+        The plan's figures (:meth:`rnncore.statestore.IncrementPlan.summary`), its
+        ``steps read`` counting the trailing windows read besides the new steps.
+    """
+
+    history: History
+    origins: Origins
+    origin_times: np.ndarray
+    store: StateStore
+    summary: dict[str, Any]
+
+
+def state_window(spec: FeatureSpec, scale_window: int) -> int:
+    """The trailing steps a resumed series reads before its new steps (and its
+    checksums cover): the scaling window, the lag window and the season."""
+    return max(scale_window, spec.n_lags, spec.season)
+
+
+def incremental_pass(
+    history: History,
+    spec: FeatureSpec,
+    *,
+    horizon: int,
+    scale_window: int,
+    fingerprint: str,
+    variable: str,
+    store: StateStore | None,
+) -> Increment:
+    """The features at every series' origin, continued from ``store``.
+
+    Parameters
+    ----------
+    history
+        The prepared data (statistics not computed); only trailing windows and new
+        steps of the series resumed are read.
+    spec
+        The features; its reservoir must have no gated units.
+    horizon
+        Steps of the seasonal-naive baselines.
+    scale_window
+        The trailing window of the robust scaling statistics.
+    fingerprint
+        The forecaster's fingerprint: the store's must equal it.
+    variable
+        The target's name (with the exogenous columns, the variables the store covers).
+    store
+        The state store of an earlier run over the same series' earlier steps; ``None``
+        starts every series cold (a full pass that writes a store).
+
+    Raises
+    ------
+    rnncore.errors.InputError
+        If the reservoir has gated units, or ``store`` was made by another
+        forecaster, at another frequency or from other variables
+        (:func:`~rnncore.statestore.plan_increment`).
+    """
+    if spec.reservoir.n_gated:
+        raise InputError(
+            f"incremental forecasts need a reservoir without gated units; this forecaster "
+            f"has n_gated={spec.reservoir.n_gated} (their states depend on the scaling, which "
+            "moves with the data): forecast in full"
+        )
+    window = state_window(spec, scale_window)
+    checked = _checked(history, variable)
+    variables = tuple(checked.data_vars)
+    labels = history.y[history.y.dims[0]].values
+    n_series, n_steps = history.y.shape
+    if store is None:
+        plan = IncrementPlan(
+            labels, np.zeros(n_series, np.int64), np.full(n_series, -1), (), tuple(labels), (),
+            (), n_steps, 0,
+        )  # fmt: skip
+    else:
+        series_dim, time_dim = history.y.dims
+        plan = plan_increment(
+            store,
+            checked,
+            fingerprint=fingerprint,
+            freq=history.freq,
+            variables=variables,
+            time_dim=time_dim,
+            series_dim=series_dim,
+        )
+    parts = _Parts.empty(n_series, spec, history)
+    steps_read = 0
+    for start in np.unique(plan.start):
+        rows = np.flatnonzero(plan.start == start)
+        prior = None if start == 0 else _take(store, plan.stored[rows])
+        steps_read += _continue(history, spec, rows, int(start), window, scale_window, prior, parts)
+    stats = parts.stats(history)
+    units = spec.reservoir.final_units(parts.state, stats.location.values, stats.scale.values)
+    lags = apply_scaling(parts.lags, stats.location.values, stats.scale.values)
+    known = ~np.isnat(parts.origin_time)
+    calendar_times = np.where(known, parts.origin_time, history.times[-1])
+    exog = parts.exog if spec.exog else None
+    origins = origin_features(spec, units, lags, calendar_times, exog, horizon)
+    stands_at = np.full(n_series, history.times[-1])
+    new_store = StateStore(
+        series=labels,
+        stands_at=stands_at,
+        arrays={
+            "reservoir": parts.state,
+            "sums": parts.sums[:_ADDITIVE].T.copy(),
+            "origin_lags": parts.lags,
+            "origin_exog": parts.exog,
+            "origin_time": parts.origin_time.view(np.int64),
+        },
+        fingerprint=fingerprint,
+        freq=history.freq,
+        variables=variables,
+        checksums=trailing_checksums(_stacked(checked), history.times, stands_at, window),
+        window=window,
+        attrs={"kind": "forecaster", "n_lags": spec.n_lags, "scale_window": scale_window},
+    )
+    summary = plan.summary() | {"steps read": int(steps_read), "steps new": plan.steps_to_run}
+    return Increment(replace(history, stats=stats), origins, calendar_times, new_store, summary)
+
+
+# -- internals ----------------------------------------------------------------------
+
+
+@dataclass
+class _Parts:
+    """Per-series results, filled group by group (in the data's series order)."""
+
+    state: np.ndarray  # the reservoir's state over the unscaled values
+    sums: np.ndarray  # (len(SUMS), series), the additive ones over the whole history
+    lags: np.ndarray  # (series, n_lags) unscaled, at the origin
+    exog: np.ndarray  # (series, exog columns) at the origin
+    origin_time: np.ndarray  # datetime64[ns], NaT without an observation
+    robust_location: np.ndarray
+    robust_scale: np.ndarray
+
+    @classmethod
+    def empty(cls, n_series: int, spec: FeatureSpec, history: History) -> _Parts:
+        n_exog = len(history.exog_columns)
+        return cls(
+            np.empty((0,)),
+            np.zeros((len(SUMS), n_series)),
+            np.full((n_series, spec.n_lags), np.nan),
+            np.full((n_series, n_exog), np.nan),
+            np.full(n_series, _NAT),
+            np.full(n_series, np.nan),
+            np.full(n_series, np.nan),
+        )
+
+    def stats(self, history: History) -> xr.Dataset:
+        """The series' statistics, as :func:`series_stats` gives them over the whole data."""
+        series_dim = history.y.dims[0]
+        coords = {k: c for k, c in history.y.coords.items() if c.dims == (series_dim,)}
+        last = np.searchsorted(history.times, self.origin_time)
+        return xr.Dataset(
+            {
+                "location": (series_dim, self.robust_location),
+                "scale": (series_dim, self.robust_scale),
+                "n_observed": (series_dim, self.sums[0].astype(np.int64)),
+                "last_observed": (series_dim, np.where(np.isnat(self.origin_time), -1, last)),
+            },
+            coords=coords,
+        )
+
+
+def _continue(
+    history: History,
+    spec: FeatureSpec,
+    rows: np.ndarray,
+    start: int,
+    window: int,
+    scale_window: int,
+    prior: dict[str, np.ndarray] | None,
+    parts: _Parts,
+) -> int:
+    """Run series ``rows`` from data step ``start`` (0: cold, ``prior`` ``None``) to the
+    end, reading the ``window`` steps before ``start`` too; fill ``parts``. Returns the
+    series-steps read."""
+    first = 0 if start == 0 else max(0, start - window)
+    since = start - first
+    y = history.y.data[rows][:, first:]
+    exog = None if history.exog is None else history.exog.data[rows][:, first:]
+    n_sub = y.shape[1]
+    length = history.panels[0][1] - history.panels[0][0]
+    panels = [(a, min(a + length, n_sub)) for a in range(since, n_sub, length)]
+    sums = series_sums(y, history.season, since=since, panels=panels)
+    if prior is not None:
+        sums[:_ADDITIVE] += prior["sums"].T
+    stats = series_stats(
+        xr.DataArray(y, dims=history.y.dims), history.season, window=scale_window, sums=sums
+    )
+    state = None if prior is None else prior["reservoir"]
+    for a, b in panels:
+        state = run_panel(spec, y, a, b, state).state.compute()
+    if state is None:  # no new steps
+        state = prior["reservoir"]
+    last = stats.last_observed.values  # in the sub-array, -1 for none
+    seen = last >= since
+    if prior is None:
+        kept_lags = np.full((rows.size, spec.n_lags), np.nan)
+        kept_exog = np.full((rows.size, parts.exog.shape[1]), np.nan)
+        kept_time = np.full(rows.size, _NAT)
+    else:
+        kept_lags, kept_exog = prior["origin_lags"], prior["origin_exog"]
+        kept_time = prior["origin_time"].view("datetime64[ns]")
+    if seen.any():
+        seen_exog = None if exog is None else exog[seen]
+        lags, origin_exog = origin_window(y[seen], seen_exog, last[seen], spec.n_lags)
+        kept_lags[seen] = lags
+        if origin_exog is not None:
+            kept_exog[seen] = origin_exog
+        kept_time[seen] = history.times[first + last[seen]]
+    if parts.state.size == 0:
+        parts.state = np.full((parts.lags.shape[0], *state.shape[1:]), np.nan)
+    parts.state[rows] = state
+    parts.sums[:, rows] = sums
+    parts.lags[rows] = kept_lags
+    parts.exog[rows] = kept_exog
+    parts.origin_time[rows] = kept_time
+    parts.robust_location[rows] = stats.location.values
+    parts.robust_scale[rows] = stats.scale.values
+    return int(rows.size * n_sub)
+
+
+def _take(store: StateStore, index: np.ndarray) -> dict[str, np.ndarray]:
+    """The stored arrays of the series at ``index`` in ``store`` (copies)."""
+    return {name: np.array(value[index]) for name, value in store.arrays.items()}
+
+
+def _checked(history: History, variable: str) -> xr.Dataset:
+    """The target and exogenous columns ``(series, time)``, the variables the store's
+    checksums cover."""
+    columns = {variable: history.y}
+    for name in history.exog_columns:
+        columns[name] = history.exog.sel({EXOG_DIM: name}, drop=True)
+    return xr.Dataset(columns)
+
+
+def _stacked(checked: xr.Dataset) -> Any:
+    """The checked variables as one ``(series, time, variable)`` array (lazy)."""
+    import dask.array as da
+
+    return da.stack([checked[name].data for name in checked.data_vars], axis=2)
