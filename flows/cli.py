@@ -38,6 +38,8 @@ OTHERS = {
     "serve": "serve the scheduled deployments of rnnflow's prefect.yaml",
     "report": "print the run report of a flow's output directory",
 }
+# Other names of flags that turn a flow's bool parameter off (``--full``: ``--no-incremental``).
+NEGATIONS = {"incremental": "full"}
 # Every command and its line of help.
 COMMANDS = {**{name: text for name, (_, text) in FLOWS.items()}, **OTHERS}
 
@@ -94,7 +96,7 @@ def flow_parser(command: str) -> argparse.ArgumentParser:
     module, text = FLOWS[command]
     parser = argparse.ArgumentParser(prog=f"rnnflow {command}", description=text)
     parameters, _ = read_function(module, command, vars(defaults))
-    add_options(parser, parameters)
+    add_options(parser, parameters, NEGATIONS)
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",

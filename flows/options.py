@@ -66,9 +66,16 @@ def read_function(
         return _read_imported(module, name)
 
 
-def add_options(parser: argparse.ArgumentParser, parameters: list[Parameter]) -> None:
+def add_options(
+    parser: argparse.ArgumentParser,
+    parameters: list[Parameter],
+    negations: Mapping[str, str] | None = None,
+) -> None:
     """An option per parameter: ``--name`` with the type, choices, ``nargs`` and
     default of its annotation and default, required if it has no default.
+
+    A ``bool`` parameter is ``--name`` and ``--no-name``; ``negations`` names another
+    flag for ``--no-name`` (``{"incremental": "full"}``: ``--full``).
 
     Raises
     ------
@@ -88,6 +95,14 @@ def add_options(parser: argparse.ArgumentParser, parameters: list[Parameter]) ->
             option["help"] += " (default: %(default)s)"
         flag = f"--{parameter.name.replace('_', '-')}"
         parser.add_argument(flag, dest=parameter.name, **option)
+        negation = (negations or {}).get(parameter.name)
+        if negation and option.get("action") is argparse.BooleanOptionalAction:
+            parser.add_argument(
+                f"--{negation}",
+                dest=parameter.name,
+                action="store_false",
+                help=f"the same as --no-{flag[2:]}",
+            )
 
 
 def parameter_docs(doc: str) -> dict[str, str]:
