@@ -147,7 +147,8 @@ def forecast(
     incremental
         Continue from the state store in ``output`` (``state.zarr``), reading only the
         steps after it and a trailing window of each series, with the forecasts of a
-        full run; ``False`` (``--full``): read every series in full, in blocks, and
+        full run, in one task whose Dask work spreads over the cluster; ``False``
+        (``--full``): read every series in full, a task per block of series, and
         leave the store as it is.
 
     Returns

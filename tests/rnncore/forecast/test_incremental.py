@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from rnncore.errors import InputError
 from rnncore.forecast import Forecaster
@@ -177,3 +179,27 @@ def test_gated_units_have_no_incremental_pass(data, tmp_path):
     gated = Forecaster(**SETTINGS, n_gated=2).fit(history)
     with pytest.raises(InputError, match="n_gated=2"):
         gated.predict(history, state_out=tmp_path / "state.zarr")
+
+
+@settings(max_examples=12)
+@given(
+    known=st.integers(1, FIT_STEPS + DAY),
+    new=st.integers(0, 2 * DAY + 1),
+    first=st.integers(0, N_SERIES - 2),
+)
+@example(known=1, new=0, first=0)
+@example(known=1, new=1, first=0)
+@example(known=FIT_STEPS, new=1, first=0)
+@example(known=200, new=7, first=3)  # the trailing window reaches the start
+def test_any_split_equals_a_full_recompute(data, forecaster, tmp_path_factory, known, new, first):
+    """A store after any number of steps (one, fewer than the trailing window, many),
+    continued by any number of new steps (none, one, a prime number, days): the
+    forecast of a full recompute."""
+    ds, rtol = data
+    path = tmp_path_factory.mktemp("split") / "state.zarr"
+    series = slice(first, N_SERIES)
+    forecaster.predict(ds.isel(series=series, time=slice(0, known)), state_out=path)
+    tonight = ds.isel(series=series, time=slice(0, known + new))
+    forecast = forecaster.predict(tonight, state=path)
+    assert_same(forecast, forecaster.predict(tonight), rtol)
+    assert forecast.attrs["steps_new"] == (N_SERIES - first) * new
