@@ -216,7 +216,7 @@ def _sums(data: da.Array, start: int, stop: int, season: int) -> tuple[da.Array,
     part = data[:, start:stop]
     observed = da.isfinite(part)
     values = da.where(observed, part, 0.0)
-    first = max(start, season)
+    first = min(max(start, season), stop)  # no pair ends in a stretch before the first season
     diff = abs(data[:, first:stop] - data[:, first - season : stop - season])
     paired = da.isfinite(diff)
     steps = da.arange(start + 1, stop + 1, chunks=(part.chunks[1],))
