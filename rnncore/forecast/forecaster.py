@@ -18,6 +18,7 @@ and block sizes, not the length of the data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -548,7 +549,17 @@ class Forecaster:
             return self._forecast(history, origins, horizon, variable)
         store = read_state_store(state) if isinstance(state, str | os.PathLike) else state
         increment = incremental_pass(
+            ds[[variable, *self.exog]],
             history,
+            functools.partial(
+                self._prepare,
+                variable=variable,
+                time_dim=time_dim,
+                series_dim=series_dim,
+                seasons=fitted.window["seasons"],
+                freq=fitted.spec.freq,
+                stats=False,
+            ),
             fitted.spec,
             horizon=self.horizon,
             scale_window=self._scale_window(history),

@@ -34,14 +34,16 @@ forecast equals a full recompute up to rounding (float64: relative 1e-12).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from ..statestore import IncrementPlan, StateStore, plan_increment, trailing_checksums
+from ..statestore import StateStore, plan_increment, trailing_checksums
 from .features import FeatureSpec
 from .passes import EXOG_DIM, History, Origins, origin_features, origin_window, run_panel
 from .scaling import SUMS, apply_scaling, series_stats, series_sums
@@ -85,7 +87,9 @@ def state_window(spec: FeatureSpec, scale_window: int) -> int:
 
 
 def incremental_pass(
+    ds: xr.Dataset,
     history: History,
+    prepare: Callable[[xr.Dataset], History],
     spec: FeatureSpec,
     *,
     horizon: int,
@@ -98,9 +102,14 @@ def incremental_pass(
 
     Parameters
     ----------
+    ds
+        The data, read lazily: only the trailing windows and new steps of the series
+        resumed, and the whole history of the others.
     history
-        The prepared data (statistics not computed); only trailing windows and new
-        steps of the series resumed are read.
+        ``ds`` prepared (statistics not computed): its time axis, series and layout;
+        none of its values are read.
+    prepare
+        Prepares a selection of ``ds`` as ``history`` was prepared.
     spec
         The features; its reservoir must have no gated units.
     horizon
@@ -129,32 +138,45 @@ def incremental_pass(
             "moves with the data): forecast in full"
         )
     window = state_window(spec, scale_window)
-    checked = _checked(history, variable)
-    variables = tuple(checked.data_vars)
-    labels = history.y[history.y.dims[0]].values
+    series_dim, time_dim = history.y.dims
+    variables = (variable, *history.exog_columns)
+    labels = history.y[series_dim].values
     n_series, n_steps = history.y.shape
-    if store is None:
-        plan = IncrementPlan(
-            labels, np.zeros(n_series, np.int64), np.full(n_series, -1), (), tuple(labels), (),
-            (), n_steps, 0,
-        )  # fmt: skip
-    else:
-        series_dim, time_dim = history.y.dims
+    start, stored = np.zeros(n_series, np.int64), np.full(n_series, -1)
+    summary: dict[str, Any] = {
+        "series resumed": 0, "series cold": [str(label) for label in labels],
+        "series recomputed": [], "series removed": [], "steps checked": 0,
+    }  # fmt: skip
+    checked = 0  # the first step of the trailing windows of the stored states
+    if store is not None:
+        checked = _first_checked(store, history.times, window)
+        # Read once, in memory: the stored states' trailing windows and the new steps.
+        recent = ds.isel({time_dim: slice(checked, None)})
+        recent = recent if checked is None else recent.load()
+        checked = checked or 0
         plan = plan_increment(
             store,
-            checked,
+            _checked(prepare(recent), variable),
             fingerprint=fingerprint,
             freq=history.freq,
             variables=variables,
             time_dim=time_dim,
             series_dim=series_dim,
         )
+        start, stored = np.where(plan.stored >= 0, plan.start + checked, 0), plan.stored
+        summary = plan.summary()
     parts = _Parts.empty(n_series, spec, history)
     steps_read = 0
-    for start in np.unique(plan.start):
-        rows = np.flatnonzero(plan.start == start)
-        prior = None if start == 0 else _take(store, plan.stored[rows])
-        steps_read += _continue(history, spec, rows, int(start), window, scale_window, prior, parts)
+    for begin in np.unique(start):
+        rows = np.flatnonzero(start == begin)
+        # Cold: the whole history; resumed: the trailing window, in the steps read above.
+        first = 0 if begin == 0 else max(0, int(begin) - window)
+        source, offset = (ds, 0) if begin == 0 else (recent, checked)
+        part = prepare(source.isel({series_dim: rows, time_dim: slice(first - offset, None)}))
+        prior = None if begin == 0 else _take(store, stored[rows])
+        since = int(begin) - first
+        _continue(part, spec, rows, since, window, scale_window, prior, parts)
+        steps_read += part.y.size
     stats = parts.stats(history)
     units = spec.reservoir.final_units(parts.state, stats.location.values, stats.scale.values)
     lags = apply_scaling(parts.lags, stats.location.values, stats.scale.values)
@@ -162,10 +184,9 @@ def incremental_pass(
     calendar_times = np.where(known, parts.origin_time, history.times[-1])
     exog = parts.exog if spec.exog else None
     origins = origin_features(spec, units, lags, calendar_times, exog, horizon)
-    stands_at = np.full(n_series, history.times[-1])
     new_store = StateStore(
         series=labels,
-        stands_at=stands_at,
+        stands_at=np.full(n_series, history.times[-1]),
         arrays={
             "reservoir": parts.state,
             "sums": parts.sums[:_ADDITIVE].T.copy(),
@@ -176,11 +197,11 @@ def incremental_pass(
         fingerprint=fingerprint,
         freq=history.freq,
         variables=variables,
-        checksums=trailing_checksums(_stacked(checked), history.times, stands_at, window),
+        checksums=parts.checksums,
         window=window,
         attrs={"kind": "forecaster", "n_lags": spec.n_lags, "scale_window": scale_window},
     )
-    summary = plan.summary() | {"steps read": int(steps_read), "steps new": plan.steps_to_run}
+    summary |= {"steps read": int(steps_read), "steps new": int((n_steps - start).sum())}
     return Increment(replace(history, stats=stats), origins, calendar_times, new_store, summary)
 
 
@@ -198,6 +219,7 @@ class _Parts:
     origin_time: np.ndarray  # datetime64[ns], NaT without an observation
     robust_location: np.ndarray
     robust_scale: np.ndarray
+    checksums: np.ndarray  # of the trailing window at the data's end
 
     @classmethod
     def empty(cls, n_series: int, spec: FeatureSpec, history: History) -> _Parts:
@@ -210,6 +232,7 @@ class _Parts:
             np.full(n_series, _NAT),
             np.full(n_series, np.nan),
             np.full(n_series, np.nan),
+            np.zeros(n_series, np.uint64),
         )
 
     def stats(self, history: History) -> xr.Dataset:
@@ -229,38 +252,30 @@ class _Parts:
 
 
 def _continue(
-    history: History,
+    part: History,
     spec: FeatureSpec,
     rows: np.ndarray,
-    start: int,
+    since: int,
     window: int,
     scale_window: int,
     prior: dict[str, np.ndarray] | None,
     parts: _Parts,
-) -> int:
-    """Run series ``rows`` from data step ``start`` (0: cold, ``prior`` ``None``) to the
-    end, reading the ``window`` steps before ``start`` too; fill ``parts``. Returns the
-    series-steps read."""
-    first = 0 if start == 0 else max(0, start - window)
-    since = start - first
-    y = history.y.data[rows][:, first:]
-    exog = None if history.exog is None else history.exog.data[rows][:, first:]
-    n_sub = y.shape[1]
-    length = history.panels[0][1] - history.panels[0][0]
-    panels = [(a, min(a + length, n_sub)) for a in range(since, n_sub, length)]
-    sums = series_sums(y, history.season, since=since, panels=panels)
+) -> None:
+    """Run series ``rows``, prepared from some step on as ``part``, over its steps from
+    ``since`` (0 and ``prior`` ``None``: cold, from the first step of the data; else
+    from the ``prior`` state, the steps before ``since`` being the trailing window);
+    fill their entries of ``parts``."""
+    y, exog = part.y.data, None if part.exog is None else part.exog.data
+    panels = [(max(a, since), b) for a, b in part.panels if b > since]
+    sums = series_sums(y, part.season, since=since, panels=panels)
     if prior is not None:
         sums[:_ADDITIVE] += prior["sums"].T
-    stats = series_stats(
-        xr.DataArray(y, dims=history.y.dims), history.season, window=scale_window, sums=sums
-    )
+    stats = series_stats(part.y, part.season, window=scale_window, sums=sums)
     state = None if prior is None else prior["reservoir"]
     for a, b in panels:
         state = run_panel(spec, y, a, b, state).state.compute()
-    if state is None:  # no new steps
-        state = prior["reservoir"]
-    last = stats.last_observed.values  # in the sub-array, -1 for none
-    seen = last >= since
+    last = stats.last_observed.values  # in `part`, -1 for none; at or after `since`
+    seen = last >= 0
     if prior is None:
         kept_lags = np.full((rows.size, spec.n_lags), np.nan)
         kept_exog = np.full((rows.size, parts.exog.shape[1]), np.nan)
@@ -274,7 +289,7 @@ def _continue(
         kept_lags[seen] = lags
         if origin_exog is not None:
             kept_exog[seen] = origin_exog
-        kept_time[seen] = history.times[first + last[seen]]
+        kept_time[seen] = part.times[last[seen]]
     if parts.state.size == 0:
         parts.state = np.full((parts.lags.shape[0], *state.shape[1:]), np.nan)
     parts.state[rows] = state
@@ -284,7 +299,17 @@ def _continue(
     parts.origin_time[rows] = kept_time
     parts.robust_location[rows] = stats.location.values
     parts.robust_scale[rows] = stats.scale.values
-    return int(rows.size * n_sub)
+    stands_at = np.full(rows.size, part.times[-1])
+    parts.checksums[rows] = trailing_checksums(_values(part), part.times, stands_at, window)
+
+
+def _first_checked(store: StateStore, times: np.ndarray, window: int) -> int | None:
+    """The first step of the trailing windows of the stored states found on ``times``
+    (``None`` if none is)."""
+    index = np.searchsorted(times, store.stands_at)
+    found = index < times.size
+    found[found] = times[index[found]] == store.stands_at[found]
+    return max(0, int(index[found].min()) - window + 1) if found.any() else None
 
 
 def _take(store: StateStore, index: np.ndarray) -> dict[str, np.ndarray]:
@@ -301,8 +326,10 @@ def _checked(history: History, variable: str) -> xr.Dataset:
     return xr.Dataset(columns)
 
 
-def _stacked(checked: xr.Dataset) -> Any:
-    """The checked variables as one ``(series, time, variable)`` array (lazy)."""
-    import dask.array as da
-
-    return da.stack([checked[name].data for name in checked.data_vars], axis=2)
+def _values(history: History) -> da.Array:
+    """The target and exogenous columns as one ``(series, time, 1 + columns)`` array
+    (lazy), as :func:`~rnncore.statestore.stacked_values` stacks :func:`_checked`."""
+    columns = [history.y.data[..., None]]
+    if history.exog is not None:
+        columns.append(history.exog.data)
+    return da.concatenate(columns, axis=2)
