@@ -1,4 +1,4 @@
-"""Row 9: one night's incremental forecast against the full recompute, and its growth.
+"""Row 10: one night's incremental forecast against the full recompute, and its growth.
 
 A forecaster continues from the state store of last night's run
 (``Forecaster.predict(ds, state=..., state_out=...)``): it reads one new day and a
@@ -54,7 +54,7 @@ def incremental_forecast_rows(n_series: int, repeats: int) -> list[dict]:
     for years, (ours, full) in timings.items():
         rows.append(
             {
-                "row": f"9 incremental forecast, 1 day after {years} y / full recompute",
+                "row": f"10 incremental forecast, 1 day after {years} y / full recompute",
                 "shapes": f"S={n_series} T={years * YEAR} hourly, Zarr",
                 "ours": f"{ours:.2f} s",
                 "peer": f"{full:.2f} s full predict",
@@ -64,7 +64,7 @@ def incremental_forecast_rows(n_series: int, repeats: int) -> list[dict]:
         )
     rows.append(
         {
-            "row": "9 incremental forecast growth, history 4x",
+            "row": "10 incremental forecast growth, history 4x",
             "shapes": f"S={n_series} T={YEAR} -> {4 * YEAR}",
             "ours": f"{timings[4][0]:.2f} s (4 y)",
             "peer": f"{timings[1][0]:.2f} s (1 y); full {timings[4][1] / timings[1][1]:.1f}x",

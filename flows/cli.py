@@ -33,13 +33,13 @@ FLOWS = {
     ),
     "apply": ("rnnflow.flows.apply", "run a saved rnncore.Model over a dataset"),
 }
+# Boolean flow parameters whose negative flag is a word of its own: --incremental/--full.
+NEGATIONS = {"incremental": "full"}
 OTHERS = {
     "generate-data": "write the synthetic sample dataset (data/sample.zarr by default)",
     "serve": "serve the scheduled deployments of rnnflow's prefect.yaml",
     "report": "print the run report of a flow's output directory",
 }
-# Other names of flags that turn a flow's bool parameter off (``--full``: ``--no-incremental``).
-NEGATIONS = {"incremental": "full"}
 # Every command and its line of help.
 COMMANDS = {**{name: text for name, (_, text) in FLOWS.items()}, **OTHERS}
 

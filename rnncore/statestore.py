@@ -74,7 +74,7 @@ __all__ = [
     "FORMAT",
     "IncrementPlan",
     "StateStore",
-    "last_valid_times",
+    "last_valid_index",
     "plan_increment",
     "read_state_store",
     "stacked_values",
@@ -281,31 +281,28 @@ def read_state_store(
             raise InputError(f"{path}: damaged state store ({one_line(err)})") from err
 
 
-def last_valid_times(values: Any, times: np.ndarray) -> np.ndarray:
-    """Per series, the timestamp of its last step without a NaN feature (``NaT`` if none).
+def last_valid_index(values: Any) -> Any:
+    """Per series, the index of its last step without a NaN feature (-1 if none).
 
     A missing step (any feature NaN) leaves every cell's state unchanged, so a state
-    computed to the end of the axis stands at this time: a run resuming right after it
+    computed to the end of the axis stands at this step: a run resuming right after it
     reads any later steps that have arrived since (late values of missing steps).
 
     Parameters
     ----------
     values
-        ``(series, time[, feature])``, NumPy or Dask (computed here).
-    times
-        ``(time,)`` ``datetime64`` values.
+        ``(series, time[, feature])``, NumPy or Dask (the result is then lazy).
 
     Examples
     --------
-    >>> t = np.array(["2025-01-01", "2025-01-02", "2025-01-03"], "datetime64[ns]")
-    >>> last_valid_times(np.array([[1.0, 2.0, np.nan], [np.nan] * 3]), t).astype(str).tolist()
-    ['2025-01-02T00:00:00.000000000', 'NaT']
+    >>> last_valid_index(np.array([[1.0, 2.0, np.nan], [np.nan] * 3])).tolist()
+    [1, -1]
     """
-    valid = ~np.isnan(np.asarray(_features(values)).astype(float, copy=False)).any(axis=2)
-    n_time = valid.shape[1]
-    last = n_time - 1 - np.argmax(valid[:, ::-1], axis=1)
-    out = np.asarray(times, "datetime64[ns]")[np.minimum(last, max(n_time - 1, 0))]
-    return np.where(valid.any(axis=1), out, np.datetime64("NaT", "ns"))
+    values = _features(values)
+    if values.shape[1] == 0:
+        return np.full(values.shape[0], -1)
+    valid = ~np.isnan(values).any(axis=2)
+    return np.where(valid, np.arange(values.shape[1]), -1).max(axis=1)
 
 
 def trailing_checksums(
@@ -454,7 +451,7 @@ def stacked_values(
     for array in arrays:
         rest = [d for d in array.dims if d not in (time_dim, series_dim)]
         values = array.transpose(series_dim, time_dim, *rest).data
-        parts.append(values.reshape(*values.shape[:2], -1))
+        parts.append(values.reshape(*values.shape[:2], int(np.prod(values.shape[2:]))))
     if len(parts) == 1:
         return parts[0]
     if any(hasattr(p, "dask") for p in parts):

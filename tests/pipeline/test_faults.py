@@ -170,7 +170,7 @@ def test_rerunning_each_flow_gives_the_same_bytes(
 ):
     """forecast, fit and apply, each run twice on the same inputs and output directory:
     the same bytes, but for the run id and time (store attributes, report) and the
-    report's timings."""
+    report's timings; apply a third time, incrementally, the same outputs."""
     root, forecaster = fitted
     before = forecast_outputs(clean), report_content(clean)
     run_flow(forecast, dask_address, **forecast_parameters(small_data, forecaster, clean))
@@ -198,10 +198,14 @@ def test_rerunning_each_flow_gives_the_same_bytes(
     assert differences(fit_outputs(), before) == []
 
     applied = root / "apply"
-    run_flow(apply, dask_address, model=str(model_file), data=str(small_data), output=str(applied))
+    applying = {"model": str(model_file), "data": str(small_data), "output": str(applied)}
+    run_flow(apply, dask_address, **applying, incremental=False)
     before = store_bytes(applied / "apply.zarr"), report_content(applied)
-    run_flow(apply, dask_address, model=str(model_file), data=str(small_data), output=str(applied))
+    run_flow(apply, dask_address, **applying, incremental=False)
     assert differences((store_bytes(applied / "apply.zarr"), report_content(applied)), before) == []
+    # continuing from the state store with no new data changes no byte of the outputs
+    run_flow(apply, dask_address, **applying)
+    assert differences(store_bytes(applied / "apply.zarr"), before[0]) == []
 
 
 # -- a Dask worker killed -----------------------------------------------------------

@@ -14,7 +14,7 @@ from rnncore.errors import InputError
 from rnncore.io import INCOMPLETE, write_zarr
 from rnncore.statestore import (
     StateStore,
-    last_valid_times,
+    last_valid_index,
     plan_increment,
     read_state_store,
     stacked_values,
@@ -194,10 +194,11 @@ def test_checksums_stable_under_appending_and_chunking(n, extra, window, seed):
     np.testing.assert_array_equal(trailing_checksums(lazy, times, stands, window), short)
 
 
-def test_last_valid_times():
+def test_last_valid_index():
     values = np.array([[1.0, np.nan, 2.0, np.nan], [np.nan] * 4, [1.0] * 4])
-    got = last_valid_times(values, hourly(4))
-    np.testing.assert_array_equal(got, np.array([hourly(4)[2], NAT, hourly(4)[3]]))
+    assert last_valid_index(values).tolist() == [2, -1, 3]
+    assert last_valid_index(da.from_array(values, chunks=(2, 3))).compute().tolist() == [2, -1, 3]
+    assert last_valid_index(np.ones((2, 0, 1))).tolist() == [-1, -1]
 
 
 # -- plans ---------------------------------------------------------------------------
