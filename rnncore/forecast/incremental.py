@@ -70,7 +70,9 @@ class Increment:
         The state after the data's last step, for the next run.
     summary
         The plan's figures (:meth:`rnncore.statestore.IncrementPlan.summary`), its
-        ``steps read`` counting the trailing windows read besides the new steps.
+        ``steps read`` the series-steps computed over (the new steps, the trailing
+        windows of the series resumed, the whole history of the others), and ``steps
+        new`` the steps after each series' stored state (all of a cold series').
     """
 
     history: History
@@ -149,11 +151,11 @@ def incremental_pass(
     }  # fmt: skip
     checked = 0  # the first step of the trailing windows of the stored states
     if store is not None:
-        checked = _first_checked(store, history.times, window)
+        found = _first_checked(store, history.times, window)
+        checked = found or 0
         # Read once, in memory: the stored states' trailing windows and the new steps.
         recent = ds.isel({time_dim: slice(checked, None)})
-        recent = recent if checked is None else recent.load()
-        checked = checked or 0
+        recent = recent if found is None else recent.load()
         plan = plan_increment(
             store,
             _checked(prepare(recent), variable),
