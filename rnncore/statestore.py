@@ -37,6 +37,11 @@ series:
 
 Only the trailing windows are read (one lazy slice of the data, through Dask).
 
+Helpers for writers of stores: :func:`last_valid_index` (where a series' state may be
+said to stand: a missing step leaves every cell's state unchanged) and
+:func:`stacked_values` (the variables a checksum covers, as one array).
+:mod:`rnncore.incremental` is the writer for :class:`~rnncore.Model` runs.
+
 Examples
 --------
 >>> import numpy as np, pandas as pd, xarray as xr

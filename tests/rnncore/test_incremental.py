@@ -264,3 +264,15 @@ def test_any_split_into_nights_equals_one_run(tmp_path_factory, cuts, holes, see
         run_incremental(model, y.isel(time=slice(0, end)), output, freq="h", window=4)
     data = y.isel(time=slice(0, max(cuts)))
     check_equal_to_full(model, data, output, np.float64)
+
+
+def test_inputs_with_features(tmp_path):
+    model = Model.init("MinGRU", 2, [3], 1, dtype=np.float64)
+    ds = generate(3, 3 * DAY, seed=5, n_features=2, gap_fraction=0.05, dtype=np.float64)
+    x = ds.x.copy()
+    x[1, -3:, 0] = np.nan  # a missing step: any feature NaN
+    for days in (2, 3):
+        data = x.isel(time=slice(0, days * DAY))
+        result = run_incremental(model, data, tmp_path / "x.zarr", feature_dim="feature")
+    assert result.in_place
+    check_equal_to_full(model, data, tmp_path / "x.zarr", np.float64)
