@@ -25,11 +25,13 @@ A store (:mod:`rnncore.statestore`) holds, per series, the reservoir's state
 (``reservoir``), the sums (``sums``), and the origin's unscaled lag window
 (``origin_lags``), exogenous values (``origin_exog``) and timestamp
 (``origin_time``, nanoseconds), with checksums of the trailing ``window`` steps of
-the target and exogenous columns. :func:`plan_increment` sorts the series: those
-resumed read the ``window`` steps before their state and the new steps; new series
-and those whose trailing window changed (a late correction) read their whole
-history from a fresh state; removed series are dropped from the next store. The
-forecast equals a full recompute up to rounding (float64: relative 1e-12).
+the target and exogenous columns, and the data's first timestamp.
+:func:`~rnncore.statestore.plan_increment` sorts the series: those resumed read the
+``window`` steps before their state and the new steps; new series and those whose
+trailing window changed (a late correction) read their whole history from a fresh
+state; removed series are dropped from the next store. A history that starts
+elsewhere (trimmed, or extended back) recomputes every series. The forecast equals a
+full recompute up to rounding (float64: relative 1e-12).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import xarray as xr
 
 from ..errors import InputError
 from ..statestore import StateStore, plan_increment, trailing_checksums
+from ..timeaxis import isoformat
 from .features import FeatureSpec
 from .passes import EXOG_DIM, History, Origins, origin_features, origin_window, run_panel
 from .scaling import SUMS, apply_scaling, series_stats, series_sums
@@ -167,6 +170,11 @@ def incremental_pass(
         )
         start, stored = np.where(plan.stored >= 0, plan.start + checked, 0), plan.stored
         summary = plan.summary()
+        if store.attrs.get("start") != isoformat(history.times[0]):
+            # The history starts elsewhere (trimmed, or earlier steps added): the stored
+            # sums over it do not continue, so every stored series is recomputed.
+            summary["series recomputed"] += [str(label) for label in labels[start > 0]]
+            summary["series resumed"], start[:] = 0, 0
     parts = _Parts.empty(n_series, spec, history)
     steps_read = 0
     for begin in np.unique(start):
@@ -201,7 +209,12 @@ def incremental_pass(
         variables=variables,
         checksums=parts.checksums,
         window=window,
-        attrs={"kind": "forecaster", "n_lags": spec.n_lags, "scale_window": scale_window},
+        attrs={
+            "kind": "forecaster",
+            "start": isoformat(history.times[0]),
+            "n_lags": spec.n_lags,
+            "scale_window": scale_window,
+        },
     )
     summary |= {"steps read": int(steps_read), "steps new": int((n_steps - start).sum())}
     return Increment(replace(history, stats=stats), origins, calendar_times, new_store, summary)

@@ -203,3 +203,20 @@ def test_any_split_equals_a_full_recompute(data, forecaster, tmp_path_factory, k
     forecast = forecaster.predict(tonight, state=path)
     assert_same(forecast, forecaster.predict(tonight), rtol)
     assert forecast.attrs["steps_new"] == (N_SERIES - first) * new
+
+
+def test_a_history_that_starts_elsewhere_is_recomputed(data, forecaster, tmp_path):
+    """Tonight's data dropped their first day: the stored sums over the whole history do
+    not continue, so every series is read in full (as a full recompute reads them)."""
+    ds, rtol = data
+    path = tmp_path / "state.zarr"
+    forecaster.predict(ds.isel(series=slice(0, N_SERIES), time=slice(0, FIT_STEPS)), state_out=path)
+    tonight = ds.isel(series=slice(0, N_SERIES), time=slice(DAY, FIT_STEPS + DAY))
+    forecast = forecaster.predict(tonight, state=path, state_out=path)
+    assert_same(forecast, forecaster.predict(tonight), rtol)
+    assert forecast.attrs["series_recomputed"] == N_SERIES
+    assert forecast.attrs["series_resumed"] == 0
+    tomorrow = ds.isel(series=slice(0, N_SERIES), time=slice(DAY, FIT_STEPS + 2 * DAY))
+    forecast = forecaster.predict(tomorrow, state=path)  # the fresh store continues
+    assert_same(forecast, forecaster.predict(tomorrow), rtol)
+    assert forecast.attrs["series_resumed"] == N_SERIES
