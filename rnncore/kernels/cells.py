@@ -48,8 +48,9 @@ _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU, _LSTM = (
 #: Blocks of ``H`` values per step that a recording run of a nonlinear cell keeps, by
 #: kind: the state before the step, then the gates' activations (GRU: also the
 #: recurrent part of the candidate's pre-activation, ``W_hn h + b_hn``; LSTM: also
-#: ``tanh`` of the new cell state).
-TAPE_BLOCKS = {"elman": ("h",), "gru": ("h", "r", "z", "n", "hn"),
+#: ``tanh`` of the new cell state; Elman: a spare block, where the backward pass
+#: writes its cotangents as it writes the others' over their gates).
+TAPE_BLOCKS = {"elman": ("h", "spare"), "gru": ("h", "r", "z", "n", "hn"),
                "lstm": ("h", "c", "i", "f", "g", "o", "tanh_c")}  # fmt: skip
 
 # Steps per tile of a linear cell (its gates fit in the L1 cache), and series per

@@ -100,6 +100,8 @@ def backward(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
     """The cell's parameter, input and initial-state gradients from its tape.
 
+    The tape is consumed: the gates' cotangents are written over the gates.
+
     Parameters
     ----------
     tape
@@ -126,70 +128,70 @@ def backward(
     lstm = isinstance(grad_state, tuple)
     lam = np.stack(grad_state if lstm else (grad_state, grad_state))
     lam = np.ascontiguousarray(lam, x.dtype)
-    # GRU's candidate takes W_hn h scaled by r: its recurrent and input cotangents differ,
-    # kept as [dr, dz, dn * r, dn] (the recurrent ones first), else the same columns.
-    d = np.empty((steps, batch, rows + (hidden if spec.kind == "gru" else 0)), x.dtype)
+    # Where the cotangents go (in units of H): those of the recurrent product, those of
+    # the input projection. GRU's candidate takes W_hn h scaled by r, so that the two
+    # differ: [dn * r, dr, dz, dn] over [r, z, n, W_hn h + b_hn], the recurrent ones
+    # first (W_hh's rows rolled to n, r, z to match), the input ones last.
+    hh, ih = _COTANGENTS[spec.kind]
+    gru = spec.kind == "gru"
+    weight_hh = spec.params["weight_hh"]
+    weight_hh = np.roll(weight_hh, hidden, axis=0) if gru else weight_hh
+    blocks = tape.steps.reshape(steps + 1, batch, -1, hidden)
     _backward(
         KINDS[spec.kind],
         missing,
-        tape.steps.reshape(steps + 1, batch, -1, hidden),
-        np.ascontiguousarray(spec.params["weight_hh"]),
+        blocks,
+        tape.steps[:, :, hh * hidden : hh * hidden + rows],
+        np.ascontiguousarray(weight_hh),
         np.ascontiguousarray(grad_y),
-        d,
-        d.reshape(steps, batch, -1, hidden),
         lam,
     )
-    d = d.reshape(steps * batch, -1)
-    h_prev = tape.steps[:steps, :, :hidden].reshape(steps * batch, hidden)
-    d_hh = d[:, :rows]
-    # The input side's cotangents: column spans of d, each with its rows of W_ih.
-    spans = [(0, rows, 0)]
-    if d.shape[1] > rows:
-        spans = [(0, 2 * hidden, 0), (3 * hidden, 4 * hidden, 2 * hidden)]
-    weight_ih = spec.params["weight_ih"]
-    flat_x = x.reshape(steps * batch, -1)
-    grad_x = np.zeros_like(flat_x)
-    grad_w_ih, grad_b_ih = [], []
-    for start, stop, row in spans:
-        part = d[:, start:stop]
-        grad_w_ih.append(part.T @ flat_x)
-        grad_b_ih.append(part.sum(axis=0))
-        grad_x += part @ weight_ih[row : row + stop - start]
+    flat = tape.steps[:steps].reshape(steps * batch, -1)
+    d_hh, d_ih = (flat[:, k * hidden : k * hidden + rows] for k in (hh, ih))
+    h_prev, flat_x = flat[:, :hidden], x.reshape(steps * batch, -1)
     params = {
-        "weight_ih": np.concatenate(grad_w_ih),
+        "weight_ih": d_ih.T @ flat_x,
         "weight_hh": d_hh.T @ h_prev,
-        "bias_ih": np.concatenate(grad_b_ih),
+        "bias_ih": d_ih.sum(axis=0),
         "bias_hh": d_hh.sum(axis=0),
     }
+    if gru:
+        for name in ("weight_hh", "bias_hh"):
+            params[name] = np.roll(params[name], -hidden, axis=0)
     grad_h0 = (lam[0], lam[1]) if lstm else lam[0]
-    return params, grad_x.reshape(x.shape), grad_h0
+    return params, (d_ih @ spec.params["weight_ih"]).reshape(x.shape), grad_h0
+
+
+# By kind, the blocks of the tape from which the cotangents of the recurrent product
+# and of the input projection start, in units of H (see backward).
+_COTANGENTS = {"elman": (1, 1), "gru": (1, 2), "lstm": (2, 2)}
 
 
 @numba.njit(**_INLINE)
-def _step_cotangents(kind, tape, t, s, gy, lam, q, d):
-    """Series ``s``'s gate cotangents ``d[t, s]`` at step ``t``, and the state's direct part.
+def _step_cotangents(kind, tape, t, s, gy, lam, q):
+    """Series ``s``'s gate cotangents at step ``t``, written over its gates in ``tape``.
 
-    ``tape`` and ``d`` are viewed in blocks of ``H`` (``(T, B, blocks, H)``, so that
-    the loops over units vectorise). ``lam[:, q]`` holds the cotangents of the state
-    after the step (``h`` and LSTM's ``c``) and receives those of the state before it,
-    but for the recurrent product.
+    ``tape`` is viewed in blocks of ``H`` (``(T + 1, B, blocks, H)``, so that the loops
+    over units vectorise); the cotangents' layout is :data:`_COTANGENTS`'. ``lam[:, q]``
+    holds the cotangents of the state after the step (``h`` and LSTM's ``c``) and
+    receives those of the state before it, but for the recurrent product.
     """
     hidden = lam.shape[2]
     one = _like(gy[t, s, 0], 1.0)
     if kind == _ELMAN:
         for j in range(hidden):
             h = tape[t + 1, s, 0, j]
-            d[t, s, 0, j] = (lam[0, q, j] + gy[t, s, j]) * (one - h * h)
+            tape[t, s, 1, j] = (lam[0, q, j] + gy[t, s, j]) * (one - h * h)
             lam[0, q, j] = 0
     elif kind == _GRU:
         for j in range(hidden):
             gh = lam[0, q, j] + gy[t, s, j]
             h, r, z, n = tape[t, s, 0, j], tape[t, s, 1, j], tape[t, s, 2, j], tape[t, s, 3, j]
             dn = gh * (one - z) * (one - n * n)
-            d[t, s, 0, j] = dn * tape[t, s, 4, j] * r * (one - r)
-            d[t, s, 1, j] = gh * (h - n) * z * (one - z)
-            d[t, s, 2, j] = dn * r
-            d[t, s, 3, j] = dn
+            tape[t, s, 1, j] = dn * r
+            tape[t, s, 2, j] = dn * tape[t, s, 4, j] * r * (one - r)
+            tape[t, s, 3, j] = gh * (h - n) * z * (one - z)
+            tape[t, s, 4, j] = dn
             lam[0, q, j] = gh * z
     else:
         for j in range(hidden):
@@ -197,10 +199,10 @@ def _step_cotangents(kind, tape, t, s, gy, lam, q, d):
             c, i, f = tape[t, s, 1, j], tape[t, s, 2, j], tape[t, s, 3, j]
             g, o, tanh_c = tape[t, s, 4, j], tape[t, s, 5, j], tape[t, s, 6, j]
             dc = lam[1, q, j] + gh * o * (one - tanh_c * tanh_c)
-            d[t, s, 0, j] = dc * g * i * (one - i)
-            d[t, s, 1, j] = dc * c * f * (one - f)
-            d[t, s, 2, j] = dc * i * (one - g * g)
-            d[t, s, 3, j] = gh * tanh_c * o * (one - o)
+            tape[t, s, 2, j] = dc * g * i * (one - i)
+            tape[t, s, 3, j] = dc * c * f * (one - f)
+            tape[t, s, 4, j] = dc * i * (one - g * g)
+            tape[t, s, 5, j] = gh * tanh_c * o * (one - o)
             lam[0, q, j] = 0
             lam[1, q, j] = dc * f
 
@@ -240,23 +242,26 @@ def _recurrent_product(lam, d, t, first, w):
 
 
 @numba.njit(**_LEAF)
-def _group_step(kind, missing, tape, w_hh, gy, d, blocks, lam, t, first):
-    """Step ``t`` of the group from series ``first`` backwards: ``d[t]`` and ``lam``.
+def _group_step(kind, missing, tape, d_hh, w_hh, gy, lam, t, first):
+    """Step ``t`` of the group from series ``first`` backwards (see :func:`backward`).
 
-    ``d`` ``(T, B, columns)`` and ``blocks``, the same viewed ``(T, B, columns / H, H)``.
+    ``tape`` in blocks of ``H``; ``d_hh`` ``(T + 1, B, R)``, a view of its cotangents of
+    the recurrent product.
     """
+    start = _like(gy[0, 0, 0], 0.0)
     for q in range(lam.shape[1] - 1):
         s = first + q
         if missing[t, s]:
-            for k in range(d.shape[2]):
-                d[t, s, k] = 0
+            for k in range(1, tape.shape[2]):
+                for j in range(tape.shape[3]):
+                    tape[t, s, k, j] = start
         else:
-            _step_cotangents(kind, tape, t, s, gy, lam, q, blocks)
-    _recurrent_product(lam, d, t, first, w_hh)
+            _step_cotangents(kind, tape, t, s, gy, lam, q)
+    _recurrent_product(lam, d_hh, t, first, w_hh)
 
 
 @numba.njit(parallel=True, **_JIT)
-def _backward(kind, missing, tape, w_hh, gy, d, blocks, lam):
+def _backward(kind, missing, tape, d_hh, w_hh, gy, lam):
     steps, batch = missing.shape
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
@@ -264,5 +269,5 @@ def _backward(kind, missing, tape, w_hh, gy, d, blocks, lam):
         own = np.zeros((2, last - first + 1, lam.shape[2]), lam.dtype)
         own[:, : last - first] = lam[:, first:last]
         for t in range(steps - 1, -1, -1):
-            _group_step(kind, missing, tape, w_hh, gy, d, blocks, own, t, first)
+            _group_step(kind, missing, tape, d_hh, w_hh, gy, own, t, first)
         lam[:, first:last] = own[:, : last - first]
