@@ -4,11 +4,11 @@ The forward pass is the cells' own kernel (:func:`rnncore.kernels.cells.run_nonl
 recording, per step, the state before it and the gates' activations on a *tape*
 (:data:`~rnncore.kernels.cells.TAPE_BLOCKS`). The backward pass is one kernel walking
 time in reverse, groups of series in parallel: per step it forms the cotangents of the
-gates' pre-activations ``d`` from the tape (no exponential is recomputed) and carries
-the state's cotangent back through the recurrent product ``d @ W_hh``. What sums over
-time (the weight, bias and input gradients) is left to the matrix products of BLAS
-over all steps at once, as cuDNN and PyTorch do: ``dW_hh = d.T @ h_prev`` and
-``dW_ih = d.T @ x`` over ``T * B`` rows.
+gates' pre-activations ``d`` from the tape (no exponential is recomputed), writing them
+over the gates, and carries the state's cotangent back through the recurrent product
+``d @ W_hh``. What sums over time (the weight, bias and input gradients) is left to
+the matrix products of BLAS over all steps at once, as cuDNN and PyTorch do:
+``dW_hh = d.T @ h_prev`` and ``dW_ih = d.T @ x`` over ``T * B`` rows.
 
 A missing step (NaN in ``x``) is the identity: its ``d`` is zero, its output's
 cotangent is ignored and the state's cotangent passes through unchanged.
@@ -17,10 +17,15 @@ The gradients are those of :func:`rnncore.grad.cell_vjp` (whose reference path, 
 vectorised array code, the tests hold this to); arithmetic is in the input's dtype,
 fusing a multiply and an add into one rounding and summing the recurrent product in
 any order.
+
+numba's on-disk cache checks only the file of the function it caches: the kernels here
+inline one helper of :mod:`rnncore.kernels.cells` (``_like``, a cast), which must keep
+its meaning, or this module be touched with it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -42,6 +47,7 @@ _LEAF = {**_JIT, "_nrt": False}
 _INLINE = {**_LEAF, "inline": "always"}
 
 
+@dataclass(frozen=True)
 class Tape:
     """What the forward pass of a nonlinear cell keeps for its backward pass.
 
@@ -57,8 +63,9 @@ class Tape:
         state.
     """
 
-    def __init__(self, spec: KernelSpec, missing: np.ndarray, steps: np.ndarray) -> None:
-        self.spec, self.missing, self.steps = spec, missing, steps
+    spec: KernelSpec
+    missing: np.ndarray
+    steps: np.ndarray
 
 
 def supports(spec: KernelSpec) -> bool:
