@@ -20,7 +20,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from .. import kernels
 from ..activations import g, log_sigmoid, sigmoid
+from ..arrays import namespace
 from ..cells import (
     GRU,
     LSTM,
@@ -37,7 +39,7 @@ from ..cells import (
 from ..scan import linear_scan
 from .scan import linear_scan_vjp
 
-__all__ = ["CellGradients", "cell_vjp"]
+__all__ = ["CellGradients", "cell_forward", "cell_vjp"]
 
 Params = dict[str, Any]
 Parts = tuple[Any, ...]
@@ -61,8 +63,39 @@ class CellGradients(NamedTuple):
     h0: State
 
 
+def cell_forward(cell: Cell, x: Any, h0: State = None) -> tuple[Any, State, Any]:
+    """One layer's forward pass, keeping what :func:`cell_vjp` can reuse.
+
+    Parameters
+    ----------
+    cell
+        Any of rnncore's cells.
+    x, h0
+        As for :meth:`rnncore.Cell.__call__`.
+
+    Returns
+    -------
+    y, state
+        As :meth:`rnncore.Cell.__call__` returns them.
+    tape
+        For ``cell_vjp(..., tape=tape)``: the steps a nonlinear cell on the fused
+        kernels records (:mod:`rnncore.kernels.nonlinear_vjp`); ``None`` for any other
+        cell or path, whose :func:`cell_vjp` recomputes what it needs.
+    """
+    xp, x = cell.check_input(x)
+    spec = cell.kernel_spec(xp, x.dtype)
+    if isinstance(cell, NonlinearCell) and (fused := kernels.nonlinear_vjp_kernels(xp, spec)):
+        return fused.forward(spec, x, cell.prepare_state(xp, h0, x.shape[1], x.dtype))
+    return *cell(x, h0), None
+
+
 def cell_vjp(
-    cell: Cell, x: Any, grad_y: Any, h0: State = None, grad_state: State = None
+    cell: Cell,
+    x: Any,
+    grad_y: Any,
+    h0: State = None,
+    grad_state: State = None,
+    tape: Any = None,
 ) -> CellGradients:
     """Gradients of one layer's outputs and final state, pulled back from their cotangents.
 
@@ -81,6 +114,9 @@ def cell_vjp(
         be NaN there, as the outputs are).
     grad_state
         The cotangent of the final state (LSTM: a pair); zeros if ``None``.
+    tape
+        What :func:`cell_forward` kept of the forward pass on the same ``x`` and
+        ``h0``, if it was run: then not recomputed.
 
     Returns
     -------
@@ -109,7 +145,7 @@ def cell_vjp(
     elif isinstance(cell, LinearStateCell):
         params, grad_x, grad_h0 = _linear_vjp(cell, x, grad_y, state0, grad_state)
     else:
-        params, grad_x, grad_h0 = _nonlinear_vjp(cell, x, grad_y, state0, grad_state)
+        params, grad_x, grad_h0 = _nonlinear_vjp(cell, x, grad_y, state0, grad_state, tape)
     names = {k: f"{k}_l0" if isinstance(cell, NonlinearCell) else k for k in params}
     return CellGradients({names[k]: v for k, v in params.items()}, grad_x, grad_h0)
 
@@ -202,9 +238,18 @@ _EMIT: dict[type, Callable[..., tuple[Any, Any]]] = {QRNN: _qrnn_emit}
 
 
 def _nonlinear_vjp(
-    cell: NonlinearCell, x: Any, grad_y: Any, h0: State, grad_state: State
+    cell: NonlinearCell, x: Any, grad_y: Any, h0: State, grad_state: State, tape: Any
 ) -> tuple[Params, Any, State]:
-    """The same for a nonlinear cell: the states stored, then carried back step by step."""
+    """The same for a nonlinear cell: the states stored, then carried back step by step.
+
+    NumPy inputs take the fused kernels (:mod:`rnncore.kernels.nonlinear_vjp`) when
+    numba is selected, from ``tape`` if given.
+    """
+    xp = namespace(x)
+    spec = cell.kernel_spec(xp, x.dtype)
+    if (fused := kernels.nonlinear_vjp_kernels(xp, spec)) is not None:
+        tape = fused.forward(spec, x, h0)[2] if tape is None else tape
+        return fused.backward(tape, cell.prepare_input(x)[1], grad_y, grad_state)
     xp, x, missing = cell.prepare_input(x)
     p = cell.params_for(xp, x.dtype)
     x_proj = x @ p["weight_ih"].T + p["bias_ih"]

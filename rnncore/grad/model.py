@@ -1,8 +1,9 @@
 """Gradients of a whole model: its vector-Jacobian product and a masked MSE loss.
 
-The model's forward pass keeps each layer's outputs (the next layer's inputs); the
-backward pass runs the readout's, then each layer's vector-Jacobian product
-(:func:`~rnncore.grad.cells.cell_vjp`, which recomputes its layer's states) from the
+The model's forward pass keeps each layer's outputs (the next layer's inputs) and what
+its backward pass can reuse (:func:`~rnncore.grad.cells.cell_forward`); the backward
+pass runs the readout's, then each layer's vector-Jacobian product
+(:func:`~rnncore.grad.cells.cell_vjp`, which recomputes what was not kept) from the
 last layer to the first, passing each layer's input cotangent down as the cotangent
 of the outputs of the layer below.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ..arrays import namespace
+from ..arrays import may_hold_any, namespace
 from ..cells import State
 from ..model import Model
-from .cells import affine_grads, cell_vjp
+from .cells import affine_grads, cell_forward, cell_vjp
 
 __all__ = ["ModelGradients", "errors", "masked_mse", "model_vjp", "value_and_grad"]
 
@@ -76,8 +77,8 @@ def model_vjp(
     >>> grads.params["layers.1.weight_hh_l0"].shape, grads.x.shape, len(grads.h0)
     ((9, 3), (6, 5, 2), 2)
     """
-    inputs = _layer_inputs(model, x, h0)
-    return _backward(model, inputs, grad_outputs, h0, grad_final_states)
+    inputs, tapes = _layer_inputs(model, x, h0)
+    return _backward(model, inputs, tapes, grad_outputs, h0, grad_final_states)
 
 
 def value_and_grad(
@@ -115,10 +116,10 @@ def value_and_grad(
     >>> loss > 0, sorted(grads) == sorted(model.state_dict())
     (True, True)
     """
-    inputs = _layer_inputs(model, x, h0)
+    inputs, tapes = _layer_inputs(model, x, h0)
     y = inputs[-1] if model.readout is None else model.readout(inputs[-1])
     loss, grad_y = masked_mse(y, target, mask)
-    return loss, _backward(model, inputs, grad_y, h0, None).params
+    return loss, _backward(model, inputs, tapes, grad_y, h0, None).params
 
 
 def masked_mse(y: Any, target: Any, mask: Any = None) -> tuple[float, Any]:
@@ -180,19 +181,26 @@ def errors(y: Any, target: Any, mask: Any = None) -> tuple[Any, Any]:
     return xp.where(counts, y - target, 0), counts.sum()
 
 
-def _layer_inputs(model: Model, x: Any, h0: Sequence[State] | None) -> list[Any]:
-    """The forward pass, keeping ``x`` and every layer's outputs (no readout)."""
+def _layer_inputs(model: Model, x: Any, h0: Sequence[State] | None) -> tuple[list, list]:
+    """The forward pass, keeping ``x`` and every layer's outputs (no readout), and tapes.
+
+    The tapes are what each layer's :func:`~rnncore.grad.cells.cell_vjp` can reuse
+    (:func:`~rnncore.grad.cells.cell_forward`).
+    """
     if h0 is not None and len(h0) != len(model.layers):
         raise ValueError(f"h0 has {len(h0)} states; the model has {len(model.layers)} layers")
-    inputs = [x]
+    inputs, tapes = [x], []
     for k, cell in enumerate(model.layers):
-        inputs.append(cell(inputs[-1], None if h0 is None else h0[k])[0])
-    return inputs
+        y, _, tape = cell_forward(cell, inputs[-1], None if h0 is None else h0[k])
+        inputs.append(y)
+        tapes.append(tape)
+    return inputs, tapes
 
 
 def _backward(
     model: Model,
     inputs: list[Any],
+    tapes: list[Any],
     grad_outputs: Any,
     h0: Sequence[State] | None,
     grad_final_states: Sequence[State] | None,
@@ -220,6 +228,7 @@ def _backward(
             grad,
             None if h0 is None else h0[k],
             None if grad_final_states is None else grad_final_states[k],
+            tapes[k],
         )
         params |= {f"layers.{k}.{name}": v for name, v in cell_grads.params.items()}
         grad, grad_h0[k] = cell_grads.x, cell_grads.h0
@@ -236,5 +245,6 @@ def _readout_vjp(model: Model, h: Any, grad_y: Any) -> tuple[Any, Any, Any]:
             f"grad_outputs has shape {grad_y.shape}; expected {(*h.shape[:-1], weight.shape[0])}"
         )
     missing = xp.isnan(h).any(axis=-1, keepdims=True)
-    h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
+    if may_hold_any(missing):  # else spared a copy of h
+        h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
     return grad_y @ weight, *affine_grads(grad_y, h)

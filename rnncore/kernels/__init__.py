@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .interface import CellKernels, KernelSpec, ScanKernels
+    from .interface import CellKernels, KernelSpec, NonlinearVjpKernels, ScanKernels
 
 __all__ = [
     "KINDS",
     "PATHS",
     "cell_kernels",
+    "nonlinear_vjp_kernels",
     "numba_active",
     "scan_kernels",
     "selected",
@@ -57,7 +58,7 @@ PATHS = ("numba", "reference")
 KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
 
 _selected = {"path": "numba"}
-_MODULES = ("cells", "interface", "scan")
+_MODULES = ("cells", "interface", "nonlinear_vjp", "scan")
 
 
 class use:
@@ -165,6 +166,19 @@ def cell_kernels(xp: ModuleType, spec: KernelSpec | None) -> CellKernels | None:
     """
     module = None if spec is None else _kernel_module(xp, "cells")
     return module if module is not None and module.supports(spec) else None
+
+
+def nonlinear_vjp_kernels(xp: ModuleType, spec: KernelSpec | None) -> NonlinearVjpKernels | None:
+    """The fused backward pass of the nonlinear cell ``spec`` describes, or ``None``.
+
+    NumPy arrays take :mod:`rnncore.kernels.nonlinear_vjp` when ``"numba"`` is
+    selected; anything else (CuPy arrays included), a linear cell or a ``spec`` of
+    ``None`` takes the reference path.
+    """
+    if spec is None or not numba_active(xp):
+        return None
+    module = importlib.import_module(f"{__name__}.nonlinear_vjp")
+    return module if module.supports(spec) else None
 
 
 def _kernel_module(xp: ModuleType, name: str) -> Any:

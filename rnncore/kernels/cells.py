@@ -39,11 +39,19 @@ from ..arrays import empty_steps
 from . import KINDS
 from .interface import KernelSpec, ReadoutArrays
 
-__all__ = ["emit", "run", "summary", "supports", "transition"]
+__all__ = ["TAPE_BLOCKS", "emit", "run", "run_nonlinear", "summary", "supports", "transition"]
 
-_MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU = (
-    KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru")
+_MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU, _LSTM = (
+    KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru", "lstm")
 )
+
+#: Blocks of ``H`` values per step that a recording run of a nonlinear cell keeps, by
+#: kind: the state before the step, then the gates' activations (GRU: also the
+#: recurrent part of the candidate's pre-activation, ``W_hn h + b_hn``; LSTM: also
+#: ``tanh`` of the new cell state; Elman: a spare block, where the backward pass
+#: writes its cotangents as it writes the others' over their gates).
+TAPE_BLOCKS = {"elman": ("h", "spare"), "gru": ("h", "r", "z", "n", "hn"),
+               "lstm": ("h", "c", "i", "f", "g", "o", "tanh_c")}  # fmt: skip
 
 # Steps per tile of a linear cell (its gates fit in the L1 cache), and series per
 # parallel task (a cache line of inputs and outputs).
@@ -93,6 +101,24 @@ def run(
         c = np.empty((x.shape[1], spec.hidden), x.dtype)
         _scan_linear(spec, x, c0=state, c=c, y=y, readout=readout)
         return y, c
+    return y, run_nonlinear(spec, x, state, readout, y, np.empty((0, 0, 0), x.dtype))
+
+
+def run_nonlinear(
+    spec: KernelSpec,
+    x: np.ndarray,
+    state: Any,
+    readout: ReadoutArrays | None,
+    y: np.ndarray,
+    tape: np.ndarray,
+) -> Any:
+    """:func:`run` of a nonlinear cell into outputs ``y``, recording its steps on ``tape``.
+
+    ``tape`` is empty (nothing recorded), or ``(T + 1, B, width)`` with the width of
+    :data:`TAPE_BLOCKS`: row ``t`` receives the state before step ``t`` and, unless
+    that step is missing, its gates (row ``T``: the final state), as
+    :mod:`rnncore.kernels.nonlinear_vjp` reads them. Returns the final state.
+    """
     p = spec.params
     hc0 = np.stack(state if isinstance(state, tuple) else (state, state))
     hc = np.empty_like(hc0)
@@ -106,8 +132,9 @@ def run(
         ro_b,
         y,
         hc,
+        tape,
     )
-    return y, ((hc[0], hc[1]) if isinstance(state, tuple) else hc[0])
+    return (hc[0], hc[1]) if isinstance(state, tuple) else hc[0]
 
 
 def transition(spec: KernelSpec, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -584,14 +611,40 @@ def _maps(kind, g, x, w, bias, decay, emit, c, out_a, out_b):
 # -- nonlinear cells ---------------------------------------------------------------
 
 
+@numba.njit(**_INLINE)
+def _record_state(tape, t, s, hc, kind):
+    """Copy series ``s``'s state (``h``, and LSTM's ``c``) to its leading blocks in ``tape[t]``."""
+    hidden = hc.shape[2]
+    for j in range(hidden):
+        tape[t, s, j] = hc[0, s, j]
+    if kind == _LSTM:
+        for j in range(hidden):
+            tape[t, s, hidden + j] = hc[1, s, j]
+
+
+@numba.njit(**_INLINE)
+def _record_gates(tape, t, s, gates, extra, kind):
+    """Copy a step's gates ``gates`` and the ``extra`` block after them to ``tape[t, s]``."""
+    offset = (2 if kind == _LSTM else 1) * extra.size
+    for e in range(gates.size):
+        tape[t, s, offset + e] = gates[e]
+    offset += gates.size
+    for j in range(extra.size):
+        tape[t, s, offset + j] = extra[j]
+
+
 @numba.njit(**_LEAF)
-def _nonlinear_step(kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y):
+def _nonlinear_step(
+    kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y, tape
+):
     """Step series ``first`` to ``first + len(gx)`` through step ``t``.
 
     The state is ``h = hc[0]`` (and LSTM's ``c = hc[1]``); ``gx`` ``(group, blocks * H)``
     and ``gh`` (one spare row more) receive the group's projections. The recurrent
     product runs over the whole group eight inputs and two series at a time, so
-    that each row of ``w_hh`` is read once per step and pair of series.
+    that each row of ``w_hh`` is read once per step and pair of series. The gate
+    maths leaves the activations in ``gx``, which a non-empty ``tape`` records (see
+    :func:`run_nonlinear`).
     """
     group, hidden = gx.shape[0], hc.shape[2]
     for q in range(gh.shape[0]):
@@ -621,8 +674,11 @@ def _nonlinear_step(kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, 
             for e in range(b_hh.size):
                 gh[q, e] += hm * w_hh[m, e]
     ux, uh = gx.reshape(group, -1, hidden), gh[:group].reshape(group, -1, hidden)
+    record = tape.shape[0] > 0
     for q in range(group):
         s = first + q
+        if record:
+            _record_state(tape, t, s, hc, kind)
         gap = _project(gx, q, w_ih, b_ih, x, t, s)
         if not gap:
             if kind == _ELMAN:
@@ -634,6 +690,9 @@ def _nonlinear_step(kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, 
                     z = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
                     cand = _tanh(ux[q, 2, j] + r * uh[q, 2, j])
                     hc[0, s, j] = cand + z * (hc[0, s, j] - cand)
+                    ux[q, 0, j], ux[q, 1, j], ux[q, 2, j] = r, z, cand
+                if record:
+                    _record_gates(tape, t, s, gx[q], uh[q, 2], kind)
             else:
                 for j in range(hidden):
                     i = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
@@ -641,12 +700,17 @@ def _nonlinear_step(kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, 
                     cell = _tanh(ux[q, 2, j] + uh[q, 2, j])
                     o = _sigmoids(ux[q, 3, j] + uh[q, 3, j])[0]
                     hc[1, s, j] = f * hc[1, s, j] + i * cell
-                    hc[0, s, j] = o * _tanh(hc[1, s, j])
+                    tanh_c = _tanh(hc[1, s, j])
+                    hc[0, s, j] = o * tanh_c
+                    ux[q, 0, j], ux[q, 1, j], ux[q, 2, j], ux[q, 3, j] = i, f, cell, o
+                    uh[q, 0, j] = tanh_c
+                if record:
+                    _record_gates(tape, t, s, gx[q], uh[q, 0], kind)
         _write(y, t, s, gap, hc, 0, s, readout, ro_w, ro_b)
 
 
 @numba.njit(parallel=True, **_JIT)
-def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc):
+def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc, tape):
     steps, batch = x.shape[:2]
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
@@ -654,5 +718,8 @@ def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc)
         gh = np.empty((last - first + 1, b_hh.size), x.dtype)  # a spare row (see the step)
         hc[:, first:last] = hc0[:, first:last]
         for t in range(steps):
-            args = (w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y)
+            args = (w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y, tape)
             _nonlinear_step(kind, readout, x, t, first, *args)
+        if tape.shape[0] > 0:
+            for s in range(first, last):
+                _record_state(tape, steps, s, hc, kind)

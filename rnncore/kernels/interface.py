@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CellKernels", "KernelSpec", "ReadoutArrays", "ScanKernels"]
+__all__ = ["CellKernels", "KernelSpec", "NonlinearVjpKernels", "ReadoutArrays", "ScanKernels"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,32 @@ class CellKernels(Protocol):
 
     def emit(self, spec: KernelSpec, c: Any, x: Any) -> Any:
         """A linear cell's outputs ``(T, B, H)`` for scanned states ``c``."""
+        ...
+
+
+class NonlinearVjpKernels(Protocol):
+    """The fused backward pass of the nonlinear cells (numba only).
+
+    The forward pass records a tape, from which the backward pass forms the
+    gradients of :func:`rnncore.grad.cell_vjp`.
+    """
+
+    def supports(self, spec: KernelSpec) -> bool:
+        """True when the cell ``spec`` describes is differentiated here."""
+        ...
+
+    def forward(self, spec: KernelSpec, x: Any, state: Any) -> tuple[Any, Any, Any]:
+        """Outputs ``(T, B, H)``, final state and the tape, from the initial ``state``."""
+        ...
+
+    def backward(
+        self, tape: Any, x: Any, grad_y: Any, grad_state: Any
+    ) -> tuple[dict[str, Any], Any, Any]:
+        """Parameter, input and initial-state gradients from a tape of inputs ``x``.
+
+        ``x`` has its missing steps set to zero; ``grad_y`` ``(T, B, H)`` and
+        ``grad_state`` are the cotangents of the outputs and the final state.
+        """
         ...
 
 

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncore import Model, Readout, linear_scan
+from rnncore import Model, Readout, kernels, linear_scan
 from rnncore.grad import (
     adjoint_scan,
     cell_vjp,
@@ -246,6 +246,65 @@ def test_value_and_grad_is_the_vjp_of_the_masked_mse(rng):
     expected = model_vjp(model, x, np.where(counted, 2 * (y - target), 0) / 9).params
     for name, grad in grads.items():
         assert rel_err(grad, expected[name]) < 1e-12
+
+
+# -- the fused backward pass of the nonlinear cells against the reference path --------
+
+FUSED_TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def assert_same_gradients(fused, reference, dtype):
+    assert list(fused.params) == list(reference.params)
+    for name, expected in reference.params.items():
+        assert fused.params[name].dtype == dtype
+        assert rel_err(fused.params[name], expected) < FUSED_TOL[dtype], name
+    assert fused.x.dtype == dtype and rel_err(fused.x, reference.x) < FUSED_TOL[dtype]
+    for mine, expected in zip(fused.h0, reference.h0, strict=True):
+        for a, b in zip(_parts(mine), _parts(expected), strict=True):
+            assert a.dtype == dtype and rel_err(a, b) < FUSED_TOL[dtype]
+
+
+def both_paths(function, *args):
+    """``function(*args)`` on the fused kernels, then on the reference path."""
+    fused = function(*args)
+    with kernels.use("reference"):
+        return fused, function(*args)
+
+
+@pytest.mark.parametrize("kind", list(NONLINEAR))
+@given(case=cases())
+def test_fused_nonlinear_backward_equals_the_reference_path(kind, case):
+    model, _, _ = build(kind, case["sizes"], case["readout"], case["dtype"], case["seed"])
+    rng = np.random.default_rng(case["seed"])
+    x, h0, grad_y, grad_finals = draw_inputs(rng, model, case)
+    h0 = [as_state(s) for s in h0] if case["with_h0"] else None
+    grad_finals = [as_state(s) for s in grad_finals]
+    fused, reference = both_paths(model_vjp, model, x, grad_y, h0, grad_finals)
+    assert_same_gradients(fused, reference, case["dtype"])
+
+
+@pytest.mark.parametrize("kind", list(NONLINEAR))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_nonlinear_backward_at_width(rng, kind, dtype):
+    """Units in blocks of eight and a remainder, groups of series and an odd last one."""
+    model = Model.init(kind, 3, [21, 16], 2, seed=3, dtype=dtype)
+    x = rng.normal(size=(17, 37, 3)).astype(dtype)
+    x[rng.random((17, 37)) < 0.2, 1] = np.nan
+    x[:, 5] = np.nan  # a series with no step at all
+    target = rng.normal(size=(17, 37, 2)).astype(dtype)
+    (loss, fused), (expected_loss, reference) = both_paths(value_and_grad, model, x, target)
+    assert loss == pytest.approx(expected_loss, rel=FUSED_TOL[dtype])
+    for name, expected in reference.items():
+        assert rel_err(fused[name], expected) < FUSED_TOL[dtype], name
+
+
+def test_fused_backward_is_taken_only_for_nonlinear_cells_on_numpy():
+    for kind, fused in [("GRU", True), ("LSTM", True), ("Elman", True), ("MinGRU", False)]:
+        spec = Model.init(kind, 1, [2]).layers[0].kernel_spec(np, np.float32)
+        assert (kernels.nonlinear_vjp_kernels(np, spec) is not None) is fused
+        with kernels.use("reference"):
+            assert kernels.nonlinear_vjp_kernels(np, spec) is None
+    assert kernels.nonlinear_vjp_kernels(np, None) is None
 
 
 # -- one cell -------------------------------------------------------------------------
