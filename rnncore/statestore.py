@@ -15,9 +15,11 @@ the data ``variables`` it read and JSON-able ``attrs``.
 
 Reading and writing
 -------------------
-:func:`write_state_store` writes a Zarr (format 3) store with :func:`rnncore.io.write_zarr`:
-to a hidden temporary, marked incomplete while written, then installed on the target
-(:mod:`rnncore.storage`), so a store cut mid-write is never read. Local paths and fsspec
+:func:`write_state_store` writes a Zarr (format 3) store, with Zarr directly (the arrays
+are small: one chunk each, no Dask), as :func:`rnncore.io.write_zarr` does: to a hidden
+temporary, marked incomplete while written, then installed on the target
+(:func:`rnncore.storage.write_store`), so a store cut mid-write is never read; xarray
+reads it too. Local paths and fsspec
 URLs both work. :func:`read_state_store` refuses a missing, incomplete or foreign store
 with :class:`~rnncore.errors.InputError`.
 
@@ -64,15 +66,19 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
+from xarray.coding.times import decode_cf_datetime
 
 from .errors import InputError, one_line
-from .io import open_dataset, write_zarr
+from .io import COMPLETE, INCOMPLETE
+from .storage import Location, locate, write_store
 from .timeaxis import check_freq, check_regular, isoformat
 
 __all__ = [
@@ -91,6 +97,8 @@ __all__ = [
 FORMAT = "rnnflow_state_store"
 _VERSION = 1
 _SERIES, _STANDS, _CHECKSUM = "series", "stands_at", "checksum"
+# stands_at as xarray encodes datetimes (NaT: the smallest int64)
+_TIME_ATTRS = {"units": "nanoseconds since 1970-01-01", "calendar": "proleptic_gregorian"}
 
 
 @dataclass(frozen=True)
@@ -217,19 +225,26 @@ def write_state_store(
     """Write ``store`` at ``path`` (a local path or fsspec URL), atomically, replacing
     an earlier store there once the new one is complete.
 
+    The arrays are small (one row per series), so they are written with Zarr directly,
+    each one chunk, without Dask; the layout is the one xarray reads (dimension names,
+    CF-encoded ``stands_at``).
+
     Returns
     -------
     pathlib.Path or str
         ``path``: a Path if it is local, else the URL.
     """
+    where = locate(path, storage_options)
     names = {key: f"array{k}" for k, key in enumerate(store.arrays)}
-    variables: dict[str, Any] = {
-        _STANDS: (_SERIES, store.stands_at),
-        _CHECKSUM: (_SERIES, store.checksums),
+    series = store.series.astype(str) if store.series.dtype.kind == "O" else store.series
+    arrays: dict[str, tuple[np.ndarray, tuple[str, ...], dict[str, Any]]] = {
+        _SERIES: (series, (_SERIES,), {}),
+        _STANDS: (store.stands_at.view(np.int64), (_SERIES,), _TIME_ATTRS),
+        _CHECKSUM: (store.checksums, (_SERIES,), {}),
     }
     for key, name in names.items():
         value = np.asarray(store.arrays[key])
-        variables[name] = ((_SERIES, *(f"{name}_{d}" for d in range(1, value.ndim))), value)
+        arrays[name] = (value, (_SERIES, *(f"{name}_{d}" for d in range(1, value.ndim))), {})
     attrs = {
         FORMAT: _VERSION,
         "fingerprint": store.fingerprint,
@@ -239,8 +254,30 @@ def write_state_store(
         "arrays": [[key, name] for key, name in names.items()],
         "attrs": json.dumps(dict(store.attrs)),
     }
-    ds = xr.Dataset(variables, coords={_SERIES: store.series}, attrs=attrs)
-    return write_zarr(ds, path, overwrite=True, storage_options=storage_options)
+
+    def write(tmp: str) -> None:
+        group = zarr.open_group(
+            tmp,
+            mode="w-",
+            zarr_format=3,
+            attributes={**attrs, INCOMPLETE: "set while rnncore.statestore writes"},
+            **_options(where),
+        )
+        for name, (value, dims, extra) in arrays.items():
+            array = group.create_array(
+                name,
+                shape=value.shape,
+                dtype=str if value.dtype.kind == "U" else value.dtype,  # variable-length
+                chunks=tuple(max(1, n) for n in value.shape),
+                dimension_names=dims,
+                attributes=extra,
+                # every chunk is written (read_state_store checks they all are)
+                config={"write_empty_chunks": True},
+            )
+            array[...] = value
+        group.attrs.put({**attrs, COMPLETE: datetime.now(UTC).isoformat(timespec="seconds")})
+
+    return write_store(where, write, overwrite=True)
 
 
 def read_state_store(
@@ -255,35 +292,42 @@ def read_state_store(
         (of this layout version); the message names the path and what was expected.
     """
     expected = "a state store written by rnncore.statestore.write_state_store"
+    where = locate(path, storage_options)
     try:
-        ds = open_dataset(path, chunks={}, storage_options=storage_options)
+        group = zarr.open_group(_target(where), mode="r", zarr_format=3, **_options(where))
     except FileNotFoundError as err:
         raise InputError(f"no state store at {path}: expected {expected}") from err
-    except InputError as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"{path}: not a usable state store ({one_line(err)})") from err
-    with ds:
-        version = ds.attrs.get(FORMAT)
-        if version != _VERSION:
-            found = "no state store marker" if version is None else f"layout version {version}"
-            raise InputError(
-                f"{path} is not a state store of this rnnflow ({found}); expected {expected} "
-                f"(layout version {_VERSION})"
-            )
-        try:
-            arrays = {key: ds[name].values for key, name in ds.attrs["arrays"]}
-            return StateStore(
-                series=ds[_SERIES].values,
-                stands_at=ds[_STANDS].values,
-                arrays=arrays,
-                fingerprint=ds.attrs["fingerprint"],
-                freq=ds.attrs["freq"],
-                variables=tuple(ds.attrs["variables"]),
-                checksums=ds[_CHECKSUM].values,
-                window=int(ds.attrs["window"]),
-                attrs=json.loads(ds.attrs["attrs"]),
-            )
-        except (KeyError, ValueError, TypeError) as err:
-            raise InputError(f"{path}: damaged state store ({one_line(err)})") from err
+    attrs = dict(group.attrs)
+    if INCOMPLETE in attrs:
+        raise InputError(
+            f"{path}: not a usable state store (marked {INCOMPLETE!r}: its write was "
+            "interrupted); run in full (--full, full=True) to start a fresh store"
+        )
+    version = attrs.get(FORMAT)
+    if version != _VERSION:
+        found = "no state store marker" if version is None else f"layout version {version}"
+        raise InputError(
+            f"{path} is not a state store of this rnnflow ({found}); expected {expected} "
+            f"(layout version {_VERSION})"
+        )
+    try:
+        values = {name: _read(group, name) for name in (_SERIES, _STANDS, _CHECKSUM)}
+        stands = group[_STANDS].attrs
+        return StateStore(
+            series=values[_SERIES],
+            stands_at=decode_cf_datetime(values[_STANDS], stands["units"], stands.get("calendar")),
+            arrays={key: _read(group, name) for key, name in attrs["arrays"]},
+            fingerprint=attrs["fingerprint"],
+            freq=attrs["freq"],
+            variables=tuple(attrs["variables"]),
+            checksums=values[_CHECKSUM],
+            window=int(attrs["window"]),
+            attrs=json.loads(attrs["attrs"]),
+        )
+    except (KeyError, ValueError, TypeError) as err:
+        raise InputError(f"{path}: damaged state store ({one_line(err)})") from err
 
 
 def last_valid_index(values: Any) -> Any:
@@ -469,6 +513,26 @@ def stacked_values(
 def _features(values: Any) -> Any:
     """``values`` ``(series, time[, feature])`` with a feature axis."""
     return values[..., None] if values.ndim == 2 else values
+
+
+def _read(group: zarr.Group, name: str) -> np.ndarray:
+    """The array ``name`` of ``group``, loaded; every chunk must be there (the writers
+    write them all, so a missing one is damage, not fill values)."""
+    array = group[name]
+    if not isinstance(array, zarr.Array) or array.nchunks_initialized < array.nchunks:
+        raise ValueError(f"{name!r} is not a complete array")
+    values = np.asarray(array[...])
+    return values.astype(object) if values.dtype.kind == "T" else values  # labels as xarray
+
+
+def _target(where: Location) -> str:
+    """What Zarr opens for ``where``: the local path or the URL."""
+    return str(where.local) if where.local is not None else where.url
+
+
+def _options(where: Location) -> dict[str, Any]:
+    """Zarr's keywords for ``where``'s file system."""
+    return {} if where.local is not None else {"storage_options": where.storage_options}
 
 
 def _labels(labels: tuple[Any, ...]) -> list[Any]:
