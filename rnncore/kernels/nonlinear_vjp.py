@@ -18,6 +18,13 @@ vectorised array code, the tests hold this to); arithmetic is in the input's dty
 fusing a multiply and an add into one rounding and summing the recurrent product in
 any order.
 
+The tape is the pass's largest array (LSTM: ``7 * H`` numbers a step and series), and
+the first writes to freshly mapped memory cost the system about as much as the forward
+pass itself, and vary with the machine's state. :func:`backward` therefore hands its
+consumed tape's memory to the next :func:`forward` of the same shape and dtype (one
+spare at a time, kept until replaced), so that a training loop writes over the same
+pages every step.
+
 numba's on-disk cache checks only the file of the function it caches: the kernels here
 inline one helper of :mod:`rnncore.kernels.cells` (``_like``, a cast), which must keep
 its meaning, or this module be touched with it.
@@ -25,6 +32,7 @@ its meaning, or this module be touched with it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +53,10 @@ _GROUP = 16
 _JIT = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract"}}
 _LEAF = {**_JIT, "_nrt": False}
 _INLINE = {**_LEAF, "inline": "always"}
+
+# The memory of the last consumed tape, for the next one of its shape and dtype.
+_spare: list[np.ndarray] = []
+_spare_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,7 @@ def forward(spec: KernelSpec, x: np.ndarray, state: Any) -> tuple[np.ndarray, An
     """
     steps, batch = x.shape[:2]
     width = len(TAPE_BLOCKS[spec.kind]) * spec.hidden
-    tape = np.empty((steps + 1, batch, width), x.dtype)
+    tape = _tape_memory((steps + 1, batch, width), x.dtype)
     y = np.empty((steps, batch, spec.hidden), x.dtype)
     final = run_nonlinear(spec, x, state, None, y, tape)
     return y, final, Tape(spec, np.isnan(x).any(axis=2), tape)
@@ -107,7 +119,8 @@ def backward(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
     """The cell's parameter, input and initial-state gradients from its tape.
 
-    The tape is consumed: the gates' cotangents are written over the gates.
+    The tape is consumed: the gates' cotangents are written over the gates, and its
+    memory is then handed to the next :func:`forward` of its shape.
 
     Parameters
     ----------
@@ -157,17 +170,29 @@ def backward(
     d_hh, d_ih = (flat[:, k * hidden : k * hidden + rows] for k in (hh, ih))
     h_prev, flat_x = flat[:, :hidden], x.reshape(steps * batch, -1)
     ones = np.ones(steps * batch, x.dtype)  # the bias gradients as products: BLAS is faster
+    bias_ih = ones @ d_ih
     params = {
         "weight_ih": d_ih.T @ flat_x,
         "weight_hh": d_hh.T @ h_prev,
-        "bias_ih": ones @ d_ih,
-        "bias_hh": ones @ d_hh,
+        "bias_ih": bias_ih,
+        "bias_hh": bias_ih.copy() if hh == ih else ones @ d_hh,  # the same cotangents
     }
     if gru:
         for name in ("weight_hh", "bias_hh"):
             params[name] = np.roll(params[name], -hidden, axis=0)
     grad_h0 = (lam[0], lam[1]) if lstm else lam[0]
-    return params, (d_ih @ spec.params["weight_ih"]).reshape(x.shape), grad_h0
+    grad_x = (d_ih @ spec.params["weight_ih"]).reshape(x.shape)
+    with _spare_lock:
+        _spare[:] = [tape.steps]
+    return params, grad_x, grad_h0
+
+
+def _tape_memory(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised ``shape`` array of ``dtype``: the spare consumed tape's if it fits."""
+    with _spare_lock:
+        if _spare and _spare[0].shape == shape and _spare[0].dtype == dtype:
+            return _spare.pop()
+    return np.empty(shape, dtype)
 
 
 # By kind, the blocks of the tape from which the cotangents of the recurrent product

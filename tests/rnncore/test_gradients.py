@@ -298,6 +298,25 @@ def test_fused_nonlinear_backward_at_width(rng, kind, dtype):
         assert rel_err(fused[name], expected) < FUSED_TOL[dtype], name
 
 
+def test_fused_backward_hands_its_tape_to_the_next_forward(rng):
+    """Training steps write over one tape's memory; two tapes alive at once stay apart."""
+    model = Model.init("LSTM", 2, [8, 8], 1, seed=2, dtype=np.float64)  # tapes of one shape
+    x, target = rng.normal(size=(11, 5, 2)), rng.normal(size=(11, 5, 1))
+    first = value_and_grad(model, x, target)
+    again, reference = both_paths(value_and_grad, model, x, target)
+    assert again[0] == first[0]
+    for name, expected in reference[1].items():
+        np.testing.assert_array_equal(again[1][name], first[1][name])
+        assert rel_err(again[1][name], expected) < FUSED_TOL[np.float64], name
+    cell = model.layers[0]
+    spec = cell.kernel_spec(np, np.float64)
+    fused, state = kernels.nonlinear_vjp_kernels(np, spec), cell.prepare_state(np, None, 5, x.dtype)
+    tapes = [fused.forward(spec, x, state)[2] for _ in range(2)]
+    assert not np.shares_memory(tapes[0].steps, tapes[1].steps)
+    fused.backward(tapes[0], x, np.zeros((11, 5, 8)), (np.zeros((5, 8)),) * 2)
+    assert np.shares_memory(fused.forward(spec, x, state)[2].steps, tapes[0].steps)
+
+
 def test_fused_backward_is_taken_only_for_nonlinear_cells_on_numpy():
     for kind, fused in [("GRU", True), ("LSTM", True), ("Elman", True), ("MinGRU", False)]:
         spec = Model.init(kind, 1, [2]).layers[0].kernel_spec(np, np.float32)
