@@ -338,7 +338,8 @@ def test_rnnflow_entry_is_not_available_without_cross_validation(monkeypatch):
         acc.rnnflow_model(pd.DataFrame(), 2, 1, 2, "h", 24, [80, 95])
 
 
-def test_rnnflow_entry_calls_the_dataframe_api(monkeypatch):
+def _fake_forecaster(monkeypatch) -> dict:
+    """Replace the Forecaster by one recording its arguments; returns the record."""
     forecast = pytest.importorskip("rnncore.forecast")
     calls = {}
 
@@ -348,28 +349,24 @@ def test_rnnflow_entry_calls_the_dataframe_api(monkeypatch):
 
         def cross_validation(self, df, **kwargs):
             calls["cv"] = kwargs
-            return "frame"
-
-    monkeypatch.setattr(forecast, "Forecaster", Fake)
-    assert acc.rnnflow_model(pd.DataFrame(), 12, 3, 12, "MS", 12, (80, 95)) == "frame"
-    assert calls["init"] == {"horizon": 12, "freq": "MS"}  # seasons from the frequency
-    assert calls["cv"] == {"h": 12, "n_windows": 3, "step_size": 12, "level": [80, 95]}
-
-
-def test_the_learned_entry_asks_for_the_learned_encoder_under_its_alias(monkeypatch):
-    forecast = pytest.importorskip("rnncore.forecast")
-    calls = {}
-
-    class Fake:
-        def __init__(self, **kwargs):
-            calls["init"] = kwargs
-
-        def cross_validation(self, df, **kwargs):
             return pd.DataFrame(
                 columns=["unique_id", "ds", "cutoff", "y", "RNNFlow", "RNNFlow-lo-80"]
             )
 
     monkeypatch.setattr(forecast, "Forecaster", Fake)
+    return calls
+
+
+def test_rnnflow_entry_calls_the_dataframe_api(monkeypatch):
+    calls = _fake_forecaster(monkeypatch)
+    cv = acc.rnnflow_model(pd.DataFrame(), 12, 3, 12, "MS", 12, (80, 95))
+    assert list(cv.columns) == ["unique_id", "ds", "cutoff", "y", "RNNFlow", "RNNFlow-lo-80"]
+    assert calls["init"] == {"horizon": 12, "freq": "MS"}  # seasons from the frequency
+    assert calls["cv"] == {"h": 12, "n_windows": 3, "step_size": 12, "level": [80, 95]}
+
+
+def test_the_learned_entry_asks_for_the_learned_encoder_under_its_alias(monkeypatch):
+    calls = _fake_forecaster(monkeypatch)
     cv = acc.MODELS["RNNFlowLearned"](pd.DataFrame(), 12, 3, 12, "MS", 12, (80,))
     assert calls["init"] == {"horizon": 12, "freq": "MS", "encoder": "learned"}
     assert list(cv.columns) == [
