@@ -634,6 +634,41 @@ def _record_gates(tape, t, s, gates, extra, kind):
 
 
 @numba.njit(**_LEAF)
+def _add_rows_product(acc, rows, first, w):
+    """``acc[q] += rows[first + q, :R] @ w`` for the group's ``len(acc) - 1`` series.
+
+    ``w`` is ``(R, N)``. Eight rows of ``w`` and two series at a time, so that each
+    row of ``w`` is read once per pair of series and ``acc`` loaded and stored an
+    eighth as often; an odd group's last series is paired with itself, into ``acc``'s
+    spare last row. The recurrent product of the forward step and of its cotangent
+    (:mod:`rnncore.kernels.nonlinear_vjp`).
+    """
+    group, n_rows, width = acc.shape[0] - 1, w.shape[0], w.shape[1]
+    blocked = n_rows - n_rows % 8
+    for m in range(0, blocked, 8):
+        for q in range(0, group, 2):
+            a, b = rows[first + q], rows[first + min(q + 1, group - 1)]
+            a0, a1, a2, a3 = a[m], a[m + 1], a[m + 2], a[m + 3]
+            a4, a5, a6, a7 = a[m + 4], a[m + 5], a[m + 6], a[m + 7]
+            b0, b1, b2, b3 = b[m], b[m + 1], b[m + 2], b[m + 3]
+            b4, b5, b6, b7 = b[m + 4], b[m + 5], b[m + 6], b[m + 7]
+            for e in range(width):
+                w0, w1, w2, w3 = w[m, e], w[m + 1, e], w[m + 2, e], w[m + 3, e]
+                w4, w5, w6, w7 = w[m + 4, e], w[m + 5, e], w[m + 6, e], w[m + 7, e]
+                acc[q, e] += ((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)) + (
+                    (a4 * w4 + a5 * w5) + (a6 * w6 + a7 * w7)
+                )
+                acc[q + 1, e] += ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)) + (
+                    (b4 * w4 + b5 * w5) + (b6 * w6 + b7 * w7)
+                )
+    for m in range(blocked, n_rows):
+        for q in range(group):
+            rm = rows[first + q, m]
+            for e in range(width):
+                acc[q, e] += rm * w[m, e]
+
+
+@numba.njit(**_LEAF)
 def _nonlinear_step(
     kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y, tape
 ):
@@ -650,29 +685,7 @@ def _nonlinear_step(
     for q in range(gh.shape[0]):
         for e in range(b_hh.size):
             gh[q, e] = b_hh[e]
-    blocked = hidden - hidden % 8
-    for m in range(0, blocked, 8):  # eight inputs per pass over gh: fewer loads and stores
-        for q in range(0, group, 2):  # two series per pass: each row of w_hh loaded once
-            # an odd group's last series is paired with itself, into gh's spare row
-            h, k = hc[0, first + q], hc[0, first + min(q + 1, group - 1)]
-            h0, h1, h2, h3 = h[m], h[m + 1], h[m + 2], h[m + 3]
-            h4, h5, h6, h7 = h[m + 4], h[m + 5], h[m + 6], h[m + 7]
-            k0, k1, k2, k3 = k[m], k[m + 1], k[m + 2], k[m + 3]
-            k4, k5, k6, k7 = k[m + 4], k[m + 5], k[m + 6], k[m + 7]
-            for e in range(b_hh.size):
-                w0, w1, w2, w3 = w_hh[m, e], w_hh[m + 1, e], w_hh[m + 2, e], w_hh[m + 3, e]
-                w4, w5, w6, w7 = w_hh[m + 4, e], w_hh[m + 5, e], w_hh[m + 6, e], w_hh[m + 7, e]
-                gh[q, e] += ((h0 * w0 + h1 * w1) + (h2 * w2 + h3 * w3)) + (
-                    (h4 * w4 + h5 * w5) + (h6 * w6 + h7 * w7)
-                )
-                gh[q + 1, e] += ((k0 * w0 + k1 * w1) + (k2 * w2 + k3 * w3)) + (
-                    (k4 * w4 + k5 * w5) + (k6 * w6 + k7 * w7)
-                )
-    for m in range(blocked, hidden):
-        for q in range(group):
-            hm = hc[0, first + q, m]
-            for e in range(b_hh.size):
-                gh[q, e] += hm * w_hh[m, e]
+    _add_rows_product(gh, hc[0], first, w_hh)
     ux, uh = gx.reshape(group, -1, hidden), gh[:group].reshape(group, -1, hidden)
     record = tape.shape[0] > 0
     for q in range(group):

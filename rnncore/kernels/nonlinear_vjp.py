@@ -26,8 +26,9 @@ spare at a time, kept until replaced), so that a training loop writes over the s
 pages every step.
 
 numba's on-disk cache checks only the file of the function it caches: the kernels here
-inline one helper of :mod:`rnncore.kernels.cells` (``_like``, a cast), which must keep
-its meaning, or this module be touched with it.
+compile in two helpers of :mod:`rnncore.kernels.cells` (``_like``, a cast, and
+``_add_rows_product``, the recurrent product the forward step shares), which must keep
+their meaning, or this module be touched with them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 from numba import prange
 
 from . import KINDS
-from .cells import TAPE_BLOCKS, _like, run_nonlinear
+from .cells import TAPE_BLOCKS, _add_rows_product, _like, run_nonlinear
 from .interface import KernelSpec
 
 __all__ = ["Tape", "backward", "forward", "supports"]
@@ -241,40 +242,6 @@ def _step_cotangents(kind, tape, t, s, gy, lam, q):
 
 
 @numba.njit(**_LEAF)
-def _recurrent_product(lam, d, t, first, w):
-    """``lam[0, q] += d[t, first + q, :R] @ w`` for the group's series, ``w`` ``(R, H)``.
-
-    Eight rows of ``w`` and two series at a time, so that each row is read once per
-    step and pair of series (an odd group's last series is paired with itself, into
-    ``lam``'s spare row).
-    """
-    group, rows, hidden = lam.shape[1] - 1, w.shape[0], w.shape[1]
-    acc = lam[0]
-    blocked = rows - rows % 8
-    for m in range(0, blocked, 8):
-        for q in range(0, group, 2):
-            a, b = d[t, first + q], d[t, first + min(q + 1, group - 1)]
-            a0, a1, a2, a3 = a[m], a[m + 1], a[m + 2], a[m + 3]
-            a4, a5, a6, a7 = a[m + 4], a[m + 5], a[m + 6], a[m + 7]
-            b0, b1, b2, b3 = b[m], b[m + 1], b[m + 2], b[m + 3]
-            b4, b5, b6, b7 = b[m + 4], b[m + 5], b[m + 6], b[m + 7]
-            for e in range(hidden):
-                w0, w1, w2, w3 = w[m, e], w[m + 1, e], w[m + 2, e], w[m + 3, e]
-                w4, w5, w6, w7 = w[m + 4, e], w[m + 5, e], w[m + 6, e], w[m + 7, e]
-                acc[q, e] += ((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)) + (
-                    (a4 * w4 + a5 * w5) + (a6 * w6 + a7 * w7)
-                )
-                acc[q + 1, e] += ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)) + (
-                    (b4 * w4 + b5 * w5) + (b6 * w6 + b7 * w7)
-                )
-    for m in range(blocked, rows):
-        for q in range(group):
-            dm = d[t, first + q, m]
-            for e in range(hidden):
-                acc[q, e] += dm * w[m, e]
-
-
-@numba.njit(**_LEAF)
 def _group_step(kind, missing, tape, d_hh, w_hh, gy, lam, t, first):
     """Step ``t`` of the group from series ``first`` backwards (see :func:`backward`).
 
@@ -290,7 +257,7 @@ def _group_step(kind, missing, tape, d_hh, w_hh, gy, lam, t, first):
                     tape[t, s, k, j] = start
         else:
             _step_cotangents(kind, tape, t, s, gy, lam, q)
-    _recurrent_product(lam, d_hh, t, first, w_hh)
+    _add_rows_product(lam[0], d_hh[t], first, w_hh)
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -298,7 +265,7 @@ def _backward(kind, missing, tape, d_hh, w_hh, gy, lam):
     steps, batch = missing.shape
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
-        # the group's carried cotangents, with a spare row (see _recurrent_product)
+        # the group's carried cotangents, with a spare row (see kernels.cells._add_rows_product)
         own = np.zeros((2, last - first + 1, lam.shape[2]), lam.dtype)
         own[:, : last - first] = lam[:, first:last]
         for t in range(steps - 1, -1, -1):
