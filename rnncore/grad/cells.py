@@ -20,7 +20,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from .. import kernels
 from ..activations import g, log_sigmoid, sigmoid
+from ..arrays import namespace
 from ..cells import (
     GRU,
     LSTM,
@@ -120,7 +122,15 @@ def cell_vjp(
 def _linear_vjp(
     cell: LinearStateCell, x: Any, grad_y: Any, h0: Any, grad_state: Any
 ) -> tuple[Params, Any, Any]:
-    """Parameter, input and initial-state gradients of a linear-state cell (``T > 0``)."""
+    """Parameter, input and initial-state gradients of a linear-state cell (``T > 0``).
+
+    The fused kernel (:mod:`rnncore.kernels.linear_vjp`) where one takes ``x``;
+    else the reference path below.
+    """
+    xp = namespace(x)
+    spec = cell.kernel_spec(xp, x.dtype)
+    if (module := kernels.linear_vjp_kernels(xp, spec)) is not None:
+        return module.linear_vjp(spec, x, grad_y, h0, grad_state)
     a, b = cell.transition(x)
     xp, x, missing = cell.prepare_input(x)
     p = cell.params_for(xp, x.dtype)

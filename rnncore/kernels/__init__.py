@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .interface import CellKernels, KernelSpec, ScanKernels
+    from .interface import CellKernels, KernelSpec, LinearVJPKernels, ScanKernels
 
 __all__ = [
     "KINDS",
     "PATHS",
     "cell_kernels",
+    "linear_vjp_kernels",
     "numba_active",
     "scan_kernels",
     "selected",
@@ -57,7 +58,7 @@ PATHS = ("numba", "reference")
 KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
 
 _selected = {"path": "numba"}
-_MODULES = ("cells", "interface", "scan")
+_MODULES = ("cells", "interface", "linear_vjp", "scan")
 
 
 class use:
@@ -165,6 +166,21 @@ def cell_kernels(xp: ModuleType, spec: KernelSpec | None) -> CellKernels | None:
     """
     module = None if spec is None else _kernel_module(xp, "cells")
     return module if module is not None and module.supports(spec) else None
+
+
+def linear_vjp_kernels(xp: ModuleType, spec: KernelSpec | None) -> LinearVJPKernels | None:
+    """The fused backward pass of the linear-state cell ``spec`` describes, or ``None``.
+
+    NumPy arrays take the numba kernel (:mod:`rnncore.kernels.linear_vjp`) when
+    ``"numba"`` is selected; it satisfies
+    :class:`~rnncore.kernels.interface.LinearVJPKernels`. ``None`` (also for CuPy
+    arrays, and for a ``spec`` of ``None`` or of a nonlinear cell) means the reference
+    path of :func:`rnncore.grad.cell_vjp`.
+    """
+    if spec is None or not numba_active(xp):
+        return None
+    module = importlib.import_module(f"{__name__}.linear_vjp")
+    return module if module.supports(spec) else None
 
 
 def _kernel_module(xp: ModuleType, name: str) -> Any:
