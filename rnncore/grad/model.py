@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ..arrays import namespace
+from ..arrays import may_hold_any, namespace
 from ..cells import State
 from ..model import Model
 from .cells import affine_grads, cell_vjp
@@ -236,5 +236,7 @@ def _readout_vjp(model: Model, h: Any, grad_y: Any) -> tuple[Any, Any, Any]:
             f"grad_outputs has shape {grad_y.shape}; expected {(*h.shape[:-1], weight.shape[0])}"
         )
     missing = xp.isnan(h).any(axis=-1, keepdims=True)
-    h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
-    return grad_y @ weight, *affine_grads(grad_y, h)
+    if may_hold_any(missing):
+        h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
+    flat = grad_y.reshape(-1, weight.shape[0])
+    return (flat @ weight).reshape(h.shape), *affine_grads(grad_y, h)

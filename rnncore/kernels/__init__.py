@@ -2,7 +2,8 @@
 
 rnncore's maths is written once against an array namespace (:mod:`rnncore.arrays`):
 that vectorised code is the *reference path*. The hot paths (the affine scan, the
-cells, the readout) run instead as fused kernels: for NumPy arrays `numba
+cells, the readout, and the backward pass of the linear-state cells,
+:mod:`rnncore.kernels.linear_vjp`) run instead as fused kernels: for NumPy arrays `numba
 <https://numba.pydata.org>`_ kernels (``"numba"``, the default), one pass over the
 data, parallel over series, with no intermediate arrays; for CuPy arrays CUDA kernels
 (:mod:`rnncore.kernels.cuda`). Kernels and reference agree within the library's

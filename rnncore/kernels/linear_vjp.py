@@ -104,7 +104,7 @@ def linear_vjp(
     dtype, rows = x.dtype, spec.params["bias"].size
     fused = features <= FUSED_FEATURES
     groups = -(-batch // _GROUP)
-    grad_x = np.empty_like(x) if fused else np.empty((0, 0, features), dtype)
+    grad_x = np.empty(x.shape if fused else (0, 0, features), dtype)
     du = np.empty((0, 0, rows), dtype) if fused else np.empty((steps, batch, rows), dtype)
     grad_w = np.zeros((groups, features if fused else 0, rows))
     grad_b = np.zeros((groups, rows))
