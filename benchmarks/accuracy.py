@@ -23,7 +23,9 @@ anchors) are cross-validated in groups of one frequency each, the frames concate
 the times summed.
 
 A model is a callable ``(df, h, n_windows, step_size, freq, season, level) -> cv frame``
-registered in :data:`MODELS` under the alias its frame uses (see :class:`CrossValidator`).
+registered in :data:`MODELS` under the alias its frame uses (see :class:`CrossValidator`):
+StatsForecast's SeasonalNaive, AutoETS and AutoTheta, rnnflow's default forecaster
+(``RNNFlow``) and the one with the learned encoder (``RNNFlowLearned``).
 Each run starts with a warm-up on a tiny frame, excluded from the timing (StatsForecast and
 rnnflow compile numba code on first use). With ``--budget`` > 0 each run happens in a forked
 process that is stopped when it exceeds the budget: its row then says ``skipped``.
@@ -35,6 +37,7 @@ StatsForecast peers need the ``bench`` extra (``pip install -e '.[bench]'``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import multiprocessing
@@ -58,6 +61,8 @@ LEVELS: tuple[int, ...] = (80, 95)
 REFERENCE = "AutoETS"
 #: The model the targets are checked for.
 OURS = "RNNFlow"
+#: The forecaster with the learned encoder (``Forecaster(encoder="learned")``).
+LEARNED = "RNNFlowLearned"
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "real"
 
@@ -392,12 +397,16 @@ def rnnflow_model(
     freq: str,
     season: int,
     level: Sequence[int],
+    *,
+    encoder: str | None = None,
+    alias: str = OURS,
 ) -> pd.DataFrame:
     """rnnflow's :class:`~rnncore.forecast.Forecaster` through its DataFrame API.
 
     It takes its seasons from the frequency, several where the data have them (48
     and 336 for half-hourly data), as a user running it would; ``season`` is the
-    single season the peers are given and the MASE scale.
+    single season the peers are given and the MASE scale. ``encoder`` is the
+    forecaster's (``None``: its default), and ``alias`` names its columns.
     """
     try:
         from rnncore.forecast import Forecaster
@@ -406,10 +415,14 @@ def rnnflow_model(
         raise NotAvailable(reason[:200]) from exc
     if not hasattr(Forecaster, "cross_validation"):
         raise NotAvailable("rnncore.forecast.Forecaster has no cross_validation method yet")
-    forecaster = Forecaster(horizon=h, freq=freq)
-    return forecaster.cross_validation(
+    options = {} if encoder is None else {"encoder": encoder}
+    forecaster = Forecaster(horizon=h, freq=freq, **options)
+    cv = forecaster.cross_validation(
         df, h=h, n_windows=n_windows, step_size=step_size, level=list(level)
     )
+    if alias == OURS:
+        return cv
+    return cv.rename(columns=lambda c: alias + c[len(OURS) :] if c.startswith(OURS) else c)
 
 
 #: The models, by the alias their cross-validation frames use; run in this order.
@@ -418,6 +431,7 @@ MODELS: dict[str, CrossValidator] = {
     "AutoETS": statsforecast_model("AutoETS"),
     "AutoTheta": statsforecast_model("AutoTheta"),
     OURS: rnnflow_model,
+    LEARNED: functools.partial(rnnflow_model, encoder="learned", alias=LEARNED),
 }
 
 

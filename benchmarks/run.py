@@ -31,7 +31,7 @@ import numpy as np
 from rnncore import Model, linear_scan
 from rnncore.grad import value_and_grad
 
-from . import pipeline
+from . import incremental, incremental_forecast, pipeline
 
 try:
     import torch
@@ -313,6 +313,25 @@ def nonlinear_training_rows(quick: bool) -> list[Row]:
         for cell in ("GRU", "LSTM")
         for r in _training_rows(quick, "8", cell, {f"torch.nn.{cell}": (cell, ">= 1.0")})
     ]
+
+
+# -- row 9: incremental runs from a state store ------------------------------------------
+
+
+@row("incremental")
+def incremental_rows(quick: bool) -> list[Row]:
+    """Row 9: one night's incremental run against the full recompute, 1y and 4y hourly."""
+    return incremental.incremental_rows(quick)
+
+
+# -- row 10: the incremental forecast ---------------------------------------------------
+
+
+@row("incremental-forecast")
+def incremental_forecast_rows(quick: bool) -> list[Row]:
+    """Row 10: one night's incremental forecast against the full recompute, and its growth."""
+    n_series, repeats = (50, 3) if quick else (2000, 3)  # the sample data: 2000 series
+    return incremental_forecast.incremental_forecast_rows(n_series, repeats)
 
 
 # -- output -----------------------------------------------------------------------------

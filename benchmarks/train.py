@@ -7,12 +7,17 @@ the last ``--validation`` fraction of the time axis (or on held-out series with
 
     python -m benchmarks.train [--data monthly] [--epochs 30] [--hidden 16] ...
 
+With ``--cluster N`` the data are chunked (``--chunks SERIES TIME``) and trained over
+a ``LocalCluster`` of ``N`` single-threaded worker processes, the gradients computed
+by Dask graphs on it; the losses equal the in-memory run's up to rounding.
+
 The files are the long-format tables of ``shared/data/real`` (see its README).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -34,14 +39,18 @@ def main(argv: list[str] | None = None) -> None:
         args.cell, 1, [args.hidden] * args.layers, 1, seed=args.seed, dtype=np.float64
     )
     print(f"{args.data}: {y.sizes['series']} series x {y.sizes['time']} steps; {model}")
-    start = time.perf_counter()
-    result = train(
-        model, y, y.shift(time=-1), epochs=args.epochs, batch_series=args.batch_series,
-        window=args.window or None, lr=args.lr, seed=args.seed, validation=args.validation,
-        split_by=args.split_by, checkpoint=args.checkpoint, resume=args.resume,
-        progress=args.progress,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
+    with _cluster(args.cluster) as where:
+        series, steps = args.chunks
+        data = y if where is None else y.chunk({"series": series, "time": steps})
+        print(f"training {'in memory' if where is None else f'on {where}'}")
+        start = time.perf_counter()
+        result = train(
+            model, data, data.shift(time=-1), epochs=args.epochs,
+            batch_series=args.batch_series or None, window=args.window or None, lr=args.lr,
+            seed=args.seed, validation=args.validation, split_by=args.split_by,
+            checkpoint=args.checkpoint, resume=args.resume, progress=args.progress,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
     print(result.history.to_dataframe().to_string(float_format="{:.4f}".format))
     first, last = (result.history.isel(epoch=k) for k in (0, -1))
     print(
@@ -51,6 +60,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.split_by == "time":
         print(f"repeating the last value: validation loss {_naive(y, args.validation):.4f}")
+
+
+@contextlib.contextmanager
+def _cluster(workers: int):
+    """A ``LocalCluster`` of ``workers`` single-threaded processes and its client (or None)."""
+    if not workers:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster),
+    ):
+        yield f"a LocalCluster of {workers} worker processes"
 
 
 def _naive(y: xr.DataArray, validation: float) -> float:
@@ -79,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=int, default=16, help="units per layer")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-series", type=int, default=5)
+    parser.add_argument("--batch-series", type=int, default=5, help="series per batch (0: all)")
     parser.add_argument("--window", type=int, default=48, help="steps per window (0: whole)")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
@@ -88,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument(
+        "--cluster", type=int, default=0, help="train on a LocalCluster of N workers (0: in memory)"
+    )
+    parser.add_argument(
+        "--chunks", type=int, nargs=2, default=(5, 240), metavar=("SERIES", "TIME"),
+        help="the Dask chunks with --cluster",
+    )  # fmt: skip
     return parser
 
 

@@ -2,8 +2,15 @@
 
 Outputs, in the ``output`` directory: ``apply.zarr`` (the :func:`rnncore.run` result:
 ``output`` ``(series, time, channel)`` and ``state`` ``(series, layer, state_unit)``,
-with the input's coordinates and the run's attributes, written atomically),
-``report.json`` and ``dask-report.html``.
+with the input's coordinates and the run's attributes), ``apply.state.zarr`` (the
+state store the next run continues from), ``report.json`` and ``dask-report.html``.
+
+Runs are incremental by default (:func:`rnncore.incremental.run_incremental`): with a
+state store from an earlier run of the same model on data of the same frequency, only
+the steps after each series' stored timestamp are run and ``apply.zarr`` is updated;
+new series start cold, series with late corrections are recomputed. ``--full`` runs
+everything and starts a fresh state store. The report says which, how many
+series-steps were read, and which series were resumed, cold, recomputed or removed.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ def apply(
     variable: str = "y",
     method: Literal["auto", "parallel", "sequential", "prefix_scan", "multiple_shooting"] = "auto",
     series_per_task: int | None = None,
+    incremental: bool = True,
 ) -> dict[str, Any]:
     """Run the model saved at ``model`` over every series of ``data``.
 
@@ -57,6 +65,9 @@ def apply(
     series_per_task
         Series per block of work (one task each; Dask chunks are no larger), in whole
         storage chunks; ``None``: about 8 blocks.
+    incremental
+        Continue from the state store of the previous run (``--incremental``), reading
+        only the new steps; ``--full`` runs over the whole history and starts a fresh one.
 
     Returns
     -------
@@ -67,10 +78,16 @@ def apply(
     with output_lock(output, "apply"), cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task)
         store = str(join(output, APPLY_STORE))
-        (result,) = gather(
-            [run_model.submit(source, model, plan, store, variable, method)], "apply"
+        (done,) = gather(
+            [run_model.submit(source, model, plan, store, variable, method, incremental)],
+            "apply",
         )
         figures = run_figures(session, started, info.n_series, info.n_steps)
-        outputs = {"result": result, "performance report": str(session.performance_report)}
+        figures |= {k: v for k, v in done.items() if k not in ("result", "state")}
+        outputs = {
+            "result": done["result"],
+            "state store": done["state"],
+            "performance report": str(session.performance_report),
+        }
         outputs["report"] = report(output, "apply", figures, outputs)
     return {"outputs": outputs, "figures": figures, "dashboard": session.dashboard}

@@ -33,6 +33,8 @@ FLOWS = {
     ),
     "apply": ("rnnflow.flows.apply", "run a saved rnncore.Model over a dataset"),
 }
+# Boolean flow parameters whose negative flag is a word of its own: --incremental/--full.
+NEGATIONS = {"incremental": "full"}
 OTHERS = {
     "generate-data": "write the synthetic sample dataset (data/sample.zarr by default)",
     "serve": "serve the scheduled deployments of rnnflow's prefect.yaml",
@@ -94,7 +96,7 @@ def flow_parser(command: str) -> argparse.ArgumentParser:
     module, text = FLOWS[command]
     parser = argparse.ArgumentParser(prog=f"rnnflow {command}", description=text)
     parameters, _ = read_function(module, command, vars(defaults))
-    add_options(parser, parameters)
+    add_options(parser, parameters, NEGATIONS)
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",

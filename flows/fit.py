@@ -1,4 +1,9 @@
-"""The weekly refit: fit and save the forecaster, backtest it, publish the metrics."""
+"""The weekly refit: fit and save the forecaster, backtest it, publish the metrics.
+
+A refitted forecaster has a new fingerprint: the next nightly forecast finds its state
+store (:mod:`rnnflow.flows.forecast`) made by another forecaster, reads every series in
+full once, and starts a fresh store.
+"""
 
 from __future__ import annotations
 

@@ -24,11 +24,23 @@ Outputs, in the ``output`` directory:
     per level; :func:`rnnflow.tasks.forecast.write_forecast_table`). Written atomically.
 ``forecast.png``
     History and forecasts of a few series.
+``state.zarr``
+    The state store of an incremental run (:mod:`rnncore.statestore`): what the next
+    night's run continues from, so that it reads only the steps that arrived since
+    and a trailing window of each series
+    (:meth:`rnncore.forecast.Forecaster.predict` with ``state``). A store made by
+    another forecaster (the weekly refit saved a new one), or one not completely
+    written, is not used: that night reads every series in full and writes a fresh
+    store. A ``--full`` run neither reads nor writes it.
 ``report.json``
     The run's figures and outputs (also published as Prefect artifacts). The
     figures include ``freq`` and ``ended early``, the number of series last
     observed before the data's end, with the first :data:`ENDED_EARLY_LISTED` of
-    them listed in ``ended early (series)``.
+    them listed in ``ended early (series)``; ``state store`` (continued from, a
+    fresh one and why, or not used), the ``series resumed``, ``series cold`` (new,
+    read in full), ``series recomputed`` (their data changed before the store's
+    timestamp, read in full) and ``series removed``, and ``steps read`` (series x
+    steps read, trailing windows included) and ``steps new``.
 ``dask-report.html``
     The Dask performance report.
 """
@@ -48,6 +60,7 @@ from rnncore.storage import join, locate
 from rnnflow.tasks.forecast import (
     ended_early,
     forecast_block,
+    forecast_incremental,
     load_forecaster,
     write_forecast,
     write_forecast_table,
@@ -59,10 +72,19 @@ from .common import gather, open_input, run_figures
 from .defaults import DEFAULT_FORECASTER, SAMPLE_DATA, default_output
 from .fit import refit
 
-__all__ = ["ENDED_EARLY_LISTED", "FORECAST_PLOT", "FORECAST_STORE", "FORECAST_TABLE", "forecast"]
+__all__ = [
+    "ENDED_EARLY_LISTED",
+    "FORECAST_PLOT",
+    "FORECAST_STORE",
+    "FORECAST_TABLE",
+    "STATE_STORE",
+    "forecast",
+]
 
 #: The forecasts and their plot, in the output directory.
 FORECAST_STORE, FORECAST_PLOT = "forecast.zarr", "forecast.png"
+#: The state store of incremental runs, in the output directory.
+STATE_STORE = "state.zarr"
 #: The name of the long-format forecasts, given the input table's suffix.
 FORECAST_TABLE = "forecast"
 #: The series ended early that the run report lists by name, at most.
@@ -83,6 +105,7 @@ def forecast(
     freq: str | None = None,
     season: list[int] | None = None,
     exog: list[str] | None = None,
+    incremental: bool = True,
 ) -> dict[str, Any]:
     """Forecast every series of ``data`` and write the forecasts and a run report.
 
@@ -121,6 +144,12 @@ def forecast(
     exog
         Exogenous variables of the data (columns of a long table) whose values at
         each forecast origin are features, used when fitting; ``None`` for none.
+    incremental
+        Continue from the state store in ``output`` (``state.zarr``), reading only the
+        steps after it and a trailing window of each series, with the forecasts of a
+        full run, in one task whose Dask work spreads over the cluster; ``False``
+        (``--full``): read every series in full, a task per block of series, and
+        leave the store as it is.
 
     Returns
     -------
@@ -130,7 +159,14 @@ def forecast(
     started = time.perf_counter()
     with output_lock(output, "forecast"), cluster_session(output) as session:
         source, info, plan = open_input(data, output, variable, series_per_task, freq)
-        if locate(forecaster).exists():
+        increment = {"state store": "not used (--full)", "steps read": info.n_series * info.n_steps}
+        if locate(forecaster).exists() and incremental:
+            backtested = load_forecaster(forecaster)
+            state = str(join(output, STATE_STORE))
+            done = forecast_incremental.submit(source, forecaster, plan, horizon, variable, state)
+            (result,) = gather([done], "forecast")
+            blocks, increment = [result["forecast"]], result["figures"]
+        elif locate(forecaster).exists():
             backtested = load_forecaster(forecaster)
             futures = [
                 forecast_block.submit(source, forecaster, plan, block, horizon, variable)
@@ -138,6 +174,7 @@ def forecast(
             ]
             blocks = gather(futures, "forecast")
         else:
+            increment["state store"] = "not used (the forecaster was fitted in this run)"
             backtested, forecasts = refit(
                 source,
                 plan,
@@ -179,6 +216,7 @@ def forecast(
             "freq": blocks[0]["attrs"]["freq"],
             "ended early": len(late),
             "ended early (series)": late[:ENDED_EARLY_LISTED],
+            **increment,
             **(backtested["scores"] if backtested else {}),
         }
         outputs["report"] = report(

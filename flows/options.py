@@ -66,9 +66,17 @@ def read_function(
         return _read_imported(module, name)
 
 
-def add_options(parser: argparse.ArgumentParser, parameters: list[Parameter]) -> None:
+def add_options(
+    parser: argparse.ArgumentParser,
+    parameters: list[Parameter],
+    negations: Mapping[str, str] | None = None,
+) -> None:
     """An option per parameter: ``--name`` with the type, choices, ``nargs`` and
     default of its annotation and default, required if it has no default.
+
+    A ``bool`` parameter is a pair of flags: ``--name`` and ``--no-name``, or, if
+    ``negations`` maps its name to another, ``--name`` and ``--other``
+    (``{"incremental": "full"}``: ``--incremental/--full``).
 
     Raises
     ------
@@ -77,6 +85,7 @@ def add_options(parser: argparse.ArgumentParser, parameters: list[Parameter]) ->
         ``float``, ``bool``, a ``Literal`` of those, a list or tuple of them, each
         optionally ``| None``).
     """
+    negations = negations or {}
     for parameter in parameters:
         option = _option(parameter.name, parameter.annotation)
         option["help"] = parameter.help.replace("%", "%%")
@@ -87,7 +96,19 @@ def add_options(parser: argparse.ArgumentParser, parameters: list[Parameter]) ->
             option["default"] = list(default) if isinstance(default, tuple) else default
             option["help"] += " (default: %(default)s)"
         flag = f"--{parameter.name.replace('_', '-')}"
-        parser.add_argument(flag, dest=parameter.name, **option)
+        negation = negations.get(parameter.name)
+        if negation is None or option.get("action") is not argparse.BooleanOptionalAction:
+            parser.add_argument(flag, dest=parameter.name, **option)
+            continue
+        pair = parser.add_mutually_exclusive_group()
+        pair.add_argument(flag, **{**option, "action": "store_true"}, dest=parameter.name)
+        pair.add_argument(
+            f"--{negation.replace('_', '-')}",
+            action="store_false",
+            dest=parameter.name,
+            default=option.get("default"),
+            help=f"the opposite of {flag}",
+        )
 
 
 def parameter_docs(doc: str) -> dict[str, str]:

@@ -11,13 +11,17 @@ from typing import TYPE_CHECKING, Any
 import xarray as xr
 
 if TYPE_CHECKING:
+    import os
+
+    from .incremental import IncrementalRun
     from .model import Model
 
 __all__ = ["RNNAccessor"]
 
 
 class RNNAccessor:
-    """``.rnn`` on DataArrays and Datasets: ``ds.rnn.run(model, variable="y")``.
+    """``.rnn`` on DataArrays and Datasets: ``ds.rnn.run(model, variable="y")``, and
+    ``ds.rnn.run_incremental(model, "out.zarr", variable="y")`` night after night.
 
     Examples
     --------
@@ -37,6 +41,16 @@ class RNNAccessor:
         from .labelled import run
 
         return run(model, self._obj, **kwargs)
+
+    def run_incremental(
+        self, model: Model, output: str | os.PathLike[str], **kwargs: Any
+    ) -> IncrementalRun:
+        """Run ``model`` over this object into the store ``output``, continuing from the
+        state store of the previous run; keywords as for
+        :func:`rnncore.incremental.run_incremental`."""
+        from .incremental import run_incremental
+
+        return run_incremental(model, self._obj, output, **kwargs)
 
 
 xr.register_dataarray_accessor("rnn")(RNNAccessor)

@@ -211,7 +211,8 @@ class Model:
             )
         layers = [
             type(cell).from_state_dict(
-                {name: params[f"layers.{k}.{name}"] for name in cell.params}, **cell.options
+                {name: params[f"layers.{k}.{name}"] for name in cell.state_dict()},
+                **cell.options,
             )
             for k, cell in enumerate(self.layers)
         ]

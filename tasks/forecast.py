@@ -17,10 +17,13 @@ import xarray as xr
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rnncore.errors import InputError, one_line
 from rnncore.forecast import Forecaster, backtest, backtest_table
+from rnncore.forecast.forecaster import INCREMENT_ATTRS
 from rnncore.forecast.frame import forecast_frame
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import long_suffix, write_table
+from rnncore.statestore import read_state_store
 from rnncore.storage import locate, with_suffix, write_file
 
 from .data import ChunkPlan
@@ -32,6 +35,7 @@ __all__ = [
     "ended_early",
     "fit_forecaster",
     "forecast_block",
+    "forecast_incremental",
     "join_forecasts",
     "load_forecaster",
     "metrics_path",
@@ -163,6 +167,47 @@ def forecast_block(
     with cluster_compute():
         history = open_dataset(data, chunks=plan.chunks).isel(series=slice(*block))
         return model.predict(history, horizon, variable=variable).compute().to_dict(data="array")
+
+
+@task(cache_policy=NO_CACHE)
+def forecast_incremental(
+    data: str,
+    forecaster: str,
+    plan: ChunkPlan,
+    horizon: int,
+    variable: str,
+    state: str,
+) -> dict[str, Any]:
+    """Forecast every series of ``data`` with the saved ``forecaster``, continuing from
+    the state store at ``state`` and writing the next one there
+    (:meth:`~rnncore.forecast.Forecaster.predict` with ``state`` and ``state_out``).
+
+    A missing, incomplete or foreign store, or one made by another forecaster (the
+    weekly refit saved a new one), is not used: every series is read in full and a
+    fresh store written. The work runs as Dask graphs on the cluster; only the new
+    steps and trailing windows of the series resumed are read.
+
+    Returns
+    -------
+    dict
+        ``forecast``: the forecasts as ``xarray.Dataset.to_dict(data="array")``;
+        ``figures``: ``state store`` (what was continued from) and the increment's
+        counts (series resumed, cold, recomputed, removed; steps read and new).
+    """
+    model = Forecaster.load(forecaster)
+    try:
+        store = read_state_store(state)
+        note = f"continued from {state}"
+    except InputError as err:
+        store, note = None, f"not usable ({one_line(err)}): a fresh store"
+    if store is not None and store.fingerprint != model.fingerprint():
+        store, note = None, "made by another forecaster (refitted): a fresh store"
+    with cluster_compute():
+        ds = open_dataset(data, chunks=plan.chunks)
+        forecast = model.predict(ds, horizon, variable=variable, state=store, state_out=state)
+    figures = {"state store": note}  # the run's, kept out of the forecasts' attributes
+    figures |= {key: forecast.attrs.pop(attr) for attr, key in INCREMENT_ATTRS.items()}
+    return {"forecast": forecast.compute().to_dict(data="array"), "figures": figures}
 
 
 def ended_early(blocks: Sequence[dict[str, Any]]) -> list[str]:

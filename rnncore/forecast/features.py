@@ -9,7 +9,8 @@ At an origin ``t`` (an observed step) a series' feature vector holds, in order:
 4. the calendar features of ``t`` (:func:`~rnncore.timeaxis.calendar_features`);
 5. the exogenous variables' values at ``t``.
 
-**Window normalisation.** The lags and moving averages (linear in ``z``) are taken
+**Window normalisation.** The lags and moving averages (linear in ``z``), and the
+gated units (which read them and ``z``, in the same units), are taken
 relative to the origin's *level* ``L_t`` (the mean of the last season of lags) and
 divided by its *spread* ``S_t`` (the mean absolute deviation of the window's lags
 from ``L_t``, at least ``SPREAD_FLOOR``). The targets are likewise the values ahead
@@ -98,8 +99,9 @@ class FeatureSpec:
 
     @property
     def n_normalised(self) -> int:
-        """The leading columns normalised by the window: the lags and moving averages."""
-        return self.n_lags + self.reservoir.n_levels
+        """The leading columns normalised by the window: the lags and the reservoir's
+        units (its gated units too: measured better so, random or learned)."""
+        return self.n_lags + self.reservoir.n_units
 
     def assemble(
         self,

@@ -18,6 +18,7 @@ and block sizes, not the length of the data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -35,12 +36,15 @@ from ..checks import check_int
 from ..errors import InputError
 from ..longformat import ID, TIME, as_labels, from_long, group_by_grid
 from ..serialization import ModelFileError, read_arrays, write_arrays
+from ..statestore import StateStore, read_state_store, write_state_store
 from ..timeaxis import check_freq, future_times, infer_freq, isoformat
 from ..trees import tree_reduce
 from ..version import __version__
 from .conformal import check_levels, conformal_quantiles, intervals
 from .features import FeatureSpec
 from .frame import cutoff_mask, forecast_frame, percent_levels
+from .incremental import incremental_pass
+from .learned import DEFAULT_GATED, LearnedEncoder, fit_encoder
 from .passes import (
     FitPass,
     History,
@@ -55,7 +59,7 @@ from .reservoir import Reservoir
 from .ridge import GRID, Moments, RidgeSolution, solve_ridge
 from .scaling import undo_scaling
 
-__all__ = ["Forecaster"]
+__all__ = ["INCREMENT_ATTRS", "Forecaster"]
 
 _KIND = "forecaster"
 # The arrays of a fitted forecaster, as saved.
@@ -64,6 +68,19 @@ _ARRAYS = ("coef", "intercept", "ridge", "gcv", "feature_mean", "quantiles")
 #: fallback for series too short for it, or not at all (no observation).
 METHODS = ("model", "seasonal_naive", "naive", "none")
 _NAT = np.datetime64("NaT", "ns")
+#: The encoders whose units are features: the fixed reservoir, or the reservoir with
+#: its gated units trained on the forecast loss (:mod:`rnncore.forecast.learned`).
+ENCODERS = ("reservoir", "learned")
+#: The attributes of an incremental forecast (``predict(state=...)``), by the
+#: figure of :meth:`rnncore.statestore.IncrementPlan.summary` each counts.
+INCREMENT_ATTRS = {
+    "series_resumed": "series resumed",
+    "series_cold": "series cold",
+    "series_recomputed": "series recomputed",
+    "series_removed": "series removed",
+    "steps_read": "steps read",
+    "steps_new": "steps new",
+}
 #: The longest default lag window: each row holds its lags, so a block of ``chunk_rows``
 #: origins holds ``chunk_rows`` times as many values.
 MAX_DEFAULT_LAGS = 800
@@ -110,7 +127,11 @@ class Forecaster:
         are features: dims ``(series, time)``, ``(time,)``, or either with one more
         dimension of columns. They must be in the data given to :meth:`predict` too.
     seed
-        Seed of the reservoir's random units.
+        Seed of the reservoir's random units (and of the learned encoder's training).
+    encoder
+        ``"reservoir"``: the fixed reservoir; ``"learned"``: its gated units trained
+        by Adam on the training data's forecast errors before the readout is fitted
+        (:mod:`rnncore.forecast.learned`).
     n_folds
         Consecutive stretches of time (blocked cross-validation) the intervals are
         calibrated on: each fold's rows are scored by a readout fitted on the other
@@ -122,7 +143,9 @@ class Forecaster:
         Leading steps left out of training while the reservoir's moving averages
         fill; ``None`` for its longest timescale (at most a quarter of the data).
     n_levels, n_gated, timescales
-        The reservoir (:class:`~rnncore.forecast.reservoir.Reservoir`).
+        The reservoir (:class:`~rnncore.forecast.reservoir.Reservoir`); ``n_gated``
+        ``None`` for none with the reservoir and
+        :data:`~rnncore.forecast.learned.DEFAULT_GATED` with the learned encoder.
     scale_window
         Trailing steps of a series' history its robust location and scale are taken
         from (:func:`~rnncore.forecast.scaling.series_stats`); ``None`` for 28 seasons.
@@ -167,10 +190,11 @@ class Forecaster:
         n_lags: int | None = None,
         exog: Sequence[str] = (),
         seed: int = 0,
+        encoder: str = "reservoir",
         n_folds: int = 5,
         warmup: int | None = None,
         n_levels: int = 4,
-        n_gated: int = 0,
+        n_gated: int | None = None,
         timescales: tuple[float, float] | None = None,
         scale_window: int | None = None,
         max_calibration_rows: int = 50_000,
@@ -188,7 +212,12 @@ class Forecaster:
             None if scale_window is None else check_int("scale_window", scale_window, 1)
         )
         self.n_levels = check_int("n_levels", n_levels, 0)
-        self.n_gated = check_int("n_gated", n_gated, 0)
+        self.n_gated = None if n_gated is None else check_int("n_gated", n_gated, 0)
+        if encoder not in ENCODERS:
+            raise InputError(f"encoder must be one of {ENCODERS}; got {encoder!r}")
+        if encoder == "learned" and n_gated == 0:
+            raise InputError("the learned encoder trains gated units: give n_gated >= 1 (or None)")
+        self.encoder = encoder
         self.max_calibration_rows = check_int("max_calibration_rows", max_calibration_rows, 1)
         self.chunk_rows = check_int("chunk_rows", chunk_rows, 1)
         self.panel_rows = check_int("panel_rows", panel_rows, 1)
@@ -217,6 +246,7 @@ class Forecaster:
             "n_lags": self.n_lags,
             "exog": list(self.exog),
             "seed": self.seed,
+            "encoder": self.encoder,
             "n_folds": self.n_folds,
             "warmup": self.warmup,
             "n_levels": self.n_levels,
@@ -447,6 +477,8 @@ class Forecaster:
         variable: str = "y",
         time_dim: str = "time",
         series_dim: str = "series",
+        state: str | os.PathLike | StateStore | None = None,
+        state_out: str | os.PathLike | None = None,
     ) -> xr.Dataset:
         """Forecast every series of ``ds`` from its last timestamp.
 
@@ -463,6 +495,18 @@ class Forecaster:
             Steps to forecast, at most the fitted ``horizon`` (the default).
         variable, time_dim, series_dim
             The target and the dimension names.
+        state
+            A state store (:mod:`rnncore.statestore`; its path, or it read) that an
+            earlier ``predict`` of this forecaster wrote with ``state_out`` over the
+            earlier steps of ``ds``: the series are continued from it, reading only
+            their new steps and a trailing window before them
+            (:mod:`rnncore.forecast.incremental`), with the forecast of a full
+            recompute (up to rounding). New series, and series whose values changed
+            in the stored trailing window (late corrections), are read in full.
+            ``None``: every series is read in full.
+        state_out
+            Where to write the state store after the data's last step (a local path
+            or fsspec URL, atomically), for a later ``predict(state=...)``.
 
         Returns
         -------
@@ -475,7 +519,17 @@ class Forecaster:
             step)`` the forecast timestamps of each series, and ``series``;
             attributes naming the model fingerprint, the rnnflow version, the
             training window and ``ended_early``, the series last observed before
-            the end of ``ds``.
+            the end of ``ds``. With ``state`` or ``state_out``, also the
+            :data:`INCREMENT_ATTRS`: the series resumed, cold, recomputed and
+            removed, the series-steps read, and the new steps among them.
+
+        Raises
+        ------
+        rnncore.errors.InputError
+            If ``state`` is not a complete state store, or was made by another
+            forecaster, at another frequency or from other variables; or if the
+            reservoir has gated units (``n_gated > 0``), which have no incremental
+            pass.
 
         Notes
         -----
@@ -485,21 +539,61 @@ class Forecaster:
         season before), or by naive (its last value) where a season back is
         missing; its intervals are the model's, around that forecast.
         """
-        state = self._state()
+        fitted = self._state()
         if isinstance(ds, pd.DataFrame):
-            return forecast_frame(self.predict(self._dataset(ds), horizon, variable=variable))
-        _check_same_freq(ds, time_dim, state.spec.freq)
+            frame = self.predict(
+                self._dataset(ds), horizon, variable=variable, state=state, state_out=state_out
+            )
+            return forecast_frame(frame)
+        _check_same_freq(ds, time_dim, fitted.spec.freq)
+        incremental = state is not None or state_out is not None
         history = self._prepare(
-            ds, variable, time_dim, series_dim, state.window["seasons"], state.spec.freq
+            ds,
+            variable,
+            time_dim,
+            series_dim,
+            fitted.window["seasons"],
+            fitted.spec.freq,
+            stats=not incremental,
         )
-        if history.exog_columns != state.spec.exog:
+        if history.exog_columns != fitted.spec.exog:
             raise InputError(
                 f"the data's exogenous columns are {list(history.exog_columns)}; the forecaster "
-                f"was fitted with {list(state.spec.exog)}"
+                f"was fitted with {list(fitted.spec.exog)}"
             )
-        return self._forecast(
-            history, origin_pass(history, state.spec, self.horizon), horizon, variable
+        if not incremental:
+            origins = origin_pass(history, fitted.spec, self.horizon)
+            return self._forecast(history, origins, horizon, variable)
+        store = read_state_store(state) if isinstance(state, str | os.PathLike) else state
+        increment = incremental_pass(
+            ds[[variable, *self.exog]],
+            history,
+            functools.partial(
+                self._prepare,
+                variable=variable,
+                time_dim=time_dim,
+                series_dim=series_dim,
+                seasons=fitted.window["seasons"],
+                freq=fitted.spec.freq,
+                stats=False,
+            ),
+            fitted.spec,
+            horizon=self.horizon,
+            scale_window=self._scale_window(history),
+            fingerprint=self.fingerprint(),
+            variable=variable,
+            store=store,
         )
+        forecast = self._forecast(
+            increment.history, increment.origins, horizon, variable, increment.origin_times
+        )
+        summary = increment.summary
+        for attr, key in INCREMENT_ATTRS.items():
+            value = summary[key]
+            forecast.attrs[attr] = value if isinstance(value, int) else len(value)
+        if state_out is not None:
+            write_state_store(state_out, increment.store)
+        return forecast
 
     # -- persistence -----------------------------------------------------------------
 
@@ -527,8 +621,12 @@ class Forecaster:
         arrays, config = read_arrays(path, _KIND)
         try:
             forecaster = cls(**config["settings"])
+            if forecaster.encoder == "learned":
+                reservoir = LearnedEncoder.from_arrays(config["reservoir"], arrays)
+            else:
+                reservoir = Reservoir(**config["reservoir"])
             spec = FeatureSpec(
-                Reservoir(**config["reservoir"]),
+                reservoir,
                 check_freq(config["freq"]),
                 check_int("season", config["season"], 1),
                 check_int("n_lags", config["n_lags"], 1),
@@ -584,13 +682,24 @@ class Forecaster:
         return self._fitted
 
     def _reservoir(self, season: int) -> Reservoir:
+        """The reservoir's settings (and the learned encoder's starting point)."""
+        n_gated = self.n_gated
+        if n_gated is None:
+            n_gated = DEFAULT_GATED if self.encoder == "learned" else 0
         return Reservoir(
             season,
             n_levels=self.n_levels,
-            n_gated=self.n_gated,
+            n_gated=n_gated,
             timescales=self.timescales,
             seed=self.seed,
         )
+
+    def _encoder(self, history: History) -> Reservoir:
+        """The encoder of a fit: the reservoir, or it trained on ``history``."""
+        reservoir = self._reservoir(history.season)
+        if self.encoder == "reservoir":
+            return reservoir
+        return fit_encoder(reservoir, history.scaled(), self.horizon, self.seed)
 
     def _dataset(self, data: xr.Dataset | pd.DataFrame) -> xr.Dataset:
         """``data`` as a Dataset: a long frame read at ``freq`` (or the fitted one)."""
@@ -624,6 +733,7 @@ class Forecaster:
         series_dim: str,
         seasons: Sequence[int] | None,
         freq: str | None,
+        stats: bool = True,
     ) -> History:
         history = prepare(
             ds,
@@ -636,14 +746,17 @@ class Forecaster:
             chunk_rows=self.chunk_rows,
             panel_rows=self.panel_rows,
         )
-        return history.with_stats(self.scale_window or 28 * history.season)
+        return history.with_stats(self._scale_window(history)) if stats else history
+
+    def _scale_window(self, history: History) -> int:
+        return self.scale_window or 28 * history.season
 
     def _fit(
         self, ds: xr.Dataset, variable: str, time_dim: str, series_dim: str
     ) -> tuple[History, Origins]:
         """Fit; return the prepared history and its features at the origins."""
         history = self._prepare(ds, variable, time_dim, series_dim, self.season, self.freq)
-        reservoir = self._reservoir(history.season)
+        reservoir = self._encoder(history)
         n_lags = self.n_lags or _default_lags(history.seasons)
         spec = FeatureSpec(
             reservoir,
@@ -698,9 +811,15 @@ class Forecaster:
         return RowPlan(self.horizon, n_steps, warmup, edges, stride)
 
     def _forecast(
-        self, history: History, origins: Origins, horizon: int | None, variable: str
+        self,
+        history: History,
+        origins: Origins,
+        horizon: int | None,
+        variable: str,
+        origin_times: np.ndarray | None = None,
     ) -> xr.Dataset:
-        """The forecast dataset from the features at the origins of ``history``."""
+        """The forecast dataset from the features at the origins of ``history``, whose
+        timestamps are ``origin_times`` (``None``: those of :meth:`History.origins`)."""
         state = self._state()
         horizon = self.horizon if horizon is None else horizon
         check_int("horizon", horizon, 1)
@@ -719,7 +838,9 @@ class Forecaster:
         stats = history.stats
         loc, scale = stats.location.values, stats.scale.values
         series_dim, time_dim = history.y.dims
-        last = np.where(method == "none", _NAT, history.times[history.origins()])
+        if origin_times is None:
+            origin_times = history.times[history.origins()]
+        last = np.where(method == "none", _NAT, origin_times)
         ended = last < history.times[-1]
         series_coords = {name: c for name, c in history.y.coords.items() if c.dims == (series_dim,)}
         labels = as_labels(history.y[series_dim].values)
@@ -762,6 +883,8 @@ class Forecaster:
             "feature_mean": solution.feature_mean,
             "quantiles": state.quantiles,
         }
+        if isinstance(state.spec.reservoir, LearnedEncoder):
+            arrays |= state.spec.reservoir.arrays()
         config = {
             "settings": self.settings(),
             "reservoir": state.spec.reservoir.config(),

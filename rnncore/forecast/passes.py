@@ -40,18 +40,22 @@ from .ridge import Moments
 from .scaling import apply_scaling, series_stats
 
 __all__ = [
+    "EXOG_DIM",
     "FitPass",
     "History",
     "Origins",
     "RowPlan",
     "calibration_stride",
     "fit_pass",
+    "origin_features",
     "origin_pass",
+    "origin_window",
     "prepare",
+    "run_panel",
 ]
 
-# The dimension of the exogenous columns in History.exog.
-_EXOG_DIM = "exog_column"
+#: The dimension of the exogenous columns in :attr:`History.exog`.
+EXOG_DIM = "exog_column"
 # Fewest steps in a panel (unless the data are shorter, or the season longer).
 _MIN_STEPS = 64
 
@@ -91,7 +95,7 @@ class History:
     @property
     def exog_columns(self) -> tuple[str, ...]:
         """Names of the exogenous columns."""
-        return () if self.exog is None else tuple(self.exog[_EXOG_DIM].values.tolist())
+        return () if self.exog is None else tuple(self.exog[EXOG_DIM].values.tolist())
 
     @property
     def season(self) -> int:
@@ -251,8 +255,8 @@ def prepare(
     columns = [_exog_columns(ds, name, y, series_dim, time_dim) for name in exog]
     exog_array = None
     if columns:
-        exog_array = xr.concat(columns, dim=_EXOG_DIM).transpose(series_dim, time_dim, _EXOG_DIM)
-        exog_array = exog_array.chunk({**chunks, _EXOG_DIM: -1})
+        exog_array = xr.concat(columns, dim=EXOG_DIM).transpose(series_dim, time_dim, EXOG_DIM)
+        exog_array = exog_array.chunk({**chunks, EXOG_DIM: -1})
     return History(y, exog_array, times.astype("datetime64[ns]"), freq, seasons, panels)
 
 
@@ -278,7 +282,7 @@ def fit_pass(history: History, spec: FeatureSpec, plan: RowPlan) -> FitPass:
     state = None
     merge = dask.delayed(_merge_buckets, pure=True)
     for start, stop in history.panels:
-        run = _run_panel(spec, z, start, stop, state)
+        run = run_panel(spec, z, start, stop, state)
         ahead = z[:, start : min(stop + h, n_steps)]
         exog = None if history.exog is None else history.exog.data[:, start:stop]
         rows = _panel_rows(run, before, ahead, exog, history.times, start, h, shared)
@@ -306,7 +310,7 @@ def origin_pass(history: History, spec: FeatureSpec, horizon: int) -> Origins:
     z = history.scaled()
     state = None
     for start, stop in history.panels:
-        (state,) = dask.compute(_run_panel(spec, z, start, stop, state).state)
+        (state,) = dask.compute(run_panel(spec, z, start, stop, state).state)
     return _origin_features(history, spec, state, horizon)
 
 
@@ -364,15 +368,16 @@ def _exog_columns(
         var = var.expand_dims({series_dim: y.sizes[series_dim]})
     if extra:
         labels = [f"{name}[{label}]" for label in var[extra[0]].values.tolist()]
-        var = var.drop_vars(extra[0], errors="ignore").rename({extra[0]: _EXOG_DIM})
-        return var.assign_coords({_EXOG_DIM: labels}).transpose(_EXOG_DIM, series_dim, time_dim)
-    return var.expand_dims({_EXOG_DIM: [name]}).transpose(_EXOG_DIM, series_dim, time_dim)
+        var = var.drop_vars(extra[0], errors="ignore").rename({extra[0]: EXOG_DIM})
+        return var.assign_coords({EXOG_DIM: labels}).transpose(EXOG_DIM, series_dim, time_dim)
+    return var.expand_dims({EXOG_DIM: [name]}).transpose(EXOG_DIM, series_dim, time_dim)
 
 
-def _run_panel(
+def run_panel(
     spec: FeatureSpec, z: da.Array, start: int, stop: int, state: ReservoirState | None
 ) -> ReservoirRun:
-    """The reservoir over steps ``start:stop``, from the state the steps before left.
+    """The reservoir over steps ``start:stop`` of ``z`` ``(series, time)``, from the
+    state the steps before left (``None``: zeros).
 
     A panel of one block per series block is run in one pass (states carried); one
     of several blocks along time is stitched in parallel.
@@ -437,18 +442,46 @@ def _origin_features(
 ) -> Origins:
     """Features at every series' origin from the reservoir's final state and its lags."""
     index = history.origins()
+    exog = None if history.exog is None else history.exog.data
+    lags, exog = origin_window(history.y.data, exog, index, spec.n_lags)
+    lags = apply_scaling(lags, history.stats.location.values, history.stats.scale.values)
+    units = spec.reservoir.final_units(state)
+    return origin_features(spec, units, lags, history.times[index], exog, horizon)
+
+
+def origin_window(
+    y: da.Array, exog: da.Array | None, index: np.ndarray, n_lags: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The lag windows ``(series, n_lags)`` of ``y`` ``(series, time)`` ending at steps
+    ``index`` (NaN before the start), and the values of ``exog`` ``(series, time,
+    columns)`` there ``(series, columns)`` (``None`` without it), computed."""
     rows = np.arange(index.size)
-    columns = index[:, None] + np.arange(1 - spec.n_lags, 1)
+    columns = index[:, None] + np.arange(1 - n_lags, 1)
     inside = columns >= 0
-    gathered = [history.scaled().vindex[rows[:, None], np.maximum(columns, 0)]]
-    if history.exog is not None:
-        gathered.append(history.exog.data.vindex[rows, index])
+    gathered = [y.vindex[rows[:, None], np.maximum(columns, 0)]]
+    if exog is not None:
+        gathered.append(exog.vindex[rows, index])
     computed = dask.compute(*gathered)
-    lags = np.where(inside, computed[0], np.nan)
-    exog = computed[1][:, None, :] if history.exog is not None else None
-    units = spec.reservoir.final_units(state)[:, None, :]
-    origins = history.times[index]
-    features, level, spread = spec.assemble(units, lags[:, None, :], origins[:, None], exog)
+    return np.where(inside, computed[0], np.nan), None if exog is None else computed[1]
+
+
+def origin_features(
+    spec: FeatureSpec,
+    units: np.ndarray,
+    lags: np.ndarray,
+    times: np.ndarray,
+    exog: np.ndarray | None,
+    horizon: int,
+) -> Origins:
+    """The :class:`Origins` of every series from the reservoir's units there ``(series,
+    n_units)``, its scaled lag window ``(series, n_lags)``, the origins' timestamps
+    ``(series,)`` and exogenous values ``(series, columns)`` (or ``None``)."""
+    features, level, spread = spec.assemble(
+        units[:, None, :],
+        lags[:, None, :],
+        times[:, None],
+        None if exog is None else exog[:, None, :],
+    )
     return Origins(
         features[:, 0, :],
         level[:, 0],

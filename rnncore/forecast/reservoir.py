@@ -36,6 +36,7 @@ from ..cells import MinGRU
 from ..checks import check_int
 from ..labelled import run as run_model
 from ..model import Model
+from .scaling import inverse_scale
 
 __all__ = ["Reservoir", "ReservoirRun", "ReservoirState"]
 
@@ -171,9 +172,40 @@ class Reservoir:
         )
         return ReservoirRun(units, run.state.data)
 
-    def final_units(self, state: ReservoirState) -> np.ndarray:
-        """The units ``(series, n_units)`` held in a computed ``state``."""
-        return self._units(state[:, -1, : 2 * self.n_levels + self.n_gated])
+    def final_units(
+        self,
+        state: ReservoirState,
+        location: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The units ``(series, n_units)`` held in a computed ``state``.
+
+        Parameters
+        ----------
+        state
+            The state after a run.
+        location, scale
+            ``(series,)``: the run was over the unscaled values, and its moving
+            averages are brought to ``(y - location) / scale``
+            (:func:`~rnncore.forecast.scaling.apply_scaling`); ``None`` for a run
+            over the scaled values. The averages are linear in the values with
+            weights summing to one, so this is the run over the scaled values, up
+            to rounding; the gated units are not, so a reservoir with gated units
+            must run over the scaled values.
+        """
+        outputs = state[:, -1, : 2 * self.n_levels + self.n_gated]
+        if location is not None:
+            if self.n_gated:
+                raise ValueError(
+                    "the gated units read the scaled values: a reservoir with n_gated > 0 "
+                    "cannot be run over unscaled values"
+                )
+            n = self.n_levels
+            weight = outputs[:, n : 2 * n]
+            inverse = inverse_scale(np.asarray(scale, dtype=np.float64))
+            averages = (outputs[:, :n] - np.asarray(location)[:, None] * weight) * inverse[:, None]
+            outputs = np.concatenate([averages, outputs[:, n:]], axis=1)
+        return self._units(outputs)
 
     # -- the layers ---------------------------------------------------------------------
 

@@ -29,12 +29,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-__all__ = ["apply_scaling", "series_stats", "undo_scaling"]
+__all__ = ["SUMS", "apply_scaling", "inverse_scale", "series_stats", "series_sums", "undo_scaling"]
 
 _MAD_TO_SD = 1.482602218505602  # 1 / Phi^-1(3/4)
 _MEAN_AD_TO_SD = 1.2533141373155001  # sqrt(pi / 2)
 # A standard deviation below this fraction of the mean is rounding: a constant series.
 _ROUNDING = 1e-9
+#: The rows of :func:`series_sums`: the additive sums over the history, then the last
+#: observed step counted from 1 (0: none).
+SUMS = ("count", "total", "squares", "diff_total", "pairs", "last")
 
 
 def series_stats(
@@ -44,6 +47,7 @@ def series_stats(
     window: int | None = None,
     min_count: int | None = None,
     panels: Sequence[tuple[int, int]] | None = None,
+    sums: np.ndarray | None = None,
     time_dim: str = "time",
     series_dim: str = "series",
     block_bytes: int = 32 * 2**20,
@@ -65,6 +69,11 @@ def series_stats(
         ``(start, stop)`` stretches of time covering the data, reduced one Dask
         computation at a time, so that memory follows a stretch, not the whole;
         ``None`` for one stretch.
+    sums
+        The history's :func:`series_sums` ``(len(SUMS), series)``, when they are
+        known (those of earlier steps added to those of the new ones); ``None``
+        sums ``y``. The robust statistics are always those of ``y``'s trailing
+        ``window``.
     time_dim, series_dim
         The dimension names.
     block_bytes
@@ -94,12 +103,9 @@ def series_stats(
     n_steps = data.shape[1]
     window = n_steps if window is None else min(window, n_steps)
     min_count = min(season, window) if min_count is None else min_count
-    sums, last = np.zeros((5, data.shape[0])), np.zeros(data.shape[0], np.int64)
-    for start, stop in ((0, n_steps),) if panels is None else panels:
-        *parts, latest = dask.compute(*_sums(data, start, stop, season))
-        sums += np.stack(parts)
-        last = np.maximum(last, latest)
-    count, total, squares, diff_total, pairs = sums
+    if sums is None:
+        sums = series_sums(data, season, panels=panels)
+    count, total, squares, diff_total, pairs, last = sums
     per_block = max(1, block_bytes // (8 * window))
     tail = data[:, n_steps - window :].rechunk({0: per_block, 1: -1})
     (robust,) = dask.compute(
@@ -120,6 +126,45 @@ def series_stats(
     )
 
 
+def series_sums(
+    data: da.Array,
+    season: int,
+    *,
+    since: int = 0,
+    panels: Sequence[tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """The per-series sums that :func:`series_stats` combines over the whole history.
+
+    Parameters
+    ----------
+    data
+        ``(series, time)`` values, NaN where missing.
+    season
+        The lag of the seasonal differences.
+    since
+        The first step summed: the steps before it only pair with later steps'
+        seasonal differences, so the sums of a history's later steps add to those of
+        its earlier ones (the last observed step counts from ``data``'s start).
+    panels
+        ``(start, stop)`` stretches of time covering ``data``, reduced one Dask
+        computation at a time; ``None`` for one stretch.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(SUMS), series)``: the rows named in :data:`SUMS`.
+    """
+    n_steps = data.shape[1]
+    sums = np.zeros((len(SUMS), data.shape[0]))
+    for start, stop in ((0, n_steps),) if panels is None else panels:
+        if stop <= since:
+            continue
+        *parts, latest = dask.compute(*_sums(data, max(start, since), stop, season))
+        sums[:-1] += np.stack(parts)
+        sums[-1] = np.maximum(sums[-1], latest)
+    return sums
+
+
 def apply_scaling(y: Any, location: np.ndarray, scale: np.ndarray) -> Any:
     """``(y - location) / scale`` along the last axis; 0 where the scale is 0.
 
@@ -133,7 +178,7 @@ def apply_scaling(y: Any, location: np.ndarray, scale: np.ndarray) -> Any:
     array([[-0.5,  0.5],
            [ 0. ,  nan]])
     """
-    location, inverse = np.asarray(location), _inverse(np.asarray(scale))
+    location, inverse = np.asarray(location), inverse_scale(np.asarray(scale))
     return (y - location[:, None]) * inverse[:, None]
 
 
@@ -154,7 +199,7 @@ def undo_scaling(z: Any, location: np.ndarray, scale: np.ndarray) -> Any:
     return np.reshape(location, shape) + np.reshape(scale, shape) * z
 
 
-def _inverse(scale: np.ndarray) -> np.ndarray:
+def inverse_scale(scale: np.ndarray) -> np.ndarray:
     """``1 / scale``, 0 where the scale is 0 (constant series), NaN where it is NaN."""
     positive = scale > 0
     return np.where(positive, 1.0 / np.where(positive, scale, 1.0), scale * 0.0)
@@ -171,7 +216,7 @@ def _sums(data: da.Array, start: int, stop: int, season: int) -> tuple[da.Array,
     part = data[:, start:stop]
     observed = da.isfinite(part)
     values = da.where(observed, part, 0.0)
-    first = max(start, season)
+    first = min(max(start, season), stop)  # no pair ends in a stretch before the first season
     diff = abs(data[:, first:stop] - data[:, first - season : stop - season])
     paired = da.isfinite(diff)
     steps = da.arange(start + 1, stop + 1, chunks=(part.chunks[1],))

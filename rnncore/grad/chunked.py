@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
+import numpy as np
 
 from .. import kernels
 from ..arrays import to_numpy
@@ -58,6 +59,7 @@ from ..chunked import (
     split_states,
 )
 from ..model import Model
+from ..states import pack_states
 from ..trees import prefix_scan, tree_reduce
 from .model import ModelGradients, _backward, _layer_inputs, errors
 
@@ -74,7 +76,9 @@ def value_and_grad_chunked(
     h0: Any = None,
     mask: Any = None,
     method: str = "auto",
-) -> tuple[float, dict[str, Any]]:
+    *,
+    final_states: bool = False,
+) -> tuple[float, dict[str, Any]] | tuple[float, dict[str, Any], np.ndarray]:
     """:func:`rnncore.grad.value_and_grad` over Dask arrays, computed with Dask.
 
     Parameters
@@ -99,6 +103,9 @@ def value_and_grad_chunked(
         :func:`rnncore.chunked.resolve_method` chooses), ``"sequential"``, or
         ``"prefix_scan"`` / ``"parallel"`` (linear-state models). Every method is
         exact; multiple shooting (``"parallel"`` for nonlinear models) is refused.
+    final_states
+        Also return the states the model ends in, from the same graph (its forward
+        join computes them anyway).
 
     Returns
     -------
@@ -107,6 +114,9 @@ def value_and_grad_chunked(
     grads
         Its gradient with respect to every parameter, keyed as
         :meth:`rnncore.Model.state_dict` keys them: NumPy arrays in the dtype of ``x``.
+    states
+        With ``final_states``: the final states, packed ``(series, layer,
+        state_unit)`` (NumPy), as :func:`rnncore.chunked.run_chunked` gives them.
 
     Examples
     --------
@@ -133,16 +143,23 @@ def value_and_grad_chunked(
     resources = default_resources(x, None)
     graph = _Graph(model, x, algorithm, resources, kind="grad", inputs=inputs)
     blocks = _Blocks(graph, target, mask)
-    totals = []
+    totals, finals = [], []
     for j, h0_j in enumerate(split_states(model, x, h0)):
         if algorithm == PREFIX_SCAN and len(x.chunks[0]) > 1:
-            totals += _backward_by_prefix_scan(blocks, j, *scanned_entries(graph, j, h0_j))
+            entries, summaries = scanned_entries(graph, j, h0_j)
+            totals += _backward_by_prefix_scan(blocks, j, entries, summaries)
         else:
-            totals += _backward_sequentially(blocks, j, carried_entries(graph, j, h0_j))
+            entries = carried_entries(graph, j, h0_j)
+            totals += _backward_sequentially(blocks, j, entries)
+        if final_states:
+            finals.append(graph.call("states", pack_states, graph.model_key, entries[-1]))
     total = tree_reduce(totals, lambda a, b: graph.call("sum", _add, a, b))
-    [(squares, count, params)] = graph.compute([total])
+    (squares, count, params), *states = graph.compute([total, *finals])
     n = max(int(count), 1)
-    return float(squares) / n, {name: to_numpy(value / n) for name, value in params.items()}
+    loss, grads = float(squares) / n, {name: to_numpy(value / n) for name, value in params.items()}
+    if final_states:
+        return loss, grads, np.concatenate([to_numpy(part) for part in states])
+    return loss, grads
 
 
 def _like_x(model: Model, x: da.Array, target: Any, mask: Any) -> tuple[da.Array, Any]:

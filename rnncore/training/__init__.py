@@ -2,7 +2,8 @@
 
 - :func:`train`: mini-batches of series and time windows (or full sequences), a
   masked MSE on xarray targets, a validation loss, a progress bar, and checkpoints
-  that a restarted run resumes from exactly;
+  that a restarted run resumes from exactly; Dask-backed data train on the active
+  Dask scheduler, chunk by chunk (:mod:`~rnncore.training.engine`);
 - :class:`Adam`: the optimiser, functional and namespace-agnostic;
 - :mod:`~rnncore.training.checkpoint`: the checkpoint file (safetensors).
 
@@ -17,7 +18,8 @@
 
 from .adam import Adam, AdamState
 from .checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from .loop import GradFn, TrainResult, train
+from .engine import GradFn
+from .loop import TrainResult, train
 
 __all__ = [
     "Adam",

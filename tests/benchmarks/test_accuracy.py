@@ -356,12 +356,40 @@ def test_rnnflow_entry_calls_the_dataframe_api(monkeypatch):
     assert calls["cv"] == {"h": 12, "n_windows": 3, "step_size": 12, "level": [80, 95]}
 
 
+def test_the_learned_entry_asks_for_the_learned_encoder_under_its_alias(monkeypatch):
+    forecast = pytest.importorskip("rnncore.forecast")
+    calls = {}
+
+    class Fake:
+        def __init__(self, **kwargs):
+            calls["init"] = kwargs
+
+        def cross_validation(self, df, **kwargs):
+            return pd.DataFrame(
+                columns=["unique_id", "ds", "cutoff", "y", "RNNFlow", "RNNFlow-lo-80"]
+            )
+
+    monkeypatch.setattr(forecast, "Forecaster", Fake)
+    cv = acc.MODELS["RNNFlowLearned"](pd.DataFrame(), 12, 3, 12, "MS", 12, (80,))
+    assert calls["init"] == {"horizon": 12, "freq": "MS", "encoder": "learned"}
+    assert list(cv.columns) == [
+        "unique_id",
+        "ds",
+        "cutoff",
+        "y",
+        "RNNFlowLearned",
+        "RNNFlowLearned-lo-80",
+    ]
+
+
 def test_every_dataset_has_a_season_and_the_models_are_registered():
     assert list(acc.DATASETS) == [
         "monthly", "quarterly", "daily_elec", "halfhourly_taylor", "sample",
     ]  # fmt: skip
     assert {s.season for s in acc.DATASETS.values()} == {12, 4, 7, 48, 24}
-    assert list(acc.MODELS) == ["SeasonalNaive", "AutoETS", "AutoTheta", "RNNFlow"]
+    assert list(acc.MODELS) == [
+        "SeasonalNaive", "AutoETS", "AutoTheta", "RNNFlow", "RNNFlowLearned",
+    ]  # fmt: skip
 
 
 def test_command_line_rejects_unknown_names():

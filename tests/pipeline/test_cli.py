@@ -243,3 +243,13 @@ def test_options_fall_back_to_the_imported_signature():
     read, _ = read_function("rnnflow.flows.forecast", "forecast", vars(defaults))
     imported, _ = read_function("rnnflow.flows.forecast", "forecast", {})  # no SAMPLE_DATA
     assert imported == read
+
+
+def test_incremental_and_full_flags_parse():
+    parser = flow_parser("apply")
+    assert vars(parser.parse_args(["--model", "m"]))["incremental"] is True
+    assert vars(parser.parse_args(["--model", "m", "--full"]))["incremental"] is False
+    assert vars(parser.parse_args(["--model", "m", "--incremental"]))["incremental"] is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "m", "--incremental", "--full"])
+    assert "--full" in parser.format_help()

@@ -37,12 +37,22 @@ HORIZON = 12
 #: Store attributes that name the run that wrote it and when (``rnnflow_complete``: the
 #: time the store was complete, :mod:`rnncore.io`).
 RUN_ATTRS = {"flow_run", "created", "rnnflow_complete"}
-#: Report figures that are measurements of the run (time, throughput), not results.
+#: The tasks that forecast (in blocks; incrementally, the flow's default).
+FORECAST_TASKS = ("forecast_block", "forecast_incremental")
+#: Report figures that are measurements of the run (time, throughput), not results, and
+#: what it read: a rerun continues from the state store the first run wrote.
 RUN_FIGURES = {
     "wall time (s)",
     "throughput (series-steps/s)",
     "cluster start (s)",
     "process start to flow start (s)",
+    "state store",
+    "series resumed",
+    "series cold",
+    "series recomputed",
+    "series removed",
+    "steps read",
+    "steps new",
 }
 
 
@@ -160,7 +170,7 @@ def test_rerunning_each_flow_gives_the_same_bytes(
 ):
     """forecast, fit and apply, each run twice on the same inputs and output directory:
     the same bytes, but for the run id and time (store attributes, report) and the
-    report's timings."""
+    report's timings; apply a third time, incrementally, the same outputs."""
     root, forecaster = fitted
     before = forecast_outputs(clean), report_content(clean)
     run_flow(forecast, dask_address, **forecast_parameters(small_data, forecaster, clean))
@@ -188,10 +198,14 @@ def test_rerunning_each_flow_gives_the_same_bytes(
     assert differences(fit_outputs(), before) == []
 
     applied = root / "apply"
-    run_flow(apply, dask_address, model=str(model_file), data=str(small_data), output=str(applied))
+    applying = {"model": str(model_file), "data": str(small_data), "output": str(applied)}
+    run_flow(apply, dask_address, **applying, incremental=False)
     before = store_bytes(applied / "apply.zarr"), report_content(applied)
-    run_flow(apply, dask_address, model=str(model_file), data=str(small_data), output=str(applied))
+    run_flow(apply, dask_address, **applying, incremental=False)
     assert differences((store_bytes(applied / "apply.zarr"), report_content(applied)), before) == []
+    # continuing from the state store with no new data changes no byte of the outputs
+    run_flow(apply, dask_address, **applying)
+    assert differences(store_bytes(applied / "apply.zarr"), before[0]) == []
 
 
 # -- a Dask worker killed -----------------------------------------------------------
@@ -228,7 +242,7 @@ def test_a_killed_worker_is_recomputed_bit_for_bit(
         killed, deadline = None, time.monotonic() + 120
         while killed is None and flow.is_alive() and time.monotonic() < deadline:
             for worker, keys in client.processing().items():
-                if any("forecast_block" in str(key) for key in keys):
+                if any(name in str(key) for key in keys for name in FORECAST_TASKS):
                     os.kill(pids[worker], signal.SIGKILL)
                     killed = worker
                     break

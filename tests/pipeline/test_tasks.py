@@ -6,6 +6,7 @@ import pytest
 import xarray as xr
 from prefect.states import Failed
 
+from rnncore.forecast import Forecaster
 from rnncore.io import open_dataset, write_zarr
 from rnncore.longformat import long_suffix, write_long
 from rnncore.synthetic import generate
@@ -16,7 +17,12 @@ from rnnflow.tasks.data import (
     plan_chunks,
     prepare_input,
 )
-from rnnflow.tasks.forecast import join_forecasts, new_forecaster, write_forecast_table
+from rnnflow.tasks.forecast import (
+    forecast_incremental,
+    join_forecasts,
+    new_forecaster,
+    write_forecast_table,
+)
 from rnnflow.tasks.report import forecast_figure
 from rnnflow.tasks.runtime import cluster_compute, io_task, is_transient
 from tests.pipeline.support import N_SERIES, N_STEPS, SERIES_CHUNK
@@ -259,3 +265,25 @@ def test_forecast_figure_has_a_panel_per_series():
 def test_chunk_plan_blocks_cover_the_series_once():
     plan = ChunkPlan(n_series=7, series=3, time=5, block=3)
     assert plan.blocks == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_forecast_incremental_starts_afresh_after_a_refit(small_data, tmp_path):
+    """A store made by another forecaster (the weekly refit) is not used: every series is
+    read in full and a fresh store written, which the next night continues from."""
+    plan = plan_chunks.fn(inspect_dataset.fn(str(small_data), "y"), None)
+    state = str(tmp_path / "state.zarr")
+    ds = open_dataset(small_data)
+    paths = []
+    for seed in (0, 1):  # last week's forecaster, and this week's refit
+        paths.append(str(tmp_path / f"forecaster{seed}.safetensors"))
+        Forecaster(12, n_folds=2, seed=seed, n_levels=3 + seed).fit(ds).save(paths[-1])
+    nights = [forecast_incremental.fn(str(small_data), path, plan, 12, "y", state)
+              for path in (paths[0], paths[1], paths[1])]  # fmt: skip
+    notes = [night["figures"]["state store"] for night in nights]
+    assert notes[0].startswith("not usable (no state store at")
+    assert notes[1] == "made by another forecaster (refitted): a fresh store"
+    assert notes[2] == f"continued from {state}"
+    assert [night["figures"]["series cold"] for night in nights] == [N_SERIES, N_SERIES, 0]
+    assert nights[2]["figures"]["series resumed"] == N_SERIES
+    assert nights[2]["figures"]["steps new"] == 0
+    assert "steps_read" not in nights[2]["forecast"]["attrs"]  # figures of the run, not data

@@ -105,6 +105,20 @@ def test_gradient_does_not_depend_on_the_chunking(
     check(*case, time_chunks, series_chunks, method)
 
 
+@pytest.mark.parametrize(("cell", "method"), [("MinGRU", "prefix_scan"), ("LSTM", "sequential")])
+def test_the_final_states_come_with_the_gradients(cell, method):
+    model, x, target, h0, _ = make_case(9, cell, 2, True, 9, 5, warm=True, gaps=True, masked=False)
+    expected_loss, expected = value_and_grad(model, x, target, h0)
+    with dask.config.set(scheduler="synchronous"):
+        loss, grads, states = value_and_grad_chunked(
+            model, da.from_array(x, chunks=(2, 3, 2)), target, pack_states(model, h0),
+            method=method, final_states=True,
+        )  # fmt: skip
+    np.testing.assert_allclose(states, pack_states(model, model(x, h0)[1]), rtol=TOL)
+    assert abs(loss - expected_loss) <= TOL * expected_loss
+    assert all(rel_err(grads[k], expected[k]) < TOL for k in expected)
+
+
 def test_no_value_counting_gives_zero_loss_and_gradients():
     model, x, target, _, _ = make_case(
         7, "GRU", 1, True, 4, 2, warm=False, gaps=False, masked=False

@@ -33,6 +33,15 @@ def test_save_load_round_trip(tmp_path, rng, name):
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file is left behind"
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_with_state_dict_takes_what_state_dict_gives(name):
+    model = Model.init(name, input_size=2, hidden_sizes=[4, 3], output_size=1, seed=1)
+    halved = {k: v / 2 for k, v in model.state_dict().items()}
+    other = model.with_state_dict(halved)
+    assert other.config() == model.config()
+    assert all(np.array_equal(other.state_dict()[k], v) for k, v in halved.items())
+
+
 def test_options_survive_save(tmp_path):
     model = Model([MinGRU.init(1, 4, activation="g")])
     loaded = Model.load(model.save(tmp_path / "g.safetensors"))

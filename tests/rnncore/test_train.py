@@ -131,6 +131,13 @@ def test_the_gradient_function_is_a_parameter():
     assert [first for _, first in calls] == [True, False, False] * 2
 
 
+def test_full_sequences_of_all_the_series_take_one_step_per_epoch(tmp_path):
+    path = tmp_path / "run.safetensors"
+    result = _fit(_sines(), batch_series=None, window=None, epochs=3, checkpoint=path)
+    assert read_arrays(path, "checkpoint")[1]["adam_step"] == 3
+    assert result.history.attrs["batch_series"] == "none"
+
+
 def test_a_dataset_and_a_target_variable_name():
     y = _sines()
     ds = xr.Dataset({"y": y, "next": y.shift(time=-1)})

@@ -81,3 +81,12 @@ def test_scaling_round_trip(rng):
     # trailing axes (steps, levels) broadcast; a constant series maps back to its constant
     restored = undo_scaling(np.ones((6, 3, 2)), loc, scale)
     assert (restored[2] == 4.0).all() and np.isnan(restored[3]).all()
+
+
+@pytest.mark.parametrize("n_steps", [1, 12, 13, 23, 24, 25])
+def test_shorter_than_a_season_has_no_seasonal_pairs(n_steps):
+    """Fewer steps than the season (more than half of it too): no seasonal pair, no error."""
+    y = xr.DataArray(np.arange(2.0 * n_steps).reshape(2, n_steps), dims=("series", "time"))
+    stats = series_stats(y, season=24)
+    assert np.isnan(stats.seasonal_mae.values).all() == (n_steps <= 24)
+    assert stats.n_observed.values.tolist() == [n_steps, n_steps]
