@@ -122,14 +122,22 @@ class LinearVJPKernels(Protocol):
         ...
 
     def linear_vjp(
-        self, spec: KernelSpec, x: Any, grad_y: Any, h0: Any, grad_state: Any
-    ) -> tuple[dict[str, Any], Any, Any]:
+        self,
+        spec: KernelSpec,
+        x: Any,
+        grad_y: Any,
+        h0: Any,
+        grad_state: Any,
+        readout: ReadoutArrays | None = None,
+    ) -> tuple[dict[str, Any], Any, Any, tuple[Any, Any] | None]:
         """Parameter (by name), input and initial-state gradients of a linear-state cell.
 
         For checked inputs ``x`` ``(T, B, F)`` with ``T > 0`` (NaN marks a missing
         step), the outputs' cotangent ``grad_y`` ``(T, B, H)``, the initial state
         ``h0`` and the final state's cotangent ``grad_state`` (each ``(B, H)``); as
-        :func:`rnncore.grad.cell_vjp`.
+        :func:`rnncore.grad.cell_vjp`. With a ``readout``, ``grad_y`` is the cotangent
+        of its outputs, and the gradients of its weight and bias come last (else
+        ``None``).
         """
         ...
 

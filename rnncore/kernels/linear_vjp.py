@@ -15,6 +15,10 @@ variants) in one kernel, beside the reference path of
    is done in the kernel too (the weight and bias gradients summed per task in
    float64); with more, ``du`` is written out and the two products are left to BLAS.
 
+Given a readout, the cotangent taken is that of the readout's outputs: the kernel pulls
+it back to the cell's outputs step by step (the top layer's ``(T, B, H)`` cotangent is
+never stored) and sums the readout's weight and bias gradients in float64.
+
 A step where any input feature is NaN is the identity: its output's cotangent is
 ignored, ``du`` and the input gradient are zero there and the adjoint passes through.
 
@@ -50,12 +54,13 @@ from .cells import (
     _normalised_gates,
     _normalised_tail_gates,
     _project,
+    _readout_operands,
     _scan_tile,
     _sigmoids,
     _tanh,
     _tile_scratch,
 )
-from .interface import KernelSpec
+from .interface import KernelSpec, ReadoutArrays
 
 __all__ = ["linear_vjp", "supports"]
 
@@ -76,9 +81,14 @@ def supports(spec: KernelSpec) -> bool:
 
 
 def linear_vjp(
-    spec: KernelSpec, x: np.ndarray, grad_y: np.ndarray, h0: np.ndarray, grad_state: np.ndarray
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Parameter, input and initial-state gradients of a linear-state cell.
+    spec: KernelSpec,
+    x: np.ndarray,
+    grad_y: np.ndarray,
+    h0: np.ndarray,
+    grad_state: np.ndarray,
+    readout: ReadoutArrays | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Parameter, input and initial-state gradients of a linear-state cell (and its readout).
 
     Parameters
     ----------
@@ -87,9 +97,12 @@ def linear_vjp(
     x
         ``(T, B, F)`` checked float inputs, ``T > 0``; NaN marks a missing step.
     grad_y
-        ``(T, B, H)`` cotangent of the outputs; ignored at missing steps.
+        ``(T, B, H)`` cotangent of the outputs, or ``(T, B, outputs)`` that of the
+        readout's outputs when ``readout`` is given; ignored at missing steps.
     h0, grad_state
         ``(B, H)``: the initial state and the cotangent of the final one.
+    readout
+        A readout ``y = h @ weight.T + bias`` of the cell's outputs ``h``, or ``None``.
 
     Returns
     -------
@@ -99,6 +112,8 @@ def linear_vjp(
         ``(T, B, F)``, zero at missing steps.
     grad_h0
         ``(B, H)``.
+    readout_grads
+        With ``readout``: the gradients of its weight and bias; else ``None``.
     """
     steps, batch, features = x.shape
     dtype, rows = x.dtype, spec.params["bias"].size
@@ -110,6 +125,9 @@ def linear_vjp(
     grad_b = np.zeros((groups, rows))
     grad_decay = np.zeros((groups, spec.hidden))
     grad_h0 = np.empty((batch, spec.hidden), dtype)
+    ro_w = _readout_operands(spec, x, readout)[0]
+    grad_ro = np.zeros((groups, *ro_w.shape))
+    grad_rb = np.zeros((groups, ro_w.shape[0]))
     _backward(
         *_gate_operands(spec, x),
         _frozen(grad_y.astype(dtype, copy=False)),
@@ -122,6 +140,9 @@ def linear_vjp(
         grad_b,
         grad_decay,
         grad_h0,
+        ro_w,
+        grad_ro,
+        grad_rb,
     )
     if fused:
         weight = grad_w.sum(axis=0).T
@@ -132,7 +153,10 @@ def linear_vjp(
     params = {"weight": weight.astype(dtype), "bias": grad_b.sum(axis=0).astype(dtype)}
     if spec.kind == "diagonal":
         params["decay"] = grad_decay.sum(axis=0).astype(dtype)
-    return params, grad_x, grad_h0
+    readout_grads = None
+    if readout is not None:
+        readout_grads = grad_ro.sum(axis=0).astype(dtype), grad_rb.sum(axis=0).astype(dtype)
+    return params, grad_x, grad_h0, readout_grads
 
 
 # -- one tile of one series ------------------------------------------------------------
@@ -196,13 +220,37 @@ def _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, cs, gap):
             cs[i + 1, j] = cs[i, j] if gap[i] else d[0, i, j] * cs[i, j] + d[6, i, j]
 
 
+@numba.njit(**_PART_INLINE)
+def _output_cotangent(gy, t, s, ro, h, out, grad_ro, grad_rb):
+    """The cotangent of the cell's outputs ``h`` ``(H,)`` at step ``t`` of series ``s``.
+
+    Written to ``out``: ``gy``'s own, or with a readout ``ro`` ``(outputs, H)`` (none
+    if it has no rows) ``gy``'s pulled back through it, whose weight and bias
+    gradients are added to ``grad_ro`` and ``grad_rb`` (float64).
+    """
+    if ro.shape[0] == 0:
+        for j in range(h.size):
+            out[j] = gy[t, s, j]
+        return
+    out[:] = 0
+    for o in range(ro.shape[0]):
+        go = gy[t, s, o]
+        grad_rb[o] += go
+        for j in range(h.size):
+            out[j] += go * ro[o, j]
+            grad_ro[o, j] += np.float64(go) * np.float64(h[j])
+
+
 @numba.njit(**_PART)
-def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, grad_decay):
+def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, grad_decay, ro, gh, grad_ro,
+                   grad_rb):  # fmt: skip
     """Carry the adjoint ``lam`` ``(H,)`` of series ``s`` back through a tile.
 
     Takes :func:`_forward_tile`'s ``d``, ``cs`` and ``gap``, and the cotangents ``gy``
-    of the outputs; writes ``du`` ``(n, blocks * H)`` (zero at missing steps) and adds
-    the decays' cotangents to ``grad_decay`` (DiagonalLinear's).
+    of the outputs (of the readout ``ro``'s, if it has rows: see
+    :func:`_output_cotangent`, whose ``grad_ro`` and ``grad_rb`` these are; ``gh``
+    ``(2, H)`` is scratch); writes ``du`` ``(n, blocks * H)`` (zero at missing steps)
+    and adds the decays' cotangents to ``grad_decay`` (DiagonalLinear's).
     """
     hidden = lam.size
     du = du.reshape(du.shape[0], -1, hidden)  # (n, blocks, H)
@@ -211,9 +259,13 @@ def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, grad_decay):
             du[i] = 0
             continue
         t = start + i
+        if ro.shape[0]:  # the cell's outputs, read out
+            for j in range(hidden):
+                gh[1, j] = cs[i + 1, j] * d[3, i, j] if kind == _QRNN else cs[i + 1, j]
+        _output_cotangent(gy, t, s, ro, gh[1], gh[0], grad_ro, grad_rb)
         # The cotangents of the decays (into du[i, 0]) and inputs (into d[6]).
         for j in range(hidden):
-            g = gy[t, s, j]
+            g = gh[0, j]
             if kind == _QRNN:  # y = o * c
                 o = d[3, i, j]
                 du[i, 2, j] = g * cs[i + 1, j] * o * (_like(o, 1.0) - o)
@@ -277,7 +329,7 @@ def _kernel(cells_digest: str) -> Callable[..., None]:
 
     @numba.njit(parallel=True, **_JIT)
     def backward(kind, g, x, w, bias, decay, gy, h0, lam0, fused, du, grad_x, grad_w, grad_b,
-                 grad_decay, grad_h0):  # fmt: skip
+                 grad_decay, grad_h0, ro, grad_ro, grad_rb):  # fmt: skip
         cells_digest  # noqa: B018 -- part of numba's cache key (see the module's docstring)
         steps, batch = x.shape[:2]
         hidden, tiles = decay.size, -(-steps // _TILE)
@@ -297,6 +349,7 @@ def _kernel(cells_digest: str) -> Callable[..., None]:
             cs = np.empty((_TILE + 1, hidden), x.dtype)
             dut = np.empty((_TILE, bias.size), x.dtype)
             lam = lam0[first:last].copy()
+            gh = np.empty((2, hidden), x.dtype)
             for k in range(tiles - 1, -1, -1):
                 start = k * _TILE
                 gap = gaps[: min(_TILE, steps - start)]
@@ -304,7 +357,8 @@ def _kernel(cells_digest: str) -> Callable[..., None]:
                     cs[0] = starts[k, s - first]
                     _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, cs, gap)
                     _backward_tile(kind, gy, start, s, d, cs, gap, lam[s - first], dut,
-                                   grad_decay[group])  # fmt: skip
+                                   grad_decay[group], ro, gh, grad_ro[group],
+                                   grad_rb[group])  # fmt: skip
                     _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, grad_w[group],
                                     grad_b[group])  # fmt: skip
             grad_h0[first:last] = lam

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnncore import CELLS, Model, kernels
-from rnncore.grad import cell_vjp, value_and_grad
+from rnncore.grad import cell_vjp, model_vjp, value_and_grad
 from rnncore.kernels import linear_vjp
 from tests.rnncore.kernels.cases import gappy_inputs, random_state
 from tests.rnncore.reference_path import DTYPES, assert_close, reference
@@ -84,6 +84,40 @@ def test_two_layer_training_step_matches_reference(rng, kind, dtype):
     assert list(grads) == list(expected)
     for key, grad in expected.items():
         assert_close(grads[key], grad, dtype)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(
+    dtype=DTYPES,
+    steps=st.sampled_from([1, 2, 15, 16, 17, 41]),
+    batch=st.integers(1, 35),
+    features=FEATURES,
+    hidden=st.integers(1, 6),
+    outputs=st.integers(1, 3),
+    with_h0=st.booleans(),
+    with_grad_state=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_readout_fused_into_the_top_layer_matches_reference(
+    kind, dtype, steps, batch, features, hidden, outputs, with_h0, with_grad_state, seed
+):
+    """The readout's backward pass in the top layer's kernel, from its outputs' cotangent."""
+    rng = np.random.default_rng(seed)
+    name, _, activation = kind.partition("-")
+    options = {"activation": activation} if activation else {}
+    model = Model.init(name, features, [hidden], outputs, seed=seed % 2**31, dtype=dtype,
+                       **options)  # fmt: skip
+    x = gappy_inputs(rng, steps, batch, features, dtype)
+    grad_y = rng.normal(size=(steps, batch, outputs)).astype(dtype)
+    grad_y[np.isnan(x).any(axis=2)] = np.nan  # ignored where the outputs are missing
+    h0 = [random_state(model.layers[0], rng, batch, dtype)] if with_h0 else None
+    grad_state = [random_state(model.layers[0], rng, batch, dtype)] if with_grad_state else None
+    fused, expected = both_paths(model_vjp, model, x, grad_y, h0, grad_state)
+    assert list(fused.params) == list(expected.params)
+    for key, grad in expected.params.items():
+        assert_close(fused.params[key], grad, dtype)
+    assert_close(fused.x, expected.x, dtype)
+    assert_close(fused.h0[0], expected.h0[0], dtype)
 
 
 def test_inputs_are_left_untouched_and_strided_ones_taken(rng):
