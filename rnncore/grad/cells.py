@@ -36,10 +36,11 @@ from ..cells import (
     NonlinearCell,
     State,
 )
+from ..readout import Readout
 from ..scan import linear_scan
 from .scan import linear_scan_vjp
 
-__all__ = ["CellGradients", "cell_forward", "cell_vjp"]
+__all__ = ["CellGradients", "cell_forward", "cell_vjp", "fused_readout_vjp"]
 
 Params = dict[str, Any]
 Parts = tuple[Any, ...]
@@ -150,13 +151,53 @@ def cell_vjp(
     return CellGradients({names[k]: v for k, v in params.items()}, grad_x, grad_h0)
 
 
+def fused_readout_vjp(
+    cell: Cell, readout: Readout, x: Any, grad_out: Any, h0: State = None, grad_state: State = None
+) -> tuple[CellGradients, Any, Any] | None:
+    """A top layer's and its readout's gradients in one fused pass, where a kernel takes them.
+
+    As :func:`cell_vjp` for ``cell``, but from ``grad_out`` ``(T, B, outputs)``, the
+    cotangent of ``readout(cell(x, h0)[0])`` (ignored at missing steps): the fused
+    backward kernel of the linear-state cells pulls it back through the readout as it
+    goes, so the cotangent of the cell's outputs is never stored.
+
+    Returns
+    -------
+    tuple or None
+        The cell's :class:`CellGradients` and the gradients of the readout's weight
+        and bias; ``None`` where no fused kernel applies (then :func:`cell_vjp` after
+        the readout's own vector-Jacobian product gives the same).
+    """
+    xp, x = cell.check_input(x)
+    spec = cell.kernel_spec(xp, x.dtype)
+    module = kernels.linear_vjp_kernels(xp, spec)
+    if module is None or x.shape[0] == 0:
+        return None
+    state0 = cell.prepare_state(xp, h0, x.shape[1], x.dtype)
+    grad_state = cell.prepare_state(xp, grad_state, x.shape[1], x.dtype)
+    arrays = readout.arrays(xp, x.dtype)
+    grad_out = xp.asarray(grad_out, dtype=x.dtype)
+    params, grad_x, grad_h0, (weight, bias) = module.linear_vjp(
+        spec, x, grad_out, state0, grad_state, arrays
+    )
+    return CellGradients(params, grad_x, grad_h0), weight, bias
+
+
 # -- linear-state cells -------------------------------------------------------------
 
 
 def _linear_vjp(
     cell: LinearStateCell, x: Any, grad_y: Any, h0: Any, grad_state: Any
 ) -> tuple[Params, Any, Any]:
-    """Parameter, input and initial-state gradients of a linear-state cell (``T > 0``)."""
+    """Parameter, input and initial-state gradients of a linear-state cell (``T > 0``).
+
+    The fused kernel (:mod:`rnncore.kernels.linear_vjp`) where one takes ``x``;
+    else the reference path below.
+    """
+    xp = namespace(x)
+    spec = cell.kernel_spec(xp, x.dtype)
+    if (module := kernels.linear_vjp_kernels(xp, spec)) is not None:
+        return module.linear_vjp(spec, x, grad_y, h0, grad_state)[:3]
     a, b = cell.transition(x)
     xp, x, missing = cell.prepare_input(x)
     p = cell.params_for(xp, x.dtype)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from ..arrays import may_hold_any, namespace
 from ..cells import State
 from ..model import Model
-from .cells import affine_grads, cell_forward, cell_vjp
+from .cells import affine_grads, cell_forward, cell_vjp, fused_readout_vjp
 
 __all__ = ["ModelGradients", "errors", "masked_mse", "model_vjp", "value_and_grad"]
 
@@ -218,33 +218,54 @@ def _backward(
     xp = namespace(h)
     grad = xp.asarray(grad_outputs, dtype=h.dtype)
     params: dict[str, Any] = {}
-    if model.readout is not None:
-        grad, params["readout.weight"], params["readout.bias"] = _readout_vjp(model, h, grad)
     grad_h0: list[State] = [None] * n
+    fused = None
+    if model.readout is not None:
+        _check_readout_cotangent(model, h, grad)
+        if lowest < n:  # the top layer's backward pass may take the readout's
+            fused = fused_readout_vjp(
+                model.layers[-1],
+                model.readout,
+                inputs[-2],
+                grad,
+                None if h0 is None else h0[-1],
+                None if grad_final_states is None else grad_final_states[-1],
+            )
+        if fused is None:
+            grad, params["readout.weight"], params["readout.bias"] = _readout_vjp(model, h, grad)
+        else:
+            top, params["readout.weight"], params["readout.bias"] = fused
     for k in reversed(range(lowest, n)):
-        cell_grads = cell_vjp(
-            model.layers[k],
-            inputs[k],
-            grad,
-            None if h0 is None else h0[k],
-            None if grad_final_states is None else grad_final_states[k],
-            tapes[k],
-        )
+        if fused is not None and k == n - 1:
+            cell_grads = top
+        else:
+            cell_grads = cell_vjp(
+                model.layers[k],
+                inputs[k],
+                grad,
+                None if h0 is None else h0[k],
+                None if grad_final_states is None else grad_final_states[k],
+                tapes[k],
+            )
         params |= {f"layers.{k}.{name}": v for name, v in cell_grads.params.items()}
         grad, grad_h0[k] = cell_grads.x, cell_grads.h0
     ordered = {key: params[key] for key in model.state_dict() if key in params}
     return ModelGradients(ordered, grad, grad_h0)
 
 
+def _check_readout_cotangent(model: Model, h: Any, grad_y: Any) -> None:
+    """Refuse a cotangent ``grad_y`` not of the shape of the readout of ``h``."""
+    expected = (*h.shape[:-1], model.readout.output_size)
+    if grad_y.shape != expected:
+        raise ValueError(f"grad_outputs has shape {grad_y.shape}; expected {expected}")
+
+
 def _readout_vjp(model: Model, h: Any, grad_y: Any) -> tuple[Any, Any, Any]:
     """Gradients of ``y = h @ weight.T + bias`` for ``h``, weight and bias; NaN rows ignored."""
     xp = namespace(h)
     weight = model.readout.arrays(xp, h.dtype).weight
-    if grad_y.shape != (*h.shape[:-1], weight.shape[0]):
-        raise ValueError(
-            f"grad_outputs has shape {grad_y.shape}; expected {(*h.shape[:-1], weight.shape[0])}"
-        )
     missing = xp.isnan(h).any(axis=-1, keepdims=True)
     if may_hold_any(missing):  # else spared a copy of h
         h, grad_y = xp.where(missing, 0, h), xp.where(missing, 0, grad_y)
-    return grad_y @ weight, *affine_grads(grad_y, h)
+    flat = grad_y.reshape(-1, weight.shape[0])
+    return (flat @ weight).reshape(h.shape), *affine_grads(grad_y, h)

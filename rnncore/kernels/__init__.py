@@ -2,7 +2,8 @@
 
 rnncore's maths is written once against an array namespace (:mod:`rnncore.arrays`):
 that vectorised code is the *reference path*. The hot paths (the affine scan, the
-cells, the readout) run instead as fused kernels: for NumPy arrays `numba
+cells, the readout, and the backward pass of the linear-state cells,
+:mod:`rnncore.kernels.linear_vjp`) run instead as fused kernels: for NumPy arrays `numba
 <https://numba.pydata.org>`_ kernels (``"numba"``, the default), one pass over the
 data, parallel over series, with no intermediate arrays; for CuPy arrays CUDA kernels
 (:mod:`rnncore.kernels.cuda`). Kernels and reference agree within the library's
@@ -34,12 +35,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .interface import CellKernels, KernelSpec, NonlinearVjpKernels, ScanKernels
+    from .interface import (
+        CellKernels,
+        KernelSpec,
+        LinearVJPKernels,
+        NonlinearVJPKernels,
+        ScanKernels,
+    )
 
 __all__ = [
     "KINDS",
     "PATHS",
     "cell_kernels",
+    "linear_vjp_kernels",
     "nonlinear_vjp_kernels",
     "numba_active",
     "scan_kernels",
@@ -58,7 +66,7 @@ PATHS = ("numba", "reference")
 KINDS = {"mingru": 0, "minlstm": 1, "qrnn": 2, "diagonal": 3, "elman": 4, "gru": 5, "lstm": 6}
 
 _selected = {"path": "numba"}
-_MODULES = ("cells", "interface", "nonlinear_vjp", "scan")
+_MODULES = ("cells", "interface", "linear_vjp", "nonlinear_vjp", "scan")
 
 
 class use:
@@ -168,16 +176,33 @@ def cell_kernels(xp: ModuleType, spec: KernelSpec | None) -> CellKernels | None:
     return module if module is not None and module.supports(spec) else None
 
 
-def nonlinear_vjp_kernels(xp: ModuleType, spec: KernelSpec | None) -> NonlinearVjpKernels | None:
+def linear_vjp_kernels(xp: ModuleType, spec: KernelSpec | None) -> LinearVJPKernels | None:
+    """The fused backward pass of the linear-state cell ``spec`` describes, or ``None``.
+
+    NumPy arrays take the numba kernel (:mod:`rnncore.kernels.linear_vjp`) when
+    ``"numba"`` is selected; it satisfies
+    :class:`~rnncore.kernels.interface.LinearVJPKernels`. ``None`` (also for CuPy
+    arrays, and for a ``spec`` of ``None`` or of a nonlinear cell) means the reference
+    path of :func:`rnncore.grad.cell_vjp`.
+    """
+    return _fused_backward(xp, spec, "linear_vjp")
+
+
+def nonlinear_vjp_kernels(xp: ModuleType, spec: KernelSpec | None) -> NonlinearVJPKernels | None:
     """The fused backward pass of the nonlinear cell ``spec`` describes, or ``None``.
 
     NumPy arrays take :mod:`rnncore.kernels.nonlinear_vjp` when ``"numba"`` is
     selected; anything else (CuPy arrays included), a linear cell or a ``spec`` of
     ``None`` takes the reference path.
     """
+    return _fused_backward(xp, spec, "nonlinear_vjp")
+
+
+def _fused_backward(xp: ModuleType, spec: KernelSpec | None, name: str) -> Any:
+    """numba's backward module ``name`` when it differentiates ``spec``'s cell, else ``None``."""
     if spec is None or not numba_active(xp):
         return None
-    module = importlib.import_module(f"{__name__}.nonlinear_vjp")
+    module = importlib.import_module(f"{__name__}.{name}")
     return module if module.supports(spec) else None
 
 

@@ -18,9 +18,11 @@ readout's products in any order. The exponentials are written out (a range reduc
 and a polynomial, accurate to about one unit in the last place) so that the compiler
 can vectorise them: numba's calls into the C library cannot be.
 
-All numba code of the cells lives in this one module: numba's on-disk cache checks
-only the file of the function it caches, so a kernel and the helpers it inlines must
-change together.
+All numba code of the cells' forward passes lives in this one module: numba's on-disk
+cache checks only the file of the function it caches, so a kernel and the helpers it
+inlines must change together. (The backward kernel of
+:mod:`rnncore.kernels.linear_vjp`, which inlines helpers of this module, keys its cache
+on a digest of this file.)
 """
 
 from __future__ import annotations

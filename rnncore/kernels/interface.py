@@ -11,7 +11,9 @@ modules take those. Two implementations share one call convention:
 
 Each cells module satisfies :class:`CellKernels`, each scan module :class:`ScanKernels`;
 :func:`rnncore.kernels.cell_kernels` and :func:`rnncore.kernels.scan_kernels` pick one
-by the inputs' array namespace.
+by the inputs' array namespace. The backward pass of the linear-state cells has numba
+kernels only (:mod:`rnncore.kernels.linear_vjp`, a :class:`LinearVJPKernels`, picked by
+:func:`rnncore.kernels.linear_vjp_kernels`); CuPy arrays take the reference path there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CellKernels", "KernelSpec", "NonlinearVjpKernels", "ReadoutArrays", "ScanKernels"]
+__all__ = [
+    "CellKernels",
+    "KernelSpec",
+    "LinearVJPKernels",
+    "NonlinearVJPKernels",
+    "ReadoutArrays",
+    "ScanKernels",
+]
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,35 @@ class CellKernels(Protocol):
         ...
 
 
-class NonlinearVjpKernels(Protocol):
+class LinearVJPKernels(Protocol):
+    """The fused backward pass of linear-state cells, for one kind of array."""
+
+    def supports(self, spec: KernelSpec) -> bool:
+        """True when a kernel here differentiates the cell ``spec`` describes."""
+        ...
+
+    def linear_vjp(
+        self,
+        spec: KernelSpec,
+        x: Any,
+        grad_y: Any,
+        h0: Any,
+        grad_state: Any,
+        readout: ReadoutArrays | None = None,
+    ) -> tuple[dict[str, Any], Any, Any, tuple[Any, Any] | None]:
+        """Parameter (by name), input and initial-state gradients of a linear-state cell.
+
+        For checked inputs ``x`` ``(T, B, F)`` with ``T > 0`` (NaN marks a missing
+        step), the outputs' cotangent ``grad_y`` ``(T, B, H)``, the initial state
+        ``h0`` and the final state's cotangent ``grad_state`` (each ``(B, H)``); as
+        :func:`rnncore.grad.cell_vjp`. With a ``readout``, ``grad_y`` is the cotangent
+        of its outputs, and the gradients of its weight and bias come last (else
+        ``None``).
+        """
+        ...
+
+
+class NonlinearVJPKernels(Protocol):
     """The fused backward pass of the nonlinear cells (numba only).
 
     The forward pass records a tape, from which the backward pass forms the

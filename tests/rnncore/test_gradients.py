@@ -97,14 +97,22 @@ def torch_model(kinds, options, params, readout, x, h0):
 
 
 def torch_grads(model, x, grad_y, h0, grad_finals, kinds, options):
-    """PyTorch autograd of ``sum(y * grad_y) + sum(finals * grad_finals)``."""
-    params = {k: torch.tensor(v, requires_grad=True) for k, v in model.state_dict().items()}
-    xt = torch.tensor(x, requires_grad=True)
-    h0t = [tuple(torch.tensor(s, requires_grad=True) for s in state) for state in h0]
+    """PyTorch autograd of ``sum(y * grad_y) + sum(finals * grad_finals)``, in float64.
+
+    Of float32 arguments too: a float32 sum with cancellation (a bias's gradient) is
+    no reference for ours, which may add up in float64.
+    """
+
+    def wide(v, grad=False):
+        return torch.tensor(v, dtype=torch.float64, requires_grad=grad)
+
+    params = {k: wide(v, True) for k, v in model.state_dict().items()}
+    xt = wide(x, True)
+    h0t = [tuple(wide(s, True) for s in state) for state in h0]
     y, finals = torch_model(kinds, options, params, model.readout is not None, xt, h0t)
-    loss = torch.where(torch.isnan(y), 0.0, y * torch.tensor(grad_y)).sum()
+    loss = torch.where(torch.isnan(y), 0.0, y * wide(grad_y)).sum()
     for state, grads in zip(finals, grad_finals, strict=True):
-        loss = loss + sum((s * torch.tensor(g)).sum() for s, g in zip(state, grads, strict=True))
+        loss = loss + sum((s * wide(g)).sum() for s, g in zip(state, grads, strict=True))
     leaves = [*params.values(), xt, *(s for state in h0t for s in state)]
     grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
     grads = [g.numpy() for g in grads]

@@ -1,0 +1,179 @@
+"""The fused backward pass of the linear-state cells against the reference path.
+
+The reference path is itself checked against PyTorch's autograd in
+``tests/rnncore/test_gradients.py`` (which, run on the default path, checks the
+fused kernel against PyTorch too).
+"""
+
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rnncore import CELLS, Model, kernels
+from rnncore.grad import cell_vjp, model_vjp, value_and_grad
+from rnncore.kernels import linear_vjp
+from tests.rnncore.kernels.cases import gappy_inputs, random_state
+from tests.rnncore.reference import rel_err
+from tests.rnncore.reference_path import DTYPES, TOL, assert_close, reference
+
+KINDS = ["MinGRU", "MinGRU-g", "MinLSTM", "MinLSTM-g", "QRNN", "DiagonalLinear"]
+# Few features take the kernel's own pull-back to the weight and inputs; more, BLAS's.
+FEATURES = st.sampled_from([1, 2, linear_vjp.FUSED_FEATURES, linear_vjp.FUSED_FEATURES + 3])
+
+
+def make(kind, features, hidden, dtype, rng):
+    """A cell of ``kind`` (``"-g"``: the ``g`` activation) with parameters scaled at random."""
+    name, _, activation = kind.partition("-")
+    options = {"activation": activation} if activation else {}
+    cell = CELLS[name].init(features, hidden, seed=int(rng.integers(2**31)), **options)
+    params = {
+        k: v if k == "decay" else v * rng.uniform(0.5, 3) for k, v in cell.state_dict().items()
+    }
+    return type(cell).from_state_dict({k: v.astype(dtype) for k, v in params.items()}, **options)
+
+
+def both_paths(fn, *args):
+    """``fn(*args)`` on the kernels' path and on the reference path."""
+    return fn(*args), reference(fn, *args)
+
+
+def in_float64(*args):
+    """``args`` in float64: arrays (and lists of them) cast, cells and models rebuilt."""
+    if len(args) != 1:
+        return tuple(in_float64(a) for a in args)
+    (a,) = args
+    if isinstance(a, list | tuple):
+        return type(a)(in_float64(v) for v in a)
+    if isinstance(a, np.ndarray):
+        return a.astype(np.float64)
+    if isinstance(a, Model):
+        layer = a.layers[0]
+        wide = Model.init(type(layer).__name__, a.input_size, [c.hidden_size for c in a.layers],
+                          a.output_size, dtype=np.float64, **layer.options)  # fmt: skip
+        return wide.with_state_dict(in_float64(a.state_dict()))
+    if isinstance(a, dict):
+        return {k: in_float64(v) for k, v in a.items()}
+    if a is None:
+        return None
+    return type(a).from_state_dict(in_float64(a.state_dict()), **a.options)
+
+
+def assert_as_exact(fused, expected, exact, dtype):
+    """``fused`` within the dtype's tolerance of the reference path's ``expected``.
+
+    Or, where that holds no more exact a value (float32 sums with cancellation, which
+    the kernel adds up in float64 and the reference path in float32), no further from
+    the float64 reference ``exact`` than the tolerance or twice the reference path.
+    """
+    assert fused.shape == expected.shape and fused.dtype == expected.dtype == dtype
+    if rel_err(fused, expected) >= TOL[np.dtype(dtype)]:
+        assert rel_err(fused, exact) < max(TOL[np.dtype(dtype)], 2 * rel_err(expected, exact))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(
+    dtype=DTYPES,
+    steps=st.sampled_from([0, 1, 2, 15, 16, 17, 41]),  # around and across the kernel's tiles
+    batch=st.integers(1, 35),  # around and across its groups of series
+    features=FEATURES,
+    hidden=st.integers(1, 6),
+    with_h0=st.booleans(),
+    with_grad_state=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_cell_vjp_matches_reference(
+    kind, dtype, steps, batch, features, hidden, with_h0, with_grad_state, seed
+):
+    rng = np.random.default_rng(seed)
+    cell = make(kind, features, hidden, dtype, rng)
+    x = gappy_inputs(rng, steps, batch, features, dtype)
+    grad_y = rng.normal(size=(steps, batch, hidden)).astype(dtype)
+    grad_y[np.isnan(x).any(axis=2)] = np.nan  # ignored where the outputs are missing
+    h0 = random_state(cell, rng, batch, dtype) if with_h0 else None
+    grad_state = random_state(cell, rng, batch, dtype) if with_grad_state else None
+    fused, expected = both_paths(cell_vjp, cell, x, grad_y, h0, grad_state)
+    exact = reference(cell_vjp, *in_float64(cell, x, grad_y, h0, grad_state))
+    assert list(fused.params) == list(expected.params) == list(cell.params)
+    for name, grad in expected.params.items():
+        assert_as_exact(fused.params[name], grad, exact.params[name], dtype)
+    assert_as_exact(fused.x, expected.x, exact.x, dtype)
+    assert_as_exact(fused.h0, expected.h0, exact.h0, dtype)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_two_layer_training_step_matches_reference(rng, kind, dtype):
+    """A readout, h0 and NaN gaps; the upper layer's inputs are too wide for the fused pull-back."""
+    name, _, activation = kind.partition("-")
+    options = {"activation": activation} if activation else {}
+    hidden = linear_vjp.FUSED_FEATURES + 2
+    model = Model.init(name, 2, [hidden, 3], 2, seed=1, dtype=dtype, **options)
+    x = gappy_inputs(rng, 37, 20, 2, dtype)
+    target = rng.normal(size=(37, 20, 2)).astype(dtype)
+    h0 = [random_state(cell, rng, 20, dtype) for cell in model.layers]
+    (loss, grads), (expected_loss, expected) = both_paths(value_and_grad, model, x, target, h0)
+    assert loss == pytest.approx(expected_loss, rel=1e-5 if dtype == np.float32 else 1e-12)
+    assert list(grads) == list(expected)
+    for key, grad in expected.items():
+        assert_close(grads[key], grad, dtype)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(
+    dtype=DTYPES,
+    steps=st.sampled_from([1, 2, 15, 16, 17, 41]),
+    batch=st.integers(1, 35),
+    features=FEATURES,
+    hidden=st.integers(1, 6),
+    outputs=st.integers(1, 3),
+    with_h0=st.booleans(),
+    with_grad_state=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_readout_fused_into_the_top_layer_matches_reference(
+    kind, dtype, steps, batch, features, hidden, outputs, with_h0, with_grad_state, seed
+):
+    """The readout's backward pass in the top layer's kernel, from its outputs' cotangent."""
+    rng = np.random.default_rng(seed)
+    name, _, activation = kind.partition("-")
+    options = {"activation": activation} if activation else {}
+    model = Model.init(name, features, [hidden], outputs, seed=seed % 2**31, dtype=dtype,
+                       **options)  # fmt: skip
+    x = gappy_inputs(rng, steps, batch, features, dtype)
+    grad_y = rng.normal(size=(steps, batch, outputs)).astype(dtype)
+    grad_y[np.isnan(x).any(axis=2)] = np.nan  # ignored where the outputs are missing
+    h0 = [random_state(model.layers[0], rng, batch, dtype)] if with_h0 else None
+    grad_state = [random_state(model.layers[0], rng, batch, dtype)] if with_grad_state else None
+    fused, expected = both_paths(model_vjp, model, x, grad_y, h0, grad_state)
+    exact = reference(model_vjp, *in_float64(model, x, grad_y, h0, grad_state))
+    assert list(fused.params) == list(expected.params)
+    for key, grad in expected.params.items():
+        assert_as_exact(fused.params[key], grad, exact.params[key], dtype)
+    assert_as_exact(fused.x, expected.x, exact.x, dtype)
+    assert_as_exact(fused.h0[0], expected.h0[0], exact.h0[0], dtype)
+
+
+def test_inputs_are_left_untouched_and_strided_ones_taken(rng):
+    cell = make("MinGRU", 2, 4, np.float32, rng)
+    series_major = gappy_inputs(rng, 9, 17, 2, np.float32).transpose(1, 0, 2).copy()
+    x = series_major.transpose(1, 0, 2)  # (T, B, F) over data stored series first
+    grad_y = rng.normal(size=(9, 17, 4)).astype(np.float32)
+    before = x.copy(), grad_y.copy()
+    fused, expected = both_paths(cell_vjp, cell, x, grad_y)
+    assert_close(fused.x, expected.x, np.float32)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(grad_y, before[1])
+
+
+def test_the_kernel_is_selected_for_numpy_linear_cells_only():
+    linear = CELLS["MinLSTM"].init(1, 3).kernel_spec(np, np.float64)
+    nonlinear = CELLS["GRU"].init(1, 3).kernel_spec(np, np.float64)
+    assert kernels.linear_vjp_kernels(np, linear) is linear_vjp
+    assert kernels.linear_vjp_kernels(np, nonlinear) is None
+    assert kernels.linear_vjp_kernels(np, None) is None
+    assert kernels.linear_vjp_kernels(types.ModuleType("cupy"), linear) is None
+    with kernels.use("reference"):
+        assert kernels.linear_vjp_kernels(np, linear) is None
