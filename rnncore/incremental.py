@@ -386,13 +386,13 @@ class _Runner:
         _resize_time(group, self.time_dim, end)
         region = xr.Dataset({"output": kept.drop_vars(list(kept.coords))})
         write = region.to_zarr(
-            _target(out),
+            out.target,
             region={self.time_dim: slice(t0, end)},
             mode="r+",
             consolidated=False,
             compute=False,
             align_chunks=True,  # no storage chunk written by two tasks
-            **_options(out),
+            **out.open_options,
         )
         _write_times(group[self.time_dim], self.array[self.time_dim].values[t0:], t0)
         _, states = dask.compute(write, result["state"].data)
@@ -454,7 +454,7 @@ def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: s
         )
     # the markers were checked above; open_dataset's check of every chunk would list
     # the whole store, which grows with the history
-    old = xr.open_zarr(_target(out), consolidated=False, zarr_format=3, **_options(out))
+    old = xr.open_zarr(out.target, consolidated=False, zarr_format=3, **out.open_options)
     old_times = old[time_dim].values
     first_matches = len(old_times) and len(times) and old_times[0] == times[0]
     if steps != len(old_times) or not first_matches or len(times) < len(old_times):
@@ -565,17 +565,7 @@ def _write_times(array: zarr.Array, times: np.ndarray, t0: int) -> None:
 
 
 def _group(out: Any, mode: str) -> zarr.Group:
-    return zarr.open_group(_target(out), mode=mode, zarr_format=3, **_options(out))
-
-
-def _target(out: Any) -> str:
-    """What Zarr and xarray open for the location ``out``: a local path or the URL."""
-    return str(out.local) if out.local is not None else out.url
-
-
-def _options(out: Any) -> dict[str, Any]:
-    """Keywords of Zarr and xarray for the location ``out``'s file system."""
-    return {} if out.local is not None else {"storage_options": out.storage_options}
+    return zarr.open_group(out.target, mode=mode, zarr_format=3, **out.open_options)
 
 
 def _iso(times: np.ndarray) -> str | None:

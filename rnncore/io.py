@@ -229,7 +229,7 @@ def write_zarr(
     [1.0, 2.0]
     """
     where = locate(path, storage_options)
-    options = {"storage_options": where.storage_options} if where.fs is not None else {}
+    options = where.open_options
 
     def write(tmp: str) -> None:
         _run(
@@ -335,10 +335,7 @@ def _kind(where: Location) -> str:
 def _check_chunks(where: Location, path: Path | str) -> None:
     """Refuse a Zarr store written by rnnflow (``write_empty_chunks=True``: every chunk
     is on disk) with a chunk missing, which Zarr would read as fill values."""
-    options = {"storage_options": where.storage_options} if where.local is None else {}
-    group = zarr.open_group(
-        str(where.local) if where.local is not None else where.url, mode="r", **options
-    )
+    group = zarr.open_group(where.target, mode="r", **where.open_options)
     for name, array in group.arrays():
         present, expected = array.nchunks_initialized, array.nchunks
         if present < expected:

@@ -78,7 +78,7 @@ from xarray.coding.times import decode_cf_datetime
 
 from .errors import InputError, one_line
 from .io import COMPLETE, INCOMPLETE
-from .storage import Location, locate, write_store
+from .storage import locate, write_store
 from .timeaxis import check_freq, check_regular, isoformat
 
 __all__ = [
@@ -261,7 +261,7 @@ def write_state_store(
             mode="w-",
             zarr_format=3,
             attributes={**attrs, INCOMPLETE: "set while rnncore.statestore writes"},
-            **_options(where),
+            **where.open_options,
         )
         for name, (value, dims, extra) in arrays.items():
             array = group.create_array(
@@ -294,7 +294,7 @@ def read_state_store(
     expected = "a state store written by rnncore.statestore.write_state_store"
     where = locate(path, storage_options)
     try:
-        group = zarr.open_group(_target(where), mode="r", zarr_format=3, **_options(where))
+        group = zarr.open_group(where.target, mode="r", zarr_format=3, **where.open_options)
     except FileNotFoundError as err:
         raise InputError(f"no state store at {path}: expected {expected}") from err
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -523,16 +523,6 @@ def _read(group: zarr.Group, name: str) -> np.ndarray:
         raise ValueError(f"{name!r} is not a complete array")
     values = np.asarray(array[...])
     return values.astype(object) if values.dtype.kind == "T" else values  # labels as xarray
-
-
-def _target(where: Location) -> str:
-    """What Zarr opens for ``where``: the local path or the URL."""
-    return str(where.local) if where.local is not None else where.url
-
-
-def _options(where: Location) -> dict[str, Any]:
-    """Zarr's keywords for ``where``'s file system."""
-    return {} if where.local is not None else {"storage_options": where.storage_options}
 
 
 def _labels(labels: tuple[Any, ...]) -> list[Any]:

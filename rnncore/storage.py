@@ -141,6 +141,16 @@ class Location:
             self.fs, self.path = fs, path
 
     @property
+    def target(self) -> str:
+        """What Zarr, xarray and pandas open: the local path, or the URL."""
+        return str(self.local) if self.local is not None else self.url
+
+    @property
+    def open_options(self) -> dict[str, Any]:
+        """Their keywords for this file system: ``storage_options`` for a remote one."""
+        return {} if self.local is not None else {"storage_options": self.storage_options}
+
+    @property
     def name(self) -> str:
         """The last component of the target."""
         return self.local.name if self.local is not None else PurePosixPath(self.path).name
