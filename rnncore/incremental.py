@@ -46,7 +46,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ import zarr
 from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
 from .errors import InputError
-from .io import COMPLETE, INCOMPLETE, open_dataset, write_zarr
+from .io import INCOMPLETE, mark_store, open_dataset, write_zarr
 from .labelled import LAYER_DIM, OUTPUT_DIM, STATE_DIM, _select, run
 from .model import Model
 from .states import pack_states, unpack_states
@@ -382,7 +381,7 @@ class _Runner:
         result = self.run(series, start, h0)
         kept = self._kept(old, series, start, t0, result)
         group = _group(out, "r+")
-        _mark(group, complete=False)
+        mark_store(group, complete=False, writer="rnncore.incremental")
         _resize_time(group, self.time_dim, end)
         region = xr.Dataset({"output": kept.drop_vars(list(kept.coords))})
         write = region.to_zarr(
@@ -397,7 +396,7 @@ class _Runner:
         _write_times(group[self.time_dim], self.array[self.time_dim].values[t0:], t0)
         _, states = dask.compute(write, result["state"].data)
         group["state"][...] = np.asarray(states)
-        _mark(group, complete=True, attrs=result.attrs)
+        mark_store(group, complete=True, attrs=result.attrs)
         return np.asarray(states)
 
     def _kept(
@@ -446,7 +445,7 @@ def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: s
     group = _group(out, "r+")
     if steps is not None and (INCOMPLETE in group.attrs or group[time_dim].shape[0] > steps):
         _resize_time(group, time_dim, steps)
-        _mark(group, complete=True)
+        mark_store(group, complete=True)
     if INCOMPLETE in group.attrs:
         raise InputError(
             f"the output store {out.returned()} is marked {INCOMPLETE!r} and its state store "
@@ -494,17 +493,6 @@ def _resize_time(group: zarr.Group, time_dim: str, steps: int) -> None:
             shape = list(array.shape)
             shape[dims.index(time_dim)] = steps
             array.resize(tuple(shape))
-
-
-def _mark(group: zarr.Group, *, complete: bool, attrs: Mapping[str, Any] | None = None) -> None:
-    """Set the store's completion marker (:data:`rnncore.io.COMPLETE`) or its
-    incompleteness marker, removing the other, with ``attrs`` added."""
-    drop = INCOMPLETE if complete else COMPLETE
-    kept = {k: v for k, v in group.attrs.items() if k != drop}
-    marker = (
-        {COMPLETE: _now()} if complete else {INCOMPLETE: "set while rnncore.incremental writes"}
-    )
-    group.attrs.put({**kept, **(attrs or {}), **marker})
 
 
 def _stored_states(model: Model, store: StateStore, plan: IncrementPlan) -> np.ndarray | None:
@@ -570,7 +558,3 @@ def _group(out: Any, mode: str) -> zarr.Group:
 
 def _iso(times: np.ndarray) -> str | None:
     return isoformat(times[0]) if len(times) else None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

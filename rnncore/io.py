@@ -82,6 +82,7 @@ __all__ = [
     "FLOAT_CODEC",
     "INCOMPLETE",
     "NETCDF_SUFFIXES",
+    "mark_store",
     "open_dataset",
     "write_netcdf",
     "write_zarr",
@@ -244,11 +245,26 @@ def write_zarr(
                 **options,
             )
         )
-        group = zarr.open_group(tmp, mode="r+", zarr_format=3, **options)
-        attrs = {k: v for k, v in group.attrs.items() if k != INCOMPLETE}
-        group.attrs.put({**attrs, COMPLETE: datetime.now(UTC).isoformat(timespec="seconds")})
+        mark_store(zarr.open_group(tmp, mode="r+", zarr_format=3, **options), complete=True)
 
     return write_store(where, write, overwrite=overwrite)
+
+
+def mark_store(
+    group: zarr.Group,
+    *,
+    complete: bool,
+    writer: str = "rnncore.io",
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Set a Zarr group's completion marker (:data:`COMPLETE`, the time) or its
+    incompleteness marker (:data:`INCOMPLETE`, naming ``writer``), removing the other,
+    with ``attrs`` added."""
+    drop = INCOMPLETE if complete else COMPLETE
+    kept = {k: v for k, v in group.attrs.items() if k != drop}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    marker = {COMPLETE: now} if complete else {INCOMPLETE: f"set while {writer} writes"}
+    group.attrs.put({**kept, **(attrs or {}), **marker})
 
 
 def write_netcdf(

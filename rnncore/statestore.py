@@ -66,7 +66,6 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ import zarr
 from xarray.coding.times import decode_cf_datetime
 
 from .errors import InputError, one_line
-from .io import COMPLETE, INCOMPLETE
+from .io import INCOMPLETE, mark_store
 from .storage import locate, write_store
 from .timeaxis import check_freq, check_regular, isoformat
 
@@ -275,7 +274,7 @@ def write_state_store(
                 config={"write_empty_chunks": True},
             )
             array[...] = value
-        group.attrs.put({**attrs, COMPLETE: datetime.now(UTC).isoformat(timespec="seconds")})
+        mark_store(group, complete=True)
 
     return write_store(where, write, overwrite=True)
 
