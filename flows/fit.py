@@ -8,7 +8,7 @@ full once, and starts a fresh store.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 
@@ -41,13 +41,15 @@ def refit(
     freq: str | None = None,
     season: list[int] | None = None,
     exog: list[str] | None = None,
+    encoder: str = "reservoir",
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Fit and save a forecaster and, at the same time, backtest one like it.
 
     To be called inside a flow: the fit and the backtest are submitted as two
     tasks. The per-series scores go to ``output/backtest.zarr``, the overall ones
     beside the forecaster (:func:`rnnflow.tasks.forecast.metrics_path`). ``freq``,
-    ``season`` and ``exog`` are the forecaster's (:func:`rnnflow.tasks.forecast.new_forecaster`).
+    ``season``, ``exog`` and ``encoder`` are the forecaster's
+    (:func:`rnnflow.tasks.forecast.new_forecaster`).
 
     Returns
     -------
@@ -58,7 +60,7 @@ def refit(
         With ``predict``, the forecasts of every series made in the fitting pass
         (see :func:`rnnflow.tasks.forecast.fit_forecaster`); else ``None``.
     """
-    settings = {"freq": freq, "season": season, "exog": exog}
+    settings = {"freq": freq, "season": season, "exog": exog, "encoder": encoder}
     futures = [
         fit_forecaster.submit(
             data, plan, forecaster, horizon, levels, variable, predict, **settings
@@ -90,6 +92,7 @@ def fit(
     freq: str | None = None,
     season: list[int] | None = None,
     exog: list[str] | None = None,
+    encoder: Literal["reservoir", "learned"] = "reservoir",
 ) -> dict[str, Any]:
     """Fit the forecaster on every series, save it, backtest it and publish the scores.
 
@@ -128,6 +131,11 @@ def fit(
     exog
         Exogenous variables of the data (columns of a long table) whose values at
         each forecast origin are features; ``None`` for none.
+    encoder
+        ``reservoir``: fixed random units (the default, the better by the accuracy
+        benchmark); ``learned``: gated units trained on the forecast loss
+        (:mod:`rnncore.forecast.learned`), slower to fit, and with no incremental
+        forecasts.
 
     Returns
     -------
@@ -149,6 +157,7 @@ def fit(
             freq=freq,
             season=season,
             exog=exog,
+            encoder=encoder,
         )
         outputs = {"forecaster": forecaster, "performance report": str(session.performance_report)}
         if backtested is not None:

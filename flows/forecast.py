@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -105,6 +105,7 @@ def forecast(
     freq: str | None = None,
     season: list[int] | None = None,
     exog: list[str] | None = None,
+    encoder: Literal["reservoir", "learned"] = "reservoir",
     incremental: bool = True,
 ) -> dict[str, Any]:
     """Forecast every series of ``data`` and write the forecasts and a run report.
@@ -144,6 +145,10 @@ def forecast(
     exog
         Exogenous variables of the data (columns of a long table) whose values at
         each forecast origin are features, used when fitting; ``None`` for none.
+    encoder
+        The encoder, used when fitting: ``reservoir`` (fixed random units, the
+        default) or ``learned`` (gated units trained on the forecast loss; slower to
+        fit, and its forecasts read every series in full, as ``--full``).
     incremental
         Continue from the state store in ``output`` (``state.zarr``), reading only the
         steps after it and a trailing window of each series, with the forecasts of a
@@ -165,7 +170,7 @@ def forecast(
             state = str(join(output, STATE_STORE))
             done = forecast_incremental.submit(source, forecaster, plan, horizon, variable, state)
             (result,) = gather([done], "forecast")
-            blocks, increment = [result["forecast"]], result["figures"]
+            blocks, increment = [result["forecast"]], increment | result["figures"]
         elif locate(forecaster).exists():
             backtested = load_forecaster(forecaster)
             futures = [
@@ -188,6 +193,7 @@ def forecast(
                 freq=freq,
                 season=season,
                 exog=exog,
+                encoder=encoder,
             )
             blocks = [forecasts]
         attrs = {

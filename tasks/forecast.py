@@ -57,6 +57,7 @@ def new_forecaster(
     freq: str | None = None,
     season: Sequence[int] | None = None,
     exog: Sequence[str] | None = None,
+    encoder: str = "reservoir",
 ) -> Forecaster:
     """An unfitted forecaster that works in blocks of the plan's chunks.
 
@@ -72,6 +73,8 @@ def new_forecaster(
         Steps per season, one or more; ``None`` (or empty) for the frequency's.
     exog
         Exogenous variables of the data; ``None`` for none.
+    encoder
+        The forecaster's encoder (:data:`rnncore.forecast.forecaster.ENCODERS`).
     """
     return Forecaster(
         horizon,
@@ -79,6 +82,7 @@ def new_forecaster(
         season=list(season) if season else None,
         freq=freq,
         exog=tuple(exog or ()),
+        encoder=encoder,
         chunk_rows=plan.values_per_chunk,
     )
 
@@ -101,6 +105,7 @@ def fit_forecaster(
     freq: str | None = None,
     season: Sequence[int] | None = None,
     exog: Sequence[str] | None = None,
+    encoder: str = "reservoir",
 ) -> dict[str, Any] | None:
     """Fit a :class:`~rnncore.forecast.Forecaster` (:func:`new_forecaster`) on every series
     of ``data`` and save it to ``path``; the fit runs as Dask graphs on the cluster.
@@ -109,7 +114,7 @@ def fit_forecaster(
     fitting pass (:meth:`~rnncore.forecast.Forecaster.fit_predict`), and return the
     forecasts as ``xarray.Dataset.to_dict(data="array")``; else return ``None``.
     """
-    forecaster = new_forecaster(plan, horizon, levels, freq, season, exog)
+    forecaster = new_forecaster(plan, horizon, levels, freq, season, exog, encoder)
     with cluster_compute():
         ds = open_dataset(data, chunks=plan.chunks)
         if predict:
@@ -184,29 +189,41 @@ def forecast_incremental(
 
     A missing, incomplete or foreign store, or one made by another forecaster (the
     weekly refit saved a new one), is not used: every series is read in full and a
-    fresh store written. The work runs as Dask graphs on the cluster; only the new
-    steps and trailing windows of the series resumed are read.
+    fresh store written. A forecaster with no incremental pass (its
+    :attr:`~rnncore.forecast.Forecaster.incremental_` is False) reads every series in
+    full and writes no store. The work runs as Dask graphs on the cluster; only the
+    new steps and trailing windows of the series resumed are read.
 
     Returns
     -------
     dict
         ``forecast``: the forecasts as ``xarray.Dataset.to_dict(data="array")``;
         ``figures``: ``state store`` (what was continued from) and the increment's
-        counts (series resumed, cold, recomputed, removed; steps read and new).
+        counts (series resumed, cold, recomputed, removed; steps read and new) when
+        a store was written.
     """
     model = Forecaster.load(forecaster)
-    try:
-        store = read_state_store(state)
-        note = f"continued from {state}"
-    except InputError as err:
-        store, note = None, f"not usable ({one_line(err)}): a fresh store"
-    if store is not None and store.fingerprint != model.fingerprint():
-        store, note = None, "made by another forecaster (refitted): a fresh store"
+    store, state_out = None, state
+    if not model.incremental_:
+        note = "not used: the forecaster's learned encoder has no incremental pass"
+        state_out = None
+    else:
+        try:
+            store = read_state_store(state)
+            note = f"continued from {state}"
+        except InputError as err:
+            note = f"not usable ({one_line(err)}): a fresh store"
+        if store is not None and store.fingerprint != model.fingerprint():
+            store, note = None, "made by another forecaster (refitted): a fresh store"
     with cluster_compute():
         ds = open_dataset(data, chunks=plan.chunks)
-        forecast = model.predict(ds, horizon, variable=variable, state=store, state_out=state)
+        forecast = model.predict(ds, horizon, variable=variable, state=store, state_out=state_out)
     figures = {"state store": note}  # the run's, kept out of the forecasts' attributes
-    figures |= {key: forecast.attrs.pop(attr) for attr, key in INCREMENT_ATTRS.items()}
+    figures |= {
+        key: forecast.attrs.pop(attr)
+        for attr, key in INCREMENT_ATTRS.items()
+        if attr in forecast.attrs
+    }
     return {"forecast": forecast.compute().to_dict(data="array"), "figures": figures}
 
 
@@ -280,6 +297,7 @@ def backtest_forecaster(
     freq: str | None = None,
     season: Sequence[int] | None = None,
     exog: Sequence[str] | None = None,
+    encoder: str = "reservoir",
 ) -> dict[str, Any]:
     """Backtest forecasters made by :func:`new_forecaster`, as :func:`fit_forecaster` makes
     them, over the last ``n_windows`` windows of ``horizon`` steps; write the per-series
@@ -292,7 +310,7 @@ def backtest_forecaster(
         each level; ``table``: them as a markdown table
         (:func:`rnncore.forecast.backtest_table`).
     """
-    make = functools.partial(new_forecaster, plan, horizon, levels, freq, season, exog)
+    make = functools.partial(new_forecaster, plan, horizon, levels, freq, season, exog, encoder)
     with cluster_compute():
         ds = open_dataset(data, chunks=plan.chunks)
         result = backtest(ds, make, horizon, n_windows, variable=variable).compute()

@@ -308,6 +308,13 @@ class Forecaster:
         """The data fitted: first and last timestamps, step, sizes, row counts."""
         return dict(self._state().window)
 
+    @property
+    def incremental_(self) -> bool:
+        """Whether :meth:`predict` can continue from a state store: True unless the
+        reservoir has gated units (the learned encoder's), which have no incremental
+        pass."""
+        return not self._state().spec.reservoir.n_gated
+
     def fingerprint(self) -> str:
         """SHA-256 of the fitted forecaster's settings, metadata and arrays."""
         arrays, config = self._contents()

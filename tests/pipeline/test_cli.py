@@ -100,7 +100,7 @@ def test_command_help_imports_no_prefect(command):
 
 
 @pytest.mark.parametrize("command", ["forecast", "fit"])
-def test_freq_season_and_exog_options_parse(command):
+def test_freq_season_exog_and_encoder_options_parse(command):
     parser = flow_parser(command)
     defaults = vars(parser.parse_args([]))
     assert defaults["freq"] is None and defaults["season"] is None and defaults["exog"] is None
@@ -111,6 +111,10 @@ def test_freq_season_and_exog_options_parse(command):
     assert vars(parser.parse_args(["--season", "48", "336"]))["season"] == [48, 336]
     with pytest.raises(SystemExit):
         parser.parse_args(["--season", "weekly"])
+    assert defaults["encoder"] == "reservoir"
+    assert vars(parser.parse_args(["--encoder", "learned"]))["encoder"] == "learned"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--encoder", "lstm"])
 
 
 def test_apply_requires_a_model(capsys):

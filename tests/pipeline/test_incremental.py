@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from rnncore.forecast import Forecaster
 from rnncore.io import write_zarr
 from rnncore.synthetic import generate
 from rnnflow.flows.cli import main
@@ -71,3 +72,30 @@ def test_nightly_forecast_reads_only_the_new_steps(prefect_api, dask_address, tm
     for name in ("method", "last_observed", "time", "series"):
         np.testing.assert_array_equal(incremental[name].values, recomputed[name].values)
     assert incremental.attrs["origin"] == recomputed.attrs["origin"]
+
+
+def test_a_learned_encoder_forecasts_every_night_in_full(prefect_api, dask_address, tmp_path):
+    """``--encoder learned`` fits gated units, which have no incremental pass: the nightly
+    forecast (incremental by default) reads every series in full, writes no state store,
+    says so in its report, and forecasts as ``--full`` does."""
+    days = generate(N_SERIES, HISTORY + DAY, seed=5)
+    data, output, full = tmp_path / "data.zarr", tmp_path / "out", tmp_path / "full"
+    forecaster = tmp_path / "forecaster.safetensors"
+    argv = ["forecast", "--data", str(data), "--horizon", "12", "--plot-series", "0"]
+    argv += ["--forecaster", str(forecaster), "--scheduler", dask_address]
+    write_zarr(days.isel(time=slice(0, HISTORY)), data, overwrite=True)
+    fit = [*argv, "--output", str(output), "--backtest-windows", "0", "--encoder", "learned"]
+    assert main(fit) == 0
+    assert Forecaster.load(forecaster).encoder == "learned"
+    assert not Forecaster.load(forecaster).incremental_
+
+    write_zarr(days, data, overwrite=True)
+    assert main([*argv, "--output", str(output)]) == 0
+    tonight = figures(output)
+    assert tonight["state store"].startswith("not used: the forecaster's learned encoder")
+    assert tonight["steps read"] == N_SERIES * (HISTORY + DAY)
+    assert not (output / "state.zarr").exists()
+    assert main([*argv, "--output", str(full), "--full"]) == 0
+    nightly = xr.open_zarr(output / "forecast.zarr", consolidated=False).load()
+    recomputed = xr.open_zarr(full / "forecast.zarr", consolidated=False).load()
+    xr.testing.assert_identical(nightly.drop_attrs(), recomputed.drop_attrs())
