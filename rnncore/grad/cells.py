@@ -40,7 +40,7 @@ from ..readout import Readout
 from ..scan import linear_scan
 from .scan import linear_scan_vjp
 
-__all__ = ["CellGradients", "cell_forward", "cell_vjp", "fused_readout_vjp"]
+__all__ = ["CellGradients", "cell_forward", "cell_vjp", "fused_readout_vjp", "takes_readout"]
 
 Params = dict[str, Any]
 Parts = tuple[Any, ...]
@@ -64,7 +64,9 @@ class CellGradients(NamedTuple):
     h0: State
 
 
-def cell_forward(cell: Cell, x: Any, h0: State = None) -> tuple[Any, State, Any]:
+def cell_forward(
+    cell: Cell, x: Any, h0: State = None, readout: Readout | None = None
+) -> tuple[Any, State, Any]:
     """One layer's forward pass, keeping what :func:`cell_vjp` can reuse.
 
     Parameters
@@ -73,21 +75,44 @@ def cell_forward(cell: Cell, x: Any, h0: State = None) -> tuple[Any, State, Any]
         Any of rnncore's cells.
     x, h0
         As for :meth:`rnncore.Cell.__call__`.
+    readout
+        Applied to the outputs, if given; only where :func:`takes_readout` holds, so
+        that :func:`fused_readout_vjp` can differentiate it from the tape.
 
     Returns
     -------
     y, state
-        As :meth:`rnncore.Cell.__call__` returns them.
+        As :meth:`rnncore.Cell.run` returns them.
     tape
-        For ``cell_vjp(..., tape=tape)``: the steps a nonlinear cell on the fused
-        kernels records (:mod:`rnncore.kernels.nonlinear_vjp`); ``None`` for any other
-        cell or path, whose :func:`cell_vjp` recomputes what it needs.
+        For ``cell_vjp(..., tape=tape)`` (or :func:`fused_readout_vjp`): what a cell
+        on the fused backward kernels keeps of its forward pass (the steps a
+        nonlinear cell records, :mod:`rnncore.kernels.nonlinear_vjp`; a linear-state
+        cell's state at the start of every tile, :mod:`rnncore.kernels.linear_vjp`);
+        ``None`` for any other cell or path, whose :func:`cell_vjp` recomputes what
+        it needs.
     """
     xp, x = cell.check_input(x)
     spec = cell.kernel_spec(xp, x.dtype)
+    if readout is not None and not takes_readout(cell, x):
+        raise ValueError(f"{type(cell).__name__}'s backward pass here takes no readout")
+    state0 = cell.prepare_state(xp, h0, x.shape[1], x.dtype)
     if isinstance(cell, NonlinearCell) and (fused := kernels.nonlinear_vjp_kernels(xp, spec)):
-        return fused.forward(spec, x, cell.prepare_state(xp, h0, x.shape[1], x.dtype))
+        return fused.forward(spec, x, state0)
+    if (module := kernels.linear_vjp_kernels(xp, spec)) is not None and x.shape[0] > 0:
+        arrays = None if readout is None else readout.arrays(xp, x.dtype)
+        return module.forward(spec, x, state0, arrays)
     return *cell(x, h0), None
+
+
+def takes_readout(cell: Cell, x: Any) -> bool:
+    """True where a fused kernel differentiates ``cell`` over ``x`` and a readout together.
+
+    Then :func:`cell_forward` may apply a readout and :func:`fused_readout_vjp` returns
+    the gradients of both: the top layer's outputs are never stored.
+    """
+    xp, x = cell.check_input(x)
+    spec = cell.kernel_spec(xp, x.dtype)
+    return kernels.linear_vjp_kernels(xp, spec) is not None and x.shape[0] > 0
 
 
 def cell_vjp(
@@ -144,7 +169,7 @@ def cell_vjp(
         params = {k: xp.zeros(v.shape, x.dtype) for k, v in cell.params.items()}
         grad_x, grad_h0 = xp.zeros_like(x), grad_state
     elif isinstance(cell, LinearStateCell):
-        params, grad_x, grad_h0 = _linear_vjp(cell, x, grad_y, state0, grad_state)
+        params, grad_x, grad_h0 = _linear_vjp(cell, x, grad_y, state0, grad_state, tape)
     else:
         params, grad_x, grad_h0 = _nonlinear_vjp(cell, x, grad_y, state0, grad_state, tape)
     names = {k: f"{k}_l0" if isinstance(cell, NonlinearCell) else k for k in params}
@@ -152,7 +177,13 @@ def cell_vjp(
 
 
 def fused_readout_vjp(
-    cell: Cell, readout: Readout, x: Any, grad_out: Any, h0: State = None, grad_state: State = None
+    cell: Cell,
+    readout: Readout,
+    x: Any,
+    grad_out: Any,
+    h0: State = None,
+    grad_state: State = None,
+    tape: Any = None,
 ) -> tuple[CellGradients, Any, Any] | None:
     """A top layer's and its readout's gradients in one fused pass, where a kernel takes them.
 
@@ -165,20 +196,20 @@ def fused_readout_vjp(
     -------
     tuple or None
         The cell's :class:`CellGradients` and the gradients of the readout's weight
-        and bias; ``None`` where no fused kernel applies (then :func:`cell_vjp` after
-        the readout's own vector-Jacobian product gives the same).
+        and bias; ``None`` where no fused kernel applies (:func:`takes_readout`; then
+        :func:`cell_vjp` after the readout's own vector-Jacobian product gives the same).
     """
+    if not takes_readout(cell, x):
+        return None
     xp, x = cell.check_input(x)
     spec = cell.kernel_spec(xp, x.dtype)
     module = kernels.linear_vjp_kernels(xp, spec)
-    if module is None or x.shape[0] == 0:
-        return None
     state0 = cell.prepare_state(xp, h0, x.shape[1], x.dtype)
     grad_state = cell.prepare_state(xp, grad_state, x.shape[1], x.dtype)
     arrays = readout.arrays(xp, x.dtype)
     grad_out = xp.asarray(grad_out, dtype=x.dtype)
     params, grad_x, grad_h0, (weight, bias) = module.linear_vjp(
-        spec, x, grad_out, state0, grad_state, arrays
+        spec, x, grad_out, state0, grad_state, arrays, tape
     )
     return CellGradients(params, grad_x, grad_h0), weight, bias
 
@@ -187,17 +218,17 @@ def fused_readout_vjp(
 
 
 def _linear_vjp(
-    cell: LinearStateCell, x: Any, grad_y: Any, h0: Any, grad_state: Any
+    cell: LinearStateCell, x: Any, grad_y: Any, h0: Any, grad_state: Any, tape: Any
 ) -> tuple[Params, Any, Any]:
     """Parameter, input and initial-state gradients of a linear-state cell (``T > 0``).
 
-    The fused kernel (:mod:`rnncore.kernels.linear_vjp`) where one takes ``x``;
-    else the reference path below.
+    The fused kernel (:mod:`rnncore.kernels.linear_vjp`, from ``tape`` if given)
+    where one takes ``x``; else the reference path below.
     """
     xp = namespace(x)
     spec = cell.kernel_spec(xp, x.dtype)
     if (module := kernels.linear_vjp_kernels(xp, spec)) is not None:
-        return module.linear_vjp(spec, x, grad_y, h0, grad_state)[:3]
+        return module.linear_vjp(spec, x, grad_y, h0, grad_state, tape=tape)[:3]
     a, b = cell.transition(x)
     xp, x, missing = cell.prepare_input(x)
     p = cell.params_for(xp, x.dtype)

@@ -310,8 +310,7 @@ def _pullback(
 ) -> tuple[ModelGradients, Any, Any]:
     """The vjp of a block's summed squared errors, and those errors and their count."""
     with kernels.threads(1):
-        inputs, tapes = _layer_inputs(model, x, entries)
-        y = inputs[-1] if model.readout is None else model.readout(inputs[-1])
+        inputs, tapes, y = _layer_inputs(model, x, entries)
         diff, count = errors(y, target, mask)
         grads = _backward(model, inputs, tapes, 2 * diff, entries, adjoints, lowest)
     return grads, (diff * diff).sum(), count

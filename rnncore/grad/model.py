@@ -5,7 +5,9 @@ its backward pass can reuse (:func:`~rnncore.grad.cells.cell_forward`); the back
 pass runs the readout's, then each layer's vector-Jacobian product
 (:func:`~rnncore.grad.cells.cell_vjp`, which recomputes what was not kept) from the
 last layer to the first, passing each layer's input cotangent down as the cotangent
-of the outputs of the layer below.
+of the outputs of the layer below. Where a fused kernel differentiates the top layer
+and the readout together (:func:`~rnncore.grad.cells.takes_readout`), the readout
+runs within that layer's forward pass too, and the layer's outputs are never stored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, NamedTuple
 from ..arrays import may_hold_any, namespace
 from ..cells import State
 from ..model import Model
-from .cells import affine_grads, cell_forward, cell_vjp, fused_readout_vjp
+from .cells import affine_grads, cell_forward, cell_vjp, fused_readout_vjp, takes_readout
 
 __all__ = ["ModelGradients", "errors", "masked_mse", "model_vjp", "value_and_grad"]
 
@@ -77,7 +79,7 @@ def model_vjp(
     >>> grads.params["layers.1.weight_hh_l0"].shape, grads.x.shape, len(grads.h0)
     ((9, 3), (6, 5, 2), 2)
     """
-    inputs, tapes = _layer_inputs(model, x, h0)
+    inputs, tapes, _ = _layer_inputs(model, x, h0)
     return _backward(model, inputs, tapes, grad_outputs, h0, grad_final_states)
 
 
@@ -116,8 +118,7 @@ def value_and_grad(
     >>> loss > 0, sorted(grads) == sorted(model.state_dict())
     (True, True)
     """
-    inputs, tapes = _layer_inputs(model, x, h0)
-    y = inputs[-1] if model.readout is None else model.readout(inputs[-1])
+    inputs, tapes, y = _layer_inputs(model, x, h0)
     loss, grad_y = masked_mse(y, target, mask)
     return loss, _backward(model, inputs, tapes, grad_y, h0, None).params
 
@@ -181,20 +182,27 @@ def errors(y: Any, target: Any, mask: Any = None) -> tuple[Any, Any]:
     return xp.where(counts, y - target, 0), counts.sum()
 
 
-def _layer_inputs(model: Model, x: Any, h0: Sequence[State] | None) -> tuple[list, list]:
+def _layer_inputs(model: Model, x: Any, h0: Sequence[State] | None) -> tuple[list, list, Any]:
     """The forward pass, keeping ``x`` and every layer's outputs (no readout), and tapes.
 
     The tapes are what each layer's :func:`~rnncore.grad.cells.cell_vjp` can reuse
-    (:func:`~rnncore.grad.cells.cell_forward`).
+    (:func:`~rnncore.grad.cells.cell_forward`). Also returns the model's outputs.
+    Where :func:`~rnncore.grad.cells.takes_readout` holds for the top layer, the
+    readout runs in its forward pass and its outputs are not kept: the last entry
+    of the inputs is ``None``.
     """
     if h0 is not None and len(h0) != len(model.layers):
         raise ValueError(f"h0 has {len(h0)} states; the model has {len(model.layers)} layers")
-    inputs, tapes = [x], []
+    inputs, tapes, last = [x], [], len(model.layers) - 1
     for k, cell in enumerate(model.layers):
-        y, _, tape = cell_forward(cell, inputs[-1], None if h0 is None else h0[k])
-        inputs.append(y)
+        fuse = k == last and model.readout is not None and takes_readout(cell, inputs[-1])
+        readout = model.readout if fuse else None
+        y, _, tape = cell_forward(cell, inputs[-1], None if h0 is None else h0[k], readout)
+        inputs.append(None if fuse else y)
         tapes.append(tape)
-    return inputs, tapes
+    if model.readout is not None and inputs[-1] is not None:
+        y = model.readout(y)
+    return inputs, tapes, y
 
 
 def _backward(
@@ -214,24 +222,28 @@ def _backward(
     n = len(model.layers)
     if grad_final_states is not None and len(grad_final_states) != n:
         raise ValueError(f"grad_final_states has {len(grad_final_states)} states; expected {n}")
-    h = inputs[-1]
-    xp = namespace(h)
-    grad = xp.asarray(grad_outputs, dtype=h.dtype)
+    h = inputs[-1]  # None where the top layer's forward pass took the readout
+    below = inputs[-2]
+    xp = namespace(below)
+    grad = xp.asarray(grad_outputs) if h is None else xp.asarray(grad_outputs, dtype=h.dtype)
     params: dict[str, Any] = {}
     grad_h0: list[State] = [None] * n
     fused = None
     if model.readout is not None:
-        _check_readout_cotangent(model, h, grad)
+        _check_readout_cotangent(model, below, grad)
         if lowest < n:  # the top layer's backward pass may take the readout's
             fused = fused_readout_vjp(
                 model.layers[-1],
                 model.readout,
-                inputs[-2],
+                below,
                 grad,
                 None if h0 is None else h0[-1],
                 None if grad_final_states is None else grad_final_states[-1],
+                tapes[-1],
             )
         if fused is None:
+            if h is None:
+                raise RuntimeError("the kernel path changed between the forward and backward pass")
             grad, params["readout.weight"], params["readout.bias"] = _readout_vjp(model, h, grad)
         else:
             top, params["readout.weight"], params["readout.bias"] = fused
@@ -253,9 +265,9 @@ def _backward(
     return ModelGradients(ordered, grad, grad_h0)
 
 
-def _check_readout_cotangent(model: Model, h: Any, grad_y: Any) -> None:
-    """Refuse a cotangent ``grad_y`` not of the shape of the readout of ``h``."""
-    expected = (*h.shape[:-1], model.readout.output_size)
+def _check_readout_cotangent(model: Model, x: Any, grad_y: Any) -> None:
+    """Refuse a cotangent ``grad_y`` not of the shape of the outputs on ``(T, B, F)`` ``x``."""
+    expected = (*x.shape[:-1], model.readout.output_size)
     if grad_y.shape != expected:
         raise ValueError(f"grad_outputs has shape {grad_y.shape}; expected {expected}")
 

@@ -1,30 +1,35 @@
-"""Fused numba kernel of the backward pass of the linear-state cells.
+"""Fused numba kernels of the backward pass of the linear-state cells.
 
 The vector-Jacobian product of :class:`~rnncore.MinGRU`, :class:`~rnncore.MinLSTM`,
 :class:`~rnncore.QRNN` and :class:`~rnncore.DiagonalLinear` (with their ``g``
-variants) in one kernel, beside the reference path of
-:func:`rnncore.grad.cell_vjp`. Each parallel task takes a group of series and
+variants), beside the reference path of :func:`rnncore.grad.cell_vjp`, in two kernels:
 
-1. runs the cell forward over the whole series, keeping only the state at the start
-   of every tile of ``_TILE`` steps (no hidden states stored);
-2. walks the tiles backwards: recomputes a tile's projections and gates from ``x``
-   and its states from the tile's first one, then carries the adjoint
-   ``lam_t = g_t + a_{t+1} lam_{t+1}`` back through it, turning the cotangents of the
-   decays and inputs into that of the projection ``u = x @ weight.T + bias`` at once;
-3. pulls ``du`` back to the weight, bias and inputs. With few input features this
-   is done in the kernel too (the weight and bias gradients summed per task in
-   float64); with more, ``du`` is written out and the two products are left to BLAS.
+- :func:`forward` runs the cell as :func:`rnncore.kernels.cells.run` does (its readout
+  fused in, if given) and keeps a *tape*: the state at the start of every tile of
+  ``_TILE`` steps (no hidden states stored);
+- :func:`linear_vjp` takes that tape (or runs :func:`forward` for it, writing no
+  outputs). Each parallel task takes a group of series and walks the tiles
+  backwards: recomputes a tile's projections and gates from ``x`` and its states
+  from the tile's first one, then carries the adjoint
+  ``lam_t = g_t + a_{t+1} lam_{t+1}`` back through it, turning the cotangents of the
+  decays and inputs into that of the projection ``u = x @ weight.T + bias`` at once,
+  and pulls ``du`` back to the weight, bias and inputs. With few input features this
+  is done in the kernel too; with more, ``du`` is written out and the two products
+  are left to BLAS.
 
 Given a readout, the cotangent taken is that of the readout's outputs: the kernel pulls
 it back to the cell's outputs step by step (the top layer's ``(T, B, H)`` cotangent is
-never stored) and sums the readout's weight and bias gradients in float64.
+never stored) and sums the readout's weight and bias gradients too.
+
+What sums over steps and series (the parameters' gradients) is summed over each tile
+of one series in the inputs' dtype (sixteen terms), and those sums in float64.
 
 A step where any input feature is NaN is the identity: its output's cotangent is
 ignored, ``du`` and the input gradient are zero there and the adjoint passes through.
 
-Numba's on-disk cache checks only the file of the function it caches, while this
-kernel inlines the gate maths of :mod:`rnncore.kernels.cells`; the kernel is
-therefore a closure over a digest of that file, which numba's cache key includes.
+Numba's on-disk cache checks only the file of the function it caches, while these
+kernels inline the gate maths of :mod:`rnncore.kernels.cells`; the kernels are
+therefore closures over a digest of that file, which numba's cache key includes.
 Its helpers here are not cached on their own: they are compiled into the kernel.
 """
 
@@ -38,6 +43,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from ..arrays import empty_steps
 from . import KINDS, cells
 from .cells import (
     _GROUP,
@@ -59,10 +65,11 @@ from .cells import (
     _sigmoids,
     _tanh,
     _tile_scratch,
+    _write_tile,
 )
 from .interface import KernelSpec, ReadoutArrays
 
-__all__ = ["linear_vjp", "supports"]
+__all__ = ["forward", "linear_vjp", "supports"]
 
 _MINGRU, _MINLSTM, _QRNN = (KINDS[k] for k in ("mingru", "minlstm", "qrnn"))
 
@@ -80,6 +87,56 @@ def supports(spec: KernelSpec) -> bool:
     return spec.linear and spec.kind in KINDS
 
 
+def forward(
+    spec: KernelSpec, x: np.ndarray, state: np.ndarray, readout: ReadoutArrays | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the cell as :func:`rnncore.kernels.cells.run` does, keeping a tape.
+
+    Parameters
+    ----------
+    spec
+        The cell (:func:`supports`).
+    x
+        ``(T, B, F)`` checked float inputs; NaN marks a missing step.
+    state
+        ``(B, H)``: the initial state, of ``x``'s dtype.
+    readout
+        Applied to the outputs within the kernel, if given.
+
+    Returns
+    -------
+    y
+        ``(T, B, H)`` outputs, or ``(T, B, outputs)`` with a readout; NaN at missing
+        steps.
+    state
+        The state after the last step.
+    tape
+        For :func:`linear_vjp`: ``(tiles, B, H)``, the state at the start of every
+        tile of ``_TILE`` steps.
+    """
+    y = empty_steps(x, spec.hidden if readout is None else readout.output_size)
+    return y, *_run(spec, x, state, readout, y)
+
+
+def _run(
+    spec: KernelSpec, x: np.ndarray, state: np.ndarray, readout: ReadoutArrays | None, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`forward` into outputs ``y`` (no outputs if of width 0): final state and tape."""
+    steps, batch = x.shape[:2]
+    tape = np.empty((-(-steps // _TILE), batch, spec.hidden), x.dtype)
+    c = np.empty((batch, spec.hidden), x.dtype)
+    _forward(
+        *_gate_operands(spec, x),
+        readout is not None,
+        _frozen(state.astype(x.dtype, copy=False)),
+        *_readout_operands(spec, x, readout),
+        y,
+        c,
+        tape,
+    )
+    return c, tape
+
+
 def linear_vjp(
     spec: KernelSpec,
     x: np.ndarray,
@@ -87,6 +144,7 @@ def linear_vjp(
     h0: np.ndarray,
     grad_state: np.ndarray,
     readout: ReadoutArrays | None = None,
+    tape: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """Parameter, input and initial-state gradients of a linear-state cell (and its readout).
 
@@ -103,6 +161,9 @@ def linear_vjp(
         ``(B, H)``: the initial state and the cotangent of the final one.
     readout
         A readout ``y = h @ weight.T + bias`` of the cell's outputs ``h``, or ``None``.
+    tape
+        What :func:`forward` kept of the forward pass on the same ``x`` and ``h0``;
+        recomputed if ``None``.
 
     Returns
     -------
@@ -128,10 +189,12 @@ def linear_vjp(
     ro_w = _readout_operands(spec, x, readout)[0]
     grad_ro = np.zeros((groups, *ro_w.shape))
     grad_rb = np.zeros((groups, ro_w.shape[0]))
+    if tape is None:
+        tape = _run(spec, x, h0, None, np.empty((steps, batch, 0), dtype))[1]
     _backward(
         *_gate_operands(spec, x),
         _frozen(grad_y.astype(dtype, copy=False)),
-        _frozen(h0.astype(dtype, copy=False)),
+        _frozen(tape),
         _frozen(grad_state.astype(dtype, copy=False)),
         fused,
         du,
@@ -160,158 +223,189 @@ def linear_vjp(
 
 
 # -- one tile of one series ------------------------------------------------------------
+#
+# Each loop over the hidden units below writes one or two arrays and indexes every
+# array with its bare loop variable, so that it vectorises.
 
 
 @numba.njit(**_PART_INLINE)
-def _candidate(g, u):
-    """The candidate and its derivative: ``(u, 1)``, or ``(g(u), g'(u))``."""
+def _candidates(g, u, i, block, cand, dcand):
+    """Step ``i``'s candidates from ``u[i, block]`` and their derivatives: ``(u, 1)``,
+    or ``(g(u), g'(u))``; the branch outside the loop, so that only one is computed."""
     if not g:
-        return u, _like(u, 1.0)
-    if u >= 0:
-        return u + _like(u, 0.5), _like(u, 1.0)
-    s, r = _sigmoids(u)
-    return s, s * r
+        for j in range(cand.shape[1]):
+            cand[i, j] = u[i, block, j]
+        for j in range(cand.shape[1]):
+            dcand[i, j] = 1
+        return
+    for j in range(cand.shape[1]):
+        v = u[i, block, j]
+        s, r = _sigmoids(v)
+        cand[i, j] = v + _like(v, 0.5) if v >= 0 else s
+        dcand[i, j] = _like(v, 1.0) if v >= 0 else s * r
 
 
 @numba.njit(**_PART)
-def _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, cs, gap):
+def _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, c, cs, gap):
     """Gates, their derivatives and states of series ``s`` over ``len(gap)`` steps from ``start``.
 
     ``cs[0]`` holds the state before the tile; ``cs[i + 1]`` receives the state after
-    step ``i``. ``d`` ``(7, n, H)`` receives the decays in ``d[0]``, the inputs in
-    ``d[6]`` and in between what :func:`_backward_tile` needs of the cell; ``u`` the
-    projections and ``gap`` which steps are missing.
+    step ``i`` (``c`` ``(H,)`` is scratch). ``d`` ``(7, n, H)`` receives the decays in
+    ``d[0]``, the inputs in ``d[6]`` and in between what :func:`_backward_tile` needs
+    of the cell; ``u`` the projections and ``gap`` which steps are missing.
     """
     n, hidden = gap.size, decay.size
     for i in range(n):
         gap[i] = _project(u, i, w, bias, x, start + i, s)
     u = u.reshape(u.shape[0], -1, hidden)  # (n, blocks, H)
-    for i in range(n):
-        if kind == _MINGRU:  # d[1:4]: z, cand, dcand
+    a, d1, d2, d3, d4, d5, b = d[0], d[1], d[2], d[3], d[4], d[5], d[6]
+    if kind == _MINGRU:  # d[1:4]: z, cand, dcand
+        for i in range(n):
             for j in range(hidden):
-                d[1, i, j], d[0, i, j] = _sigmoids(u[i, 0, j])
-                d[2, i, j], d[3, i, j] = _candidate(g, u[i, 1, j])
-                d[6, i, j] = d[1, i, j] * d[2, i, j]
-        elif kind == _MINLSTM:  # d[1:6]: 1 - a, cand, dcand, sigmoid(-uf), sigmoid(-ui)
+                d1[i, j], a[i, j] = _sigmoids(u[i, 0, j])
+            _candidates(g, u, i, 1, d2, d3)
+            for j in range(hidden):
+                b[i, j] = d1[i, j] * d2[i, j]
+    elif kind == _MINLSTM:  # d[1:6]: 1 - a, cand, dcand, sigmoid(-uf), sigmoid(-ui)
+        for i in range(n):
             tail = False
             for j in range(hidden):
-                d[0, i, j], d[1, i, j] = _normalised_gates(u[i, 0, j], u[i, 1, j])
+                a[i, j], d1[i, j] = _normalised_gates(u[i, 0, j], u[i, 1, j])
                 tail |= _in_tail(u[i, 0, j]) | _in_tail(u[i, 1, j])
             if tail:  # rare: this step again, with the exact tail formula
                 for j in range(hidden):
-                    d[0, i, j], d[1, i, j] = _normalised_tail_gates(u[i, 0, j], u[i, 1, j])
+                    a[i, j], d1[i, j] = _normalised_tail_gates(u[i, 0, j], u[i, 1, j])
+            _candidates(g, u, i, 2, d2, d3)
             for j in range(hidden):
-                d[2, i, j], d[3, i, j] = _candidate(g, u[i, 2, j])
-                d[4, i, j] = _sigmoids(u[i, 0, j])[1]
-                d[5, i, j] = _sigmoids(u[i, 1, j])[1]
-                d[6, i, j] = d[1, i, j] * d[2, i, j]
-        elif kind == _QRNN:  # d[1:4]: 1 - f, tanh(uz), o
+                d4[i, j] = _sigmoids(u[i, 0, j])[1]
             for j in range(hidden):
-                d[0, i, j], d[1, i, j] = _sigmoids(u[i, 1, j])
-                d[2, i, j] = _tanh(u[i, 0, j])
-                d[3, i, j] = _sigmoids(u[i, 2, j])[0]
-                d[6, i, j] = d[1, i, j] * d[2, i, j]
-        else:
+                d5[i, j] = _sigmoids(u[i, 1, j])[1]
             for j in range(hidden):
-                d[0, i, j] = decay[j]
-                d[6, i, j] = u[i, 0, j]
+                b[i, j] = d1[i, j] * d2[i, j]
+    elif kind == _QRNN:  # d[1:4]: 1 - f, tanh(uz), o
+        for i in range(n):
+            for j in range(hidden):
+                a[i, j], d1[i, j] = _sigmoids(u[i, 1, j])
+            for j in range(hidden):
+                d2[i, j] = _tanh(u[i, 0, j])
+            for j in range(hidden):
+                d3[i, j] = _sigmoids(u[i, 2, j])[0]
+            for j in range(hidden):
+                b[i, j] = d1[i, j] * d2[i, j]
+    else:
+        for i in range(n):
+            for j in range(hidden):
+                a[i, j] = decay[j]
+            for j in range(hidden):
+                b[i, j] = u[i, 0, j]
+    for j in range(hidden):  # the state runs in c, each step's copied out
+        c[j] = cs[0, j]
     for i in range(n):
+        if not gap[i]:
+            for j in range(hidden):
+                c[j] = a[i, j] * c[j] + b[i, j]
         for j in range(hidden):
-            cs[i + 1, j] = cs[i, j] if gap[i] else d[0, i, j] * cs[i, j] + d[6, i, j]
+            cs[i + 1, j] = c[j]
 
 
 @numba.njit(**_PART_INLINE)
-def _output_cotangent(gy, t, s, ro, h, out, grad_ro, grad_rb):
+def _output_cotangent(gy, t, s, ro, h, out, sums_ro, sums_rb):
     """The cotangent of the cell's outputs ``h`` ``(H,)`` at step ``t`` of series ``s``.
 
     Written to ``out``: ``gy``'s own, or with a readout ``ro`` ``(outputs, H)`` (none
     if it has no rows) ``gy``'s pulled back through it, whose weight and bias
-    gradients are added to ``grad_ro`` and ``grad_rb`` (float64).
+    gradients are added to ``sums_ro`` and ``sums_rb``.
     """
     if ro.shape[0] == 0:
         for j in range(h.size):
             out[j] = gy[t, s, j]
         return
-    out[:] = 0
+    for j in range(h.size):
+        out[j] = 0
     for o in range(ro.shape[0]):
         go = gy[t, s, o]
-        grad_rb[o] += go
+        sums_rb[o] += go
         for j in range(h.size):
             out[j] += go * ro[o, j]
-            grad_ro[o, j] += np.float64(go) * np.float64(h[j])
+        for j in range(h.size):
+            sums_ro[o, j] += go * h[j]
 
 
 @numba.njit(**_PART)
-def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, grad_decay, ro, gh, grad_ro,
-                   grad_rb):  # fmt: skip
+def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, ro, gh, sums_ro, sums_rb,
+                   sums_decay):  # fmt: skip
     """Carry the adjoint ``lam`` ``(H,)`` of series ``s`` back through a tile.
 
     Takes :func:`_forward_tile`'s ``d``, ``cs`` and ``gap``, and the cotangents ``gy``
     of the outputs (of the readout ``ro``'s, if it has rows: see
-    :func:`_output_cotangent`, whose ``grad_ro`` and ``grad_rb`` these are; ``gh``
-    ``(2, H)`` is scratch); writes ``du`` ``(n, blocks * H)`` (zero at missing steps)
-    and adds the decays' cotangents to ``grad_decay`` (DiagonalLinear's).
+    :func:`_output_cotangent`; ``gh`` ``(2, H)`` is scratch); writes ``du``
+    ``(n, blocks * H)`` (zero at missing steps) and adds the readout's gradients to
+    ``sums_ro`` and ``sums_rb`` and the decays' cotangents to ``sums_decay``
+    (DiagonalLinear's).
     """
     hidden = lam.size
     du = du.reshape(du.shape[0], -1, hidden)  # (n, blocks, H)
+    a, d1, d2, d3, d4, d5 = d[0], d[1], d[2], d[3], d[4], d[5]
+    g, h = gh[0], gh[1]
     for i in range(gap.size - 1, -1, -1):
         if gap[i]:  # the identity: lam passes through
             du[i] = 0
             continue
         t = start + i
-        if ro.shape[0]:  # the cell's outputs, read out
+        if kind == _QRNN:  # the cell's outputs y = o * c
             for j in range(hidden):
-                gh[1, j] = cs[i + 1, j] * d[3, i, j] if kind == _QRNN else cs[i + 1, j]
-        _output_cotangent(gy, t, s, ro, gh[1], gh[0], grad_ro, grad_rb)
-        # The cotangents of the decays (into du[i, 0]) and inputs (into d[6]).
-        for j in range(hidden):
-            g = gh[0, j]
-            if kind == _QRNN:  # y = o * c
-                o = d[3, i, j]
-                du[i, 2, j] = g * cs[i + 1, j] * o * (_like(o, 1.0) - o)
-                g *= o
-            lam[j] += g
-            d[6, i, j] = lam[j]
-            du[i, 0, j] = lam[j] * cs[i, j]
-            lam[j] *= d[0, i, j]
+                h[j] = cs[i + 1, j] * d3[i, j]
+            _output_cotangent(gy, t, s, ro, h, g, sums_ro, sums_rb)
+        else:
+            _output_cotangent(gy, t, s, ro, cs[i + 1], g, sums_ro, sums_rb)
+        # lam takes the output's cotangent; those of the decay (ga) and input (gb)
+        # follow, then the projections' from them.
         if kind == _MINGRU:  # a = 1 - z, b = z * cand
             for j in range(hidden):
-                ga, gb = du[i, 0, j], d[6, i, j]
-                z = d[1, i, j]
-                du[i, 0, j] = z * d[0, i, j] * (gb * d[2, i, j] - ga)
-                du[i, 1, j] = gb * z * d[3, i, j]
+                gb = lam[j] + g[j]
+                ga = gb * cs[i, j]
+                z = d1[i, j]
+                du[i, 0, j] = z * a[i, j] * (gb * d2[i, j] - ga)
+                du[i, 1, j] = gb * z * d3[i, j]
+                lam[j] = gb * a[i, j]
         elif kind == _MINLSTM:  # a = sigmoid(r), b = (1 - a) cand, r = log f - log i
             for j in range(hidden):
-                ga, gb = du[i, 0, j], d[6, i, j]
-                dr = d[0, i, j] * d[1, i, j] * (ga - gb * d[2, i, j])
-                du[i, 0, j] = dr * d[4, i, j]
-                du[i, 1, j] = -dr * d[5, i, j]
-                du[i, 2, j] = gb * d[1, i, j] * d[3, i, j]
-        elif kind == _QRNN:  # a = f, b = (1 - f) tanh(uz)
+                gb = lam[j] + g[j]
+                dr = a[i, j] * d1[i, j] * (gb * cs[i, j] - gb * d2[i, j])
+                du[i, 0, j] = dr * d4[i, j]
+                du[i, 1, j] = -dr * d5[i, j]
+                du[i, 2, j] = gb * d1[i, j] * d3[i, j]
+                lam[j] = gb * a[i, j]
+        elif kind == _QRNN:  # a = f, b = (1 - f) tanh(uz); y = o * c
             for j in range(hidden):
-                ga, gb = du[i, 0, j], d[6, i, j]
-                f, one_f, z = d[0, i, j], d[1, i, j], d[2, i, j]
+                o = d3[i, j]
+                du[i, 2, j] = g[j] * cs[i + 1, j] * o * (_like(o, 1.0) - o)
+                gb = lam[j] + g[j] * o
+                f, one_f, z = a[i, j], d1[i, j], d2[i, j]
                 du[i, 0, j] = gb * one_f * (_like(z, 1.0) - z * z)
-                du[i, 1, j] = f * one_f * (ga - gb * z)
+                du[i, 1, j] = f * one_f * (gb * cs[i, j] - gb * z)
+                lam[j] = gb * f
         else:  # a = decay, b = u
             for j in range(hidden):
-                grad_decay[j] += du[i, 0, j]
-                du[i, 0, j] = d[6, i, j]
+                gb = lam[j] + g[j]
+                sums_decay[j] += gb * cs[i, j]
+                du[i, 0, j] = gb
+                lam[j] = gb * a[i, j]
 
 
 @numba.njit(**_PART)
-def _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, grad_w, grad_b):
+def _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, sums_b, sums_w):
     """Pull a tile's ``dut`` (its ``du``) back to the bias, weight and inputs.
 
-    Adds it up into the bias's gradient; ``fused``, also into the weight's
-    (``grad_w`` ``(F, blocks * H)``, float64) and writes the inputs' gradient, else
-    copies it to ``du`` for BLAS.
+    Adds it up into ``sums_b``; ``fused``, also its products with the inputs into
+    ``sums_w`` ``(F, blocks * H)`` and writes the inputs' gradient, else copies it
+    to ``du`` for BLAS.
     """
     tile = dut.reshape(1, dut.shape[0], dut.shape[1])
     for i in range(gap.size):
         t = start + i
         for e in range(dut.shape[1]):
-            grad_b[e] += dut[i, e]
+            sums_b[e] += dut[i, e]
         if not fused:
             for e in range(dut.shape[1]):
                 du[t, s, e] = dut[i, e]
@@ -319,51 +413,77 @@ def _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, grad_w, grad_b)
         for f in range(w.shape[0]):
             grad_x[t, s, f] = _dot(_like(dut[0, 0], 0.0), w, f, tile, 0, i)
             if not gap[i]:  # NaN inputs there, times a zero du
-                xf = np.float64(x[t, s, f])
+                xf = x[t, s, f]
                 for e in range(dut.shape[1]):
-                    grad_w[f, e] += xf * dut[i, e]
+                    sums_w[f, e] += xf * dut[i, e]
 
 
-def _kernel(cells_digest: str) -> Callable[..., None]:
-    """The kernel, a closure over ``cells_digest`` so that numba's cache keys on it."""
+@numba.njit(**_PART_INLINE)
+def _flush(sums, totals):
+    """Add ``sums`` to the float64 ``totals`` of the same shape, and zero them."""
+    sums, totals = sums.reshape(-1), totals.reshape(-1)
+    for e in range(sums.size):
+        totals[e] += sums[e]
+        sums[e] = 0
+
+
+def _kernels(cells_digest: str) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The forward and backward kernels, closures over ``cells_digest`` (numba's cache key)."""
 
     @numba.njit(parallel=True, **_JIT)
-    def backward(kind, g, x, w, bias, decay, gy, h0, lam0, fused, du, grad_x, grad_w, grad_b,
-                 grad_decay, grad_h0, ro, grad_ro, grad_rb):  # fmt: skip
+    def forward(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, starts):
         cells_digest  # noqa: B018 -- part of numba's cache key (see the module's docstring)
         steps, batch = x.shape[:2]
-        hidden, tiles = decay.size, -(-steps // _TILE)
+        hidden = decay.size
         for group in prange(-(-batch // _GROUP)):
-            first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
             u, ab, gaps = _tile_scratch(x, bias.size, hidden)
-            starts = np.empty((tiles, last - first, hidden), x.dtype)  # each tile's first state
-            c = h0[first:last].copy()
             none = np.empty((0, hidden), x.dtype)
-            for k in range(tiles):
-                gap = gaps[: min(_TILE, steps - k * _TILE)]
-                for s in range(first, last):
-                    starts[k, s - first] = c[s - first]
-                    _gate_tile(kind, g, x, k * _TILE, s, w, bias, decay, u, ab, gap)
-                    _scan_tile(kind, ab, gap, c, s - first, none)
-            d = np.empty((7, _TILE, hidden), x.dtype)
-            cs = np.empty((_TILE + 1, hidden), x.dtype)
-            dut = np.empty((_TILE, bias.size), x.dtype)
-            lam = lam0[first:last].copy()
-            gh = np.empty((2, hidden), x.dtype)
-            for k in range(tiles - 1, -1, -1):
+            first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
+            c[first:last] = c0[first:last]
+            for k in range(starts.shape[0]):
                 start = k * _TILE
                 gap = gaps[: min(_TILE, steps - start)]
                 for s in range(first, last):
-                    cs[0] = starts[k, s - first]
-                    _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, cs, gap)
-                    _backward_tile(kind, gy, start, s, d, cs, gap, lam[s - first], dut,
-                                   grad_decay[group], ro, gh, grad_ro[group],
-                                   grad_rb[group])  # fmt: skip
-                    _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, grad_w[group],
-                                    grad_b[group])  # fmt: skip
+                    starts[k, s] = c[s]
+                    _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap)
+                    _scan_tile(kind, ab, gap, c, s, none)
+                    _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b)
+
+    @numba.njit(parallel=True, **_JIT)
+    def backward(kind, g, x, w, bias, decay, gy, starts, lam0, fused, du, grad_x, grad_w,
+                 grad_b, grad_decay, grad_h0, ro, grad_ro, grad_rb):  # fmt: skip
+        cells_digest  # noqa: B018 -- part of numba's cache key (see the module's docstring)
+        steps, batch = x.shape[:2]
+        hidden, rows = decay.size, bias.size
+        for group in prange(-(-batch // _GROUP)):
+            first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
+            u, _, gaps = _tile_scratch(x, rows, hidden)
+            d = np.empty((7, _TILE, hidden), x.dtype)
+            c, cs = np.empty(hidden, x.dtype), np.empty((_TILE + 1, hidden), x.dtype)
+            dut = np.empty((_TILE, rows), x.dtype)
+            gh = np.empty((2, hidden), x.dtype)
+            # A tile's sums, in the inputs' dtype, added to the group's float64 totals.
+            sums_b, sums_w = np.zeros(rows, x.dtype), np.zeros(grad_w.shape[1:], x.dtype)
+            sums_decay = np.zeros(hidden, x.dtype)
+            sums_ro, sums_rb = np.zeros(ro.shape, x.dtype), np.zeros(ro.shape[0], x.dtype)
+            lam = lam0[first:last].copy()
+            for k in range(starts.shape[0] - 1, -1, -1):
+                start = k * _TILE
+                gap = gaps[: min(_TILE, steps - start)]
+                for s in range(first, last):
+                    cs[0] = starts[k, s]
+                    _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, c, cs, gap)
+                    _backward_tile(kind, gy, start, s, d, cs, gap, lam[s - first], dut, ro, gh,
+                                   sums_ro, sums_rb, sums_decay)  # fmt: skip
+                    _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, sums_b, sums_w)
+                    _flush(sums_b, grad_b[group])
+                    _flush(sums_w, grad_w[group])
+                    _flush(sums_decay, grad_decay[group])
+                    _flush(sums_ro, grad_ro[group])
+                    _flush(sums_rb, grad_rb[group])
             grad_h0[first:last] = lam
 
-    return backward
+    return forward, backward
 
 
-_backward = _kernel(hashlib.sha256(Path(cells.__file__).read_bytes()).hexdigest())
+_forward, _backward = _kernels(hashlib.sha256(Path(cells.__file__).read_bytes()).hexdigest())

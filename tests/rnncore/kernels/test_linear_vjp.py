@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rnncore import CELLS, Model, kernels
+from rnncore import CELLS, Model, Readout, kernels
 from rnncore.grad import cell_vjp, model_vjp, value_and_grad
+from rnncore.grad.cells import cell_forward
+from rnncore.grad.model import _layer_inputs
 from rnncore.kernels import linear_vjp
 from tests.rnncore.kernels.cases import gappy_inputs, random_state
 from tests.rnncore.reference import rel_err
@@ -177,3 +179,86 @@ def test_the_kernel_is_selected_for_numpy_linear_cells_only():
     assert kernels.linear_vjp_kernels(types.ModuleType("cupy"), linear) is None
     with kernels.use("reference"):
         assert kernels.linear_vjp_kernels(np, linear) is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(
+    dtype=DTYPES,
+    steps=st.sampled_from([0, 1, 2, 15, 16, 17, 41]),
+    batch=st.integers(1, 35),
+    features=st.integers(1, 3),
+    hidden=st.integers(1, 6),
+    outputs=st.sampled_from([None, 1, 3]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_forward_runs_the_cell_and_keeps_the_states_at_tile_starts(
+    kind, dtype, steps, batch, features, hidden, outputs, seed
+):
+    """The tape-keeping forward pass gives the cell's run, bit for bit, and its tape."""
+    rng = np.random.default_rng(seed)
+    cell = make(kind, features, hidden, dtype, rng)
+    readout = None if outputs is None else Readout(rng.normal(size=(outputs, hidden)).astype(dtype))
+    x = gappy_inputs(rng, steps, batch, features, dtype)
+    h0 = random_state(cell, rng, batch, dtype)
+    spec = cell.kernel_spec(np, dtype)
+    arrays = None if readout is None else readout.arrays(np, dtype)
+    y, state, tape = linear_vjp.forward(spec, x, h0, arrays)
+    expected_y, expected_state = cell.run(x, h0, readout)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(state, expected_state)
+    tile = linear_vjp._TILE
+    assert tape.shape == (-(-steps // tile), batch, hidden) and tape.dtype == dtype
+    for k in range(tape.shape[0]):
+        np.testing.assert_array_equal(tape[k], cell.run(x[: k * tile], h0)[1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@given(
+    dtype=DTYPES,
+    steps=st.sampled_from([1, 2, 15, 16, 17, 41]),
+    batch=st.integers(1, 35),
+    features=FEATURES,
+    hidden=st.integers(1, 6),
+    with_readout=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_backward_pass_from_a_tape_is_the_one_without(
+    kind, dtype, steps, batch, features, hidden, with_readout, seed
+):
+    rng = np.random.default_rng(seed)
+    cell = make(kind, features, hidden, dtype, rng)
+    readout = Readout(rng.normal(size=(2, hidden)).astype(dtype)) if with_readout else None
+    arrays = None if readout is None else readout.arrays(np, dtype)
+    x = gappy_inputs(rng, steps, batch, features, dtype)
+    grad_y = rng.normal(size=(steps, batch, 2 if with_readout else hidden)).astype(dtype)
+    h0, grad_state = (random_state(cell, rng, batch, dtype) for _ in range(2))
+    spec = cell.kernel_spec(np, dtype)
+    tape = linear_vjp.forward(spec, x, h0, arrays)[2]
+    taped = linear_vjp.linear_vjp(spec, x, grad_y, h0, grad_state, arrays, tape)
+    untaped = linear_vjp.linear_vjp(spec, x, grad_y, h0, grad_state, arrays)
+    assert list(taped[0]) == list(untaped[0])
+    for name, grad in untaped[0].items():
+        np.testing.assert_array_equal(taped[0][name], grad)
+    np.testing.assert_array_equal(taped[1], untaped[1])
+    np.testing.assert_array_equal(taped[2], untaped[2])
+    assert (taped[3] is None) == (untaped[3] is None) == (readout is None)
+    for mine, theirs in zip(taped[3] or (), untaped[3] or (), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_the_top_layer_takes_the_readout_in_its_forward_pass_and_stores_no_outputs(rng):
+    model = Model.init("MinGRU", 1, [3, 4], 2, seed=0)
+    x = gappy_inputs(rng, 20, 5, 1, np.float32)
+    inputs, tapes, y = _layer_inputs(model, x, None)
+    assert inputs[1].shape == (20, 5, 3) and inputs[2] is None
+    assert all(t is not None for t in tapes)
+    np.testing.assert_array_equal(y, model(x)[0])
+    with kernels.use("reference"):  # no fused kernel: the outputs kept, the readout after
+        inputs, tapes, y = _layer_inputs(model, x, None)
+    assert inputs[2].shape == (20, 5, 4) and tapes == [None, None]
+
+
+def test_a_readout_is_refused_where_no_fused_kernel_differentiates_it():
+    gru, readout = CELLS["GRU"].init(1, 3), Readout(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="takes no readout"):
+        cell_forward(gru, np.ones((4, 2, 1)), readout=readout)
