@@ -225,15 +225,16 @@ def run_incremental(
         store = read_state_store(where.returned(), storage_options=storage_options)
         window = store.window
         source = _Source(array, time_dim, _tail_start(store, times))
-        plan = plan_increment(
-            store,
-            source.array,
-            fingerprint=model.fingerprint(),
-            freq=freq,
-            variables=variables,
-            time_dim=time_dim,
-            series_dim=series_dim,
-        )
+        with dask.config.set(scheduler="synchronous"):  # its windows are in the loaded tail
+            plan = plan_increment(
+                store,
+                source.array,
+                fingerprint=model.fingerprint(),
+                freq=freq,
+                variables=variables,
+                time_dim=time_dim,
+                series_dim=series_dim,
+            )
         old = _previous_output(out, store, times, time_dim, series_dim)
         reason = ""
     runner = _Runner(
@@ -413,8 +414,14 @@ class _Runner:
         t0, end = int(start.min()), len(times)
         if t0 == end:  # no new step for any series
             return h0
-        result = self.run(series, start, h0)
-        output = np.asarray(_kept(old, series, start, t0, result["output"].data))
+        # a missing step leaves the states unchanged and gives NaN outputs: each series
+        # runs from its first step without one on (its steps before stay NaN)
+        begin = _first_valid(self.source.since(t0), start, t0, self.time_dim, self.series_dim)
+        result = self.run(series, begin, h0)
+        new = np.asarray(result["output"].data)
+        output = np.full((len(series), end - t0, new.shape[2]), np.nan, new.dtype)
+        output[:, end - t0 - new.shape[1] :] = new
+        output = _kept(old, series, start, t0, output)
         states = np.asarray(result["state"].data)
         stamps = _encoded_times(old.time, times[t0:])
         mark_store(old.group, complete=False, writer="rnncore.incremental")
@@ -442,7 +449,11 @@ class _Output:
 
     def __init__(self, out: Any, time_dim: str, series_dim: str) -> None:
         self.group = zarr.open_group(out.target, mode="r+", zarr_format=3, **out.open_options)
-        self.arrays = dict(self.group.arrays())
+        # every chunk written, all-NaN ones too (open_dataset checks they all are)
+        self.arrays = {
+            name: array.with_config({"write_empty_chunks": True})
+            for name, array in self.group.arrays()
+        }
         self.time_dim, self.series_dim = time_dim, series_dim
         dims = {
             name: tuple(array.metadata.dimension_names or ()) for name, array in self.arrays.items()
@@ -558,6 +569,17 @@ def _stands_at(
     last = np.where(last >= 0, last + t0, -1)
     index = np.maximum(np.maximum(last, start - 1), n - window)
     return np.where(index >= 0, times[np.maximum(index, 0)], _NAT)
+
+
+def _first_valid(
+    part: xr.DataArray, start: np.ndarray, t0: int, time_dim: str, series_dim: str
+) -> np.ndarray:
+    """Per series, its first step without a missing value from its ``start`` on (the
+    length of the axis if none), in the data ``part`` from step ``t0``."""
+    values = np.asarray(stacked_values(part, (str(part.name),), time_dim, series_dim))
+    steps = np.arange(t0, t0 + values.shape[1])
+    valid = ~np.isnan(values).any(axis=2) & (steps[None, :] >= start[:, None])
+    return np.where(valid.any(axis=1), steps[valid.argmax(axis=1)], t0 + values.shape[1])
 
 
 def _checksums(

@@ -128,6 +128,20 @@ def test_a_run_with_no_new_steps_changes_nothing(tmp_path):
     check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
 
 
+def test_a_night_of_missing_steps_only(tmp_path):
+    """New steps all missing (and late ones still missing): the series' runs start at
+    their first value, none here; every chunk of the grown store is written all the same."""
+    model = Model.init("GRU", 1, [3], 1, dtype=np.float64)
+    y = truth(3, 3, np.float64).copy()
+    y[:, 2 * DAY :] = np.nan
+    y[1, 2 * DAY - 8 :] = np.nan
+    nightly(tmp_path, night(y, y.series.values, 2), model)
+    data = night(y, y.series.values, 3)
+    result = nightly(tmp_path, data, model)
+    assert result.in_place
+    check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
+
+
 def test_full_starts_afresh(tmp_path):
     model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
     data = night(truth(3, 3, np.float64), ["s00000", "s00001"], 3)
