@@ -411,23 +411,27 @@ class _Runner:
         with Zarr directly: the steps from the earliest start are in the loaded tail, so
         the run is in memory; returns the final states."""
         series = np.arange(len(start))
-        t0, end = int(start.min()), len(times)
+        t0, end, known = int(start.min()), len(times), old.time.shape[0]
         if t0 == end:  # no new step for any series
             return h0
         # a missing step leaves the states unchanged and gives NaN outputs: each series
-        # runs from its first step without one on (its steps before stay NaN)
+        # runs from its first step without one on (its steps before stay NaN: they were
+        # missing when the store was written too)
         begin = _first_valid(self.source.since(t0), start, t0, self.time_dim, self.series_dim)
         result = self.run(series, begin, h0)
         new = np.asarray(result["output"].data)
-        output = np.full((len(series), end - t0, new.shape[2]), np.nan, new.dtype)
-        output[:, end - t0 - new.shape[1] :] = new
-        output = _kept(old, series, start, t0, output)
+        # written from the first step whose outputs change, or the first new step; after
+        # a cut run (which may have written any of them), from the earliest start
+        t1 = t0 if old.recovered else min(end - new.shape[1], known)
+        output = np.full((len(series), end - t1, new.shape[2]), np.nan, new.dtype)
+        output[:, end - t1 - new.shape[1] :] = new
+        output = _kept(old, series, start, t1, output)
         states = np.asarray(result["state"].data)
-        stamps = _encoded_times(old.time, times[t0:])
+        stamps = _encoded_times(old.time, times[known:])
         mark_store(old.group, complete=False, writer="rnncore.incremental")
         old.resize(end)
-        old.output[:, t0:end] = output
-        old.time[t0:end] = stamps
+        old.output[:, t1:end] = output
+        old.time[known:end] = stamps
         old.arrays["state"][...] = states
         mark_store(old.group, complete=True, attrs=result.attrs)
         return states
@@ -472,6 +476,8 @@ class _Output:
                 "full (--full, full=True) to start afresh"
             )
         self.output, self.time = self.arrays["output"], self.arrays[time_dim]
+        #: Whether a cut run's update was undone (:func:`_previous_output`).
+        self.recovered = False
 
     def resize(self, steps: int) -> None:
         """Grow or cut every array along time to ``steps``."""
@@ -506,6 +512,7 @@ def _previous_output(
     if steps is not None and (INCOMPLETE in old.group.attrs or old.time.shape[0] > steps):
         old.resize(steps)
         mark_store(old.group, complete=True)
+        old.recovered = True
     if INCOMPLETE in old.group.attrs:
         raise InputError(
             f"the output store {out.returned()} is marked {INCOMPLETE!r} and its state store "

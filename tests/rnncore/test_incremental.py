@@ -255,6 +255,24 @@ def test_a_run_cut_before_its_state_store_is_redone(tmp_path):
         check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
 
 
+def test_a_cut_run_redone_on_data_that_lost_its_late_values(tmp_path):
+    """A run cut after writing the outputs of late values, redone on data without them:
+    the outputs it wrote there are rewritten (missing again: NaN)."""
+    model = Model.init("GRU", 1, [3], 1, dtype=np.float64)
+    y = truth(3, 3, np.float64)
+    late = y.copy()
+    late[1, 2 * DAY - 5 : 2 * DAY] = np.nan
+    nightly(tmp_path, night(late, y.series.values, 2), model)
+    state = state_path(tmp_path / "run.zarr")
+    shutil.copytree(state, tmp_path / "saved.zarr")
+    nightly(tmp_path, night(y, y.series.values, 3), model)  # the late values arrived
+    shutil.rmtree(state)  # ... but the state store was not written
+    shutil.copytree(tmp_path / "saved.zarr", state)
+    data = night(late, y.series.values, 3)  # and they are gone again
+    assert nightly(tmp_path, data, model).in_place
+    check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
+
+
 @settings(max_examples=8)
 @given(
     cuts=st.lists(st.integers(1, 30), min_size=1, max_size=4),
