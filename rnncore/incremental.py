@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ import xarray as xr
 import zarr
 from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
-from .errors import InputError
+from .errors import InputError, one_line
 from .io import INCOMPLETE, mark_store, open_dataset, write_zarr
 from .labelled import LAYER_DIM, OUTPUT_DIM, STATE_DIM, _select, run
 from .model import Model
@@ -75,7 +75,7 @@ from .statestore import (
     write_state_store,
 )
 from .storage import locate, with_suffix
-from .timeaxis import infer_freq, isoformat
+from .timeaxis import check_regular, infer_freq, isoformat
 
 __all__ = ["DEFAULT_WINDOW", "TIME_CHUNK", "IncrementalRun", "run_incremental", "state_path"]
 
@@ -225,16 +225,7 @@ def run_incremental(
         store = read_state_store(where.returned(), storage_options=storage_options)
         window = store.window
         source = _Source(array, time_dim, _tail_start(store, times))
-        with dask.config.set(scheduler="synchronous"):  # its windows are in the loaded tail
-            plan = plan_increment(
-                store,
-                source.array,
-                fingerprint=model.fingerprint(),
-                freq=freq,
-                variables=variables,
-                time_dim=time_dim,
-                series_dim=series_dim,
-            )
+        plan = _plan(store, source, times, model.fingerprint(), freq, variables, series_dim)
         old = _previous_output(out, store, times, time_dim, series_dim)
         reason = ""
     runner = _Runner(
@@ -288,22 +279,16 @@ class _Source:
     Attributes
     ----------
     array
-        The data (Dask-backed: its tail the loaded values).
+        The data.
     tail
         Steps ``lo:`` of the data, in memory.
     """
 
     def __init__(self, array: xr.DataArray, time_dim: str, lo: int) -> None:
-        self.time_dim, self.lo = time_dim, lo
+        self.array, self.time_dim, self.lo = array, time_dim, lo
         self.tail = array.isel({time_dim: slice(lo, None)})
         if hasattr(array.data, "dask") and self.tail.size:
-            axis = array.get_axis_num(time_dim)
-            lazy = self.tail.data
             self.tail = self.tail.compute()
-            head = array.data[(slice(None),) * axis + (slice(0, lo),)]
-            loaded = da.from_array(self.tail.data, chunks=lazy.chunks, name=False)
-            array = array.copy(data=da.concatenate([head, loaded], axis=axis))
-        self.array = array
 
     def since(self, t0: int) -> xr.DataArray:
         """Steps ``t0:`` of the data: in memory if ``t0`` is in the tail, else lazy."""
@@ -528,6 +513,35 @@ def _previous_output(
             "(--full, full=True) to start afresh"
         )
     return old
+
+
+def _plan(
+    store: StateStore,
+    source: _Source,
+    times: np.ndarray,
+    fingerprint: str,
+    freq: str,
+    variables: tuple[str, ...],
+    series_dim: str,
+) -> IncrementPlan:
+    """:func:`~rnncore.statestore.plan_increment` over the loaded tail (every stored
+    timestamp on the axis, and its window, is in it), its starts made steps of the
+    whole axis, which must be regular at ``freq`` too."""
+    plan = plan_increment(
+        store,
+        source.tail,
+        fingerprint=fingerprint,
+        freq=freq,
+        variables=variables,
+        time_dim=source.time_dim,
+        series_dim=series_dim,
+    )
+    try:
+        check_regular(times, freq)
+    except ValueError as err:
+        raise InputError(f"the data's {source.time_dim!r} axis: {one_line(err)}") from err
+    start = np.where(plan.stored >= 0, plan.start + source.lo, 0)
+    return replace(plan, start=start, n_steps=len(times))
 
 
 def _tail_start(store: StateStore, times: np.ndarray) -> int:
