@@ -46,6 +46,7 @@ not repaired: reading it then fails, and a full run (``full=True``) starts afres
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -59,6 +60,7 @@ import xarray as xr
 import zarr
 from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
+from . import kernels
 from .errors import InputError, one_line
 from .io import INCOMPLETE, mark_store, open_dataset, write_zarr
 from .labelled import LAYER_DIM, OUTPUT_DIM, STATE_DIM, _select, run
@@ -77,12 +79,22 @@ from .statestore import (
 from .storage import locate, with_suffix
 from .timeaxis import check_regular, infer_freq, isoformat
 
-__all__ = ["DEFAULT_WINDOW", "TIME_CHUNK", "IncrementalRun", "run_incremental", "state_path"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "ONE_THREAD_SIZE",
+    "TIME_CHUNK",
+    "IncrementalRun",
+    "run_incremental",
+    "state_path",
+]
 
 #: Steps each series' trailing checksum covers, by default.
 DEFAULT_WINDOW = 48
 #: The largest storage chunk of the output store along time.
 TIME_CHUNK = 512
+#: Input values of an in-memory run below which its kernels run on one thread: on a
+#: night's few steps, waking the other threads costs more than they save.
+ONE_THREAD_SIZE = 2**20
 #: The units the output store's timestamps are encoded in.
 TIME_UNITS = "seconds since 1970-01-01"
 _NAT = np.datetime64("NaT", "ns")
@@ -321,22 +333,24 @@ class _Runner:
     def run(self, series: np.ndarray, start: np.ndarray, h0: np.ndarray | None) -> xr.Dataset:
         """:func:`rnncore.run` over ``series`` (positions) from the earliest of ``start``,
         each series' steps before its own start set missing; in memory (eager) if those
-        steps are in the loaded tail."""
+        steps are in the loaded tail, on one thread if they are few."""
         t0 = int(start.min()) if start.size else 0
         part = self.source.since(t0).isel({self.series_dim: series})
         steps = xr.DataArray(np.arange(t0, t0 + part.sizes[self.time_dim]), dims=self.time_dim)
         begins = xr.DataArray(start, dims=self.series_dim)
         if (start > t0).any():
             part = part.where(steps >= begins)
-        result = run(
-            self.model,
-            part,
-            time_dim=self.time_dim,
-            series_dim=self.series_dim,
-            feature_dim=self.feature_dim,
-            h0=h0,
-            **self.options,
-        )
+        small = not hasattr(part.data, "dask") and part.size < ONE_THREAD_SIZE
+        with kernels.threads(1) if small else contextlib.nullcontext():
+            result = run(
+                self.model,
+                part,
+                time_dim=self.time_dim,
+                series_dim=self.series_dim,
+                feature_dim=self.feature_dim,
+                h0=h0,
+                **self.options,
+            )
         result.attrs.update(self.attrs)
         return result
 
