@@ -562,10 +562,12 @@ def _tail_start(store: StateStore, times: np.ndarray) -> int:
     """The first step the resumed series may read: the start of the earliest checksum
     window (of the stored timestamps, or of the new ones, at the latest ``window``
     steps before the end); ``len(times)`` if no stored timestamp is on the axis."""
-    stands = store.stands_at[np.isin(store.stands_at, times)]
-    if not stands.size:
+    at = np.searchsorted(times, store.stands_at)  # the axis is sorted: no pass over it
+    on = at < len(times)
+    on[on] = times[at[on]] == store.stands_at[on]
+    if not on.any():
         return len(times)
-    first = min(int(np.searchsorted(times, stands.min())), len(times) - store.window)
+    first = min(int(at[on].min()), len(times) - store.window)
     return max(0, first - store.window + 1)
 
 
