@@ -225,7 +225,8 @@ def run_incremental(
     """
     array = _select(data, variable)
     times = np.asarray(array[time_dim].values, "datetime64[ns]")
-    freq = infer_freq(times) if freq is None else freq
+    inferred = freq is None  # infer_freq checks the axis is regular
+    freq = infer_freq(times) if inferred else freq
     variables = (str(array.name),)
     state = state_path(output) if state is None else state
     out, where = locate(output, storage_options), locate(state, storage_options)
@@ -237,7 +238,8 @@ def run_incremental(
         store = read_state_store(where.returned(), storage_options=storage_options)
         window = store.window
         source = _Source(array, time_dim, _tail_start(store, times))
-        plan = _plan(store, source, times, model.fingerprint(), freq, variables, series_dim)
+        fingerprint = model.fingerprint()
+        plan = _plan(store, source, times, fingerprint, freq, variables, series_dim, inferred)
         old = _previous_output(out, store, times, time_dim, series_dim)
         reason = ""
     runner = _Runner(
@@ -537,10 +539,11 @@ def _plan(
     freq: str,
     variables: tuple[str, ...],
     series_dim: str,
+    regular: bool,
 ) -> IncrementPlan:
     """:func:`~rnncore.statestore.plan_increment` over the loaded tail (every stored
     timestamp on the axis, and its window, is in it), its starts made steps of the
-    whole axis, which must be regular at ``freq`` too."""
+    whole axis, which must be regular at ``freq`` too (checked unless ``regular``)."""
     plan = plan_increment(
         store,
         source.tail,
@@ -550,10 +553,11 @@ def _plan(
         time_dim=source.time_dim,
         series_dim=series_dim,
     )
-    try:
-        check_regular(times, freq)
-    except ValueError as err:
-        raise InputError(f"the data's {source.time_dim!r} axis: {one_line(err)}") from err
+    if not regular:
+        try:
+            check_regular(times, freq)
+        except ValueError as err:
+            raise InputError(f"the data's {source.time_dim!r} axis: {one_line(err)}") from err
     start = np.where(plan.stored >= 0, plan.start + source.lo, 0)
     return replace(plan, start=start, n_steps=len(times))
 
