@@ -208,6 +208,16 @@ def test_a_foreign_store_is_refused(tmp_path, change, message):
         run_incremental(model, ds, output, state=state_path(output))
 
 
+def test_an_irregular_history_is_refused(tmp_path):
+    """The axis is checked whole, not only where the night reads it."""
+    model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
+    data = night(truth(2, 3, np.float64), ["s00000", "s00001"], 3)
+    run_incremental(model, data.isel(time=slice(0, 2 * DAY)), tmp_path / "run.zarr")
+    holed = data.drop_isel(time=[3])  # an hour missing from the axis, long before the night
+    with pytest.raises(InputError, match=r"the data's 'time' axis: .*not a regular 'h' axis"):
+        run_incremental(model, holed, tmp_path / "run.zarr", freq="h")
+
+
 def test_a_missing_output_store_is_refused(tmp_path):
     model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
     data = night(truth(2, 2, np.float64), ["s00000", "s00001"], 2)
