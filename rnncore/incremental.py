@@ -8,8 +8,8 @@ at and a checksum of the input's trailing window. The next run reads the state s
 plans the increment (:func:`rnncore.statestore.plan_increment`) and runs only
 
 * the *resumed* series, from their stored states, over the steps after their stored
-  timestamp (read lazily, through Dask; nothing before is read but the trailing
-  windows the checksums cover), and
+  timestamp (loaded once, with the trailing windows the checksums cover: nothing
+  before is read), and
 * the *cold* series (new ones) and the *recomputed* ones (data changed at or before
   their stored timestamp: late corrections), from fresh states over their whole history.
 
@@ -20,28 +20,31 @@ late for the trailing missing steps after it are read by the next run, not taken
 corrections (earlier ones, in the checksum's window, are), and a series that has been
 silent for long is read back no further than ``window`` steps. The resumed series run
 together from the earliest of their starts, each one's steps before its own start set
-missing (the identity) and its earlier outputs kept.
+missing (the identity) and its earlier outputs kept; in place (below), each runs from
+its first step without a missing value (before it: NaN outputs, the state unchanged),
+so a few silent series do not widen the night's batch.
 
 How the outputs are updated
 ---------------------------
 When the data's series are the output store's (same labels, same order) and every one
 is resumed (the nightly case), the store is updated in place: it is marked
 ``rnnflow_incomplete`` (:data:`rnncore.io.INCOMPLETE`; :func:`rnncore.io.open_dataset`
-refuses it meanwhile), its time axis grown, the steps from the earliest start written
-(storage chunks of at most :data:`TIME_CHUNK` steps keep this proportional to the new
-steps), the final states written, and the marker replaced by ``rnnflow_complete``; only
-then is the new state store written (atomically). The steps the resumed series read are
-loaded once (from the start of the earliest checksum window on), the model runs over
-them in memory and the output store is written with Zarr directly: a night's fixed
-costs do not grow with the history. A run cut in between leaves the
+refuses it meanwhile), its time axis grown, the steps from the first whose outputs
+change (or the first new one) written (storage chunks of at most :data:`TIME_CHUNK`
+steps keep this proportional to the new steps), the final states written, and the
+marker replaced by ``rnnflow_complete``; only then is the new state store written
+(atomically). The model runs in memory over the loaded steps (on one thread when they
+are few, :data:`ONE_THREAD_SIZE`) and the output store is written with Zarr directly:
+a night's fixed costs do not grow with the history. A run cut in between leaves the
 output store marked incomplete (or complete but longer) and the previous state store,
 which records the output's length: the next run cuts the time axis back to it, restores
-the marker and proceeds (the steps it rewrites are the ones the cut run was writing). Otherwise
-(new, removed or recomputed series, or a full run) the output store is written whole,
-as a new version installed atomically (:func:`rnncore.io.write_zarr`): outputs of
-resumed series before their start are copied from the previous version, not computed.
-A crash that tears a chunk file mid-write (a local file system writes it in place) is
-not repaired: reading it then fails, and a full run (``full=True``) starts afresh.
+the marker and proceeds, rewriting the steps from the earliest start (those the cut run
+may have written). Otherwise (new, removed or recomputed series, or a full run) the
+output store is written whole, as a new version installed atomically
+(:func:`rnncore.io.write_zarr`): outputs of resumed series before their start are
+copied from the previous version, not computed. A crash that tears a chunk file
+mid-write (a local file system writes it in place) is not repaired: reading it then
+fails, and a full run (``full=True``) starts afresh.
 """
 
 from __future__ import annotations
@@ -302,7 +305,8 @@ class _Source:
         self.array, self.time_dim, self.lo = array, time_dim, lo
         self.tail = array.isel({time_dim: slice(lo, None)})
         if hasattr(array.data, "dask") and self.tail.size:
-            self.tail = self.tail.compute()
+            # a few chunks (Zarr reads them concurrently itself): no thread hand-offs
+            self.tail = self.tail.compute(scheduler="synchronous")
 
     def since(self, t0: int) -> xr.DataArray:
         """Steps ``t0:`` of the data: in memory if ``t0`` is in the tail, else lazy."""
