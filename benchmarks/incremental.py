@@ -12,8 +12,9 @@ and one new day. For each history, side by side in the same process:
 Both read the data lazily from Zarr and write their outputs; the ratio is full /
 incremental in wall time, beside the series-steps each read (the work, a row of its
 own: the new day, the steps after silent series' last values, and the state store's
-fixed costs are what the incremental night pays). Growth with history is the 4x
-history's time over the 1x history's, for each.
+fixed costs are what the incremental night pays). Each is the median of its repeats,
+the night timed :data:`NIGHTS` times per full recompute (it is short, and noisier).
+Growth with history is the 4x history's time over the 1x history's, for each.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from rnncore.synthetic import write_synthetic
 DAY, YEAR = 24, 8760
 #: The history lengths compared: a year of hourly data, and four.
 HISTORIES = (YEAR, 4 * YEAR)
+#: Incremental nights timed per full recompute: they are short, and noisier.
+NIGHTS = 5
 
 
 def measure(n_series: int, cell: str, hidden: list[int], repeats: int) -> dict[int, dict[str, Any]]:
@@ -72,7 +75,7 @@ def measure(n_series: int, cell: str, hidden: list[int], repeats: int) -> dict[i
                 return run_incremental(model, tonight, out, variable="y", full=True)
 
             (inc_s, inc_run), (full_s, full_run) = _timed(
-                [(restore, incremental), (lambda: None, full)], repeats
+                [(restore, incremental, NIGHTS), (lambda: None, full, 1)], repeats
             )
             assert inc_run.incremental and inc_run.in_place, inc_run.summary()
             assert state_path(night / "out.zarr").exists()
@@ -86,19 +89,20 @@ def measure(n_series: int, cell: str, hidden: list[int], repeats: int) -> dict[i
 
 
 def _timed(
-    pairs: list[tuple[Callable[[], object], Callable[[], Any]]], repeats: int
+    runs: list[tuple[Callable[[], object], Callable[[], Any], int]], repeats: int
 ) -> list[tuple[float, Any]]:
-    """Median seconds of each ``(setup, fn)``'s ``fn`` (setup untimed), warmed up and
-    timed in alternation, with ``fn``'s last result."""
-    last: list[Any] = [None] * len(pairs)
-    samples: list[list[float]] = [[] for _ in pairs]
+    """Median seconds of each ``(setup, fn, times)``'s ``fn`` (setup untimed), warmed up
+    and timed in alternating rounds, ``times`` each per round, with ``fn``'s last result."""
+    last: list[Any] = [None] * len(runs)
+    samples: list[list[float]] = [[] for _ in runs]
     for round_ in range(repeats + 1):
-        for k, (setup, fn) in enumerate(pairs):
-            setup()
-            start = time.perf_counter()
-            last[k] = fn()
-            if round_:  # the first round warms up (compiles the kernels)
-                samples[k].append(time.perf_counter() - start)
+        for k, (setup, fn, times) in enumerate(runs):
+            for _ in range(times):
+                setup()
+                start = time.perf_counter()
+                last[k] = fn()
+                if round_:  # the first round warms up (compiles the kernels)
+                    samples[k].append(time.perf_counter() - start)
     return [(statistics.median(s), result) for s, result in zip(samples, last, strict=True)]
 
 

@@ -8,8 +8,8 @@ at and a checksum of the input's trailing window. The next run reads the state s
 plans the increment (:func:`rnncore.statestore.plan_increment`) and runs only
 
 * the *resumed* series, from their stored states, over the steps after their stored
-  timestamp (read lazily, through Dask; nothing before is read but the trailing
-  windows the checksums cover), and
+  timestamp (loaded once, with the trailing windows the checksums cover: nothing
+  before is read), and
 * the *cold* series (new ones) and the *recomputed* ones (data changed at or before
   their stored timestamp: late corrections), from fresh states over their whole history.
 
@@ -20,32 +20,39 @@ late for the trailing missing steps after it are read by the next run, not taken
 corrections (earlier ones, in the checksum's window, are), and a series that has been
 silent for long is read back no further than ``window`` steps. The resumed series run
 together from the earliest of their starts, each one's steps before its own start set
-missing (the identity) and its earlier outputs kept.
+missing (the identity) and its earlier outputs kept; in place (below), each runs from
+its first step without a missing value (before it: NaN outputs, the state unchanged),
+so a few silent series do not widen the night's batch.
 
 How the outputs are updated
 ---------------------------
 When the data's series are the output store's (same labels, same order) and every one
 is resumed (the nightly case), the store is updated in place: it is marked
 ``rnnflow_incomplete`` (:data:`rnncore.io.INCOMPLETE`; :func:`rnncore.io.open_dataset`
-refuses it meanwhile), its time axis grown, the steps from the earliest start written
-(storage chunks of at most :data:`TIME_CHUNK` steps keep this proportional to the new
-steps), the final states written, and the marker replaced by ``rnnflow_complete``; only
-then is the new state store written (atomically). A run cut in between leaves the
+refuses it meanwhile), its time axis grown, the steps from the first whose outputs
+change (or the first new one) written (storage chunks of at most :data:`TIME_CHUNK`
+steps keep this proportional to the new steps), the final states written, and the
+marker replaced by ``rnnflow_complete``; only then is the new state store written
+(atomically). The model runs in memory over the loaded steps (on one thread when they
+are few, :data:`ONE_THREAD_SIZE`) and the output store is written with Zarr directly:
+a night's fixed costs do not grow with the history. A run cut in between leaves the
 output store marked incomplete (or complete but longer) and the previous state store,
 which records the output's length: the next run cuts the time axis back to it, restores
-the marker and proceeds (the steps it rewrites are the ones the cut run was writing). Otherwise
-(new, removed or recomputed series, or a full run) the output store is written whole,
-as a new version installed atomically (:func:`rnncore.io.write_zarr`): outputs of
-resumed series before their start are copied from the previous version, not computed.
-A crash that tears a chunk file mid-write (a local file system writes it in place) is
-not repaired: reading it then fails, and a full run (``full=True``) starts afresh.
+the marker and proceeds, rewriting the steps from the earliest start (those the cut run
+may have written). Otherwise (new, removed or recomputed series, or a full run) the
+output store is written whole, as a new version installed atomically
+(:func:`rnncore.io.write_zarr`): outputs of resumed series before their start are
+copied from the previous version, not computed. A crash that tears a chunk file
+mid-write (a local file system writes it in place) is not repaired: reading it then
+fails, and a full run (``full=True``) starts afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +63,8 @@ import xarray as xr
 import zarr
 from xarray.coding.times import decode_cf_datetime, encode_cf_datetime
 
-from .errors import InputError
+from . import kernels
+from .errors import InputError, one_line
 from .io import INCOMPLETE, mark_store, open_dataset, write_zarr
 from .labelled import LAYER_DIM, OUTPUT_DIM, STATE_DIM, _select, run
 from .model import Model
@@ -72,14 +80,24 @@ from .statestore import (
     write_state_store,
 )
 from .storage import locate, with_suffix
-from .timeaxis import infer_freq, isoformat
+from .timeaxis import check_regular, infer_freq, isoformat
 
-__all__ = ["DEFAULT_WINDOW", "TIME_CHUNK", "IncrementalRun", "run_incremental", "state_path"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "ONE_THREAD_SIZE",
+    "TIME_CHUNK",
+    "IncrementalRun",
+    "run_incremental",
+    "state_path",
+]
 
 #: Steps each series' trailing checksum covers, by default.
 DEFAULT_WINDOW = 48
 #: The largest storage chunk of the output store along time.
 TIME_CHUNK = 512
+#: Input values of an in-memory run below which its kernels run on one thread: on a
+#: night's few steps, waking the other threads costs more than they save.
+ONE_THREAD_SIZE = 2**20
 #: The units the output store's timestamps are encoded in.
 TIME_UNITS = "seconds since 1970-01-01"
 _NAT = np.datetime64("NaT", "ns")
@@ -210,30 +228,25 @@ def run_incremental(
     """
     array = _select(data, variable)
     times = np.asarray(array[time_dim].values, "datetime64[ns]")
-    freq = infer_freq(times) if freq is None else freq
+    inferred = freq is None  # infer_freq checks the axis is regular
+    freq = infer_freq(times) if inferred else freq
     variables = (str(array.name),)
     state = state_path(output) if state is None else state
     out, where = locate(output, storage_options), locate(state, storage_options)
     plan, store, old = None, None, None
+    source = _Source(array, time_dim, len(times))
     if full or not where.exists():
         reason = "asked for" if full else f"no state store at {where.returned()}"
     else:
         store = read_state_store(where.returned(), storage_options=storage_options)
         window = store.window
-        array = _tail_loaded(array, store, times, time_dim)
-        plan = plan_increment(
-            store,
-            array,
-            fingerprint=model.fingerprint(),
-            freq=freq,
-            variables=variables,
-            time_dim=time_dim,
-            series_dim=series_dim,
-        )
-        old = _previous_output(out, store, times, time_dim)
+        source = _Source(array, time_dim, _tail_start(store, times))
+        fingerprint = model.fingerprint()
+        plan = _plan(store, source, times, fingerprint, freq, variables, series_dim, inferred)
+        old = _previous_output(out, store, times, time_dim, series_dim)
         reason = ""
     runner = _Runner(
-        model, array, time_dim, series_dim, feature_dim, method, tol, max_iter, resources, attrs
+        model, source, time_dim, series_dim, feature_dim, method, tol, max_iter, resources, attrs
     )
     labels = np.asarray(array[series_dim].values)
     if plan is None:
@@ -242,18 +255,14 @@ def run_incremental(
         in_place = False
     else:
         h0 = _stored_states(model, store, plan)
-        same_series = old.sizes[series_dim] == len(labels) and np.array_equal(
-            old[series_dim].values, labels
-        )
-        in_place = same_series and len(plan.resume) == len(labels)
+        in_place = len(plan.resume) == len(labels) and old.same_series(labels)
         if in_place:
-            states = runner.update_in_place(out, old, plan.start, h0)
+            states = runner.update_in_place(old, plan.start, h0, times)
         else:
             reason = "the series changed (new, removed or recomputed)"
             states = runner.write_whole(out, old, plan.start, h0, plan.stored)
         plan_start = plan.start
-    stands = _stands_at(array, plan_start, window, times, time_dim, series_dim)
-    values = stacked_values(array, variables, time_dim, series_dim)
+    stands = _stands_at(source, plan_start, window, times, series_dim)
     new_store = StateStore(
         series=labels,
         stands_at=stands,
@@ -261,7 +270,7 @@ def run_incremental(
         fingerprint=model.fingerprint(),
         freq=freq,
         variables=variables,
-        checksums=trailing_checksums(values, times, stands, window),
+        checksums=_checksums(source, stands, window, times, series_dim),
         window=window,
         attrs={"output_steps": len(times), "output_start": _iso(times[:1])},
     )
@@ -279,13 +288,40 @@ def run_incremental(
     )
 
 
+class _Source:
+    """The data, with its steps from ``lo`` on loaded once (the tail): the plan, the run
+    of resumed series, the new timestamps and checksums all read them; the history
+    before is read lazily, if at all.
+
+    Attributes
+    ----------
+    array
+        The data.
+    tail
+        Steps ``lo:`` of the data, in memory.
+    """
+
+    def __init__(self, array: xr.DataArray, time_dim: str, lo: int) -> None:
+        self.array, self.time_dim, self.lo = array, time_dim, lo
+        self.tail = array.isel({time_dim: slice(lo, None)})
+        if hasattr(array.data, "dask") and self.tail.size:
+            # a few chunks (Zarr reads them concurrently itself): no thread hand-offs
+            self.tail = self.tail.compute(scheduler="synchronous")
+
+    def since(self, t0: int) -> xr.DataArray:
+        """Steps ``t0:`` of the data: in memory if ``t0`` is in the tail, else lazy."""
+        if t0 >= self.lo:
+            return self.tail.isel({self.time_dim: slice(t0 - self.lo, None)})
+        return self.array.isel({self.time_dim: slice(t0, None)})
+
+
 class _Runner:
     """Runs the model over parts of one dataset and writes the output store."""
 
     def __init__(
         self,
         model: Model,
-        array: xr.DataArray,
+        source: _Source,
         time_dim: str,
         series_dim: str,
         feature_dim: str | None,
@@ -295,51 +331,55 @@ class _Runner:
         resources: Mapping[str, float] | None,
         attrs: Mapping[str, Any] | None,
     ) -> None:
-        self.model, self.array, self.attrs = model, array, dict(attrs or {})
+        self.model, self.source, self.attrs = model, source, dict(attrs or {})
+        self.array = source.array
         self.time_dim, self.series_dim, self.feature_dim = time_dim, series_dim, feature_dim
         self.options = {"method": method, "tol": tol, "max_iter": max_iter, "resources": resources}
 
     def run(self, series: np.ndarray, start: np.ndarray, h0: np.ndarray | None) -> xr.Dataset:
         """:func:`rnncore.run` over ``series`` (positions) from the earliest of ``start``,
-        each series' steps before its own start set missing."""
+        each series' steps before its own start set missing; in memory (eager) if those
+        steps are in the loaded tail, on one thread if they are few."""
         t0 = int(start.min()) if start.size else 0
-        part = self.array.isel({self.series_dim: series, self.time_dim: slice(t0, None)})
+        part = self.source.since(t0).isel({self.series_dim: series})
         steps = xr.DataArray(np.arange(t0, t0 + part.sizes[self.time_dim]), dims=self.time_dim)
         begins = xr.DataArray(start, dims=self.series_dim)
         if (start > t0).any():
             part = part.where(steps >= begins)
-        result = run(
-            self.model,
-            part,
-            time_dim=self.time_dim,
-            series_dim=self.series_dim,
-            feature_dim=self.feature_dim,
-            h0=h0,
-            **self.options,
-        )
+        small = not hasattr(part.data, "dask") and part.size < ONE_THREAD_SIZE
+        with kernels.threads(1) if small else contextlib.nullcontext():
+            result = run(
+                self.model,
+                part,
+                time_dim=self.time_dim,
+                series_dim=self.series_dim,
+                feature_dim=self.feature_dim,
+                h0=h0,
+                **self.options,
+            )
         result.attrs.update(self.attrs)
         return result
 
     def write_whole(
         self,
         out: Any,
-        old: xr.Dataset | None,
+        old: _Output | None,
         start: np.ndarray,
         h0: np.ndarray | None,
         stored: np.ndarray | None,
     ) -> np.ndarray:
         """Write the whole output store, as a new version: the resumed series (``stored``
-        >= 0, their earlier outputs copied from ``old``) from ``h0``, the others from
-        fresh states. Returns the final states."""
+        >= 0, their earlier outputs copied from the output store ``old``) from ``h0``,
+        the others from fresh states. Returns the final states."""
         stored = np.full(len(start), -1) if stored is None else stored
         warm, cold = np.flatnonzero(stored >= 0), np.flatnonzero(stored < 0)
         outputs, states, attrs = [], [], {}
         if warm.size:
             result = self.run(warm, start[warm], h0)
             t0 = int(start[warm].min())
-            earlier = self._old_output(old, stored[warm], 0, t0)
-            kept = self._kept(old, stored[warm], start[warm], t0, result)
-            outputs.append(da.concatenate([earlier.data, kept.data], axis=1))
+            earlier = da.from_zarr(old.output)[stored[warm]][:, :t0]
+            kept = _kept(old, stored[warm], start[warm], t0, result["output"].data)
+            outputs.append(da.concatenate([earlier, kept], axis=1))
             states.append(result["state"].data)
             attrs = result.attrs
         if cold.size:
@@ -370,55 +410,36 @@ class _Runner:
         return written["state"].values
 
     def update_in_place(
-        self, out: Any, old: xr.Dataset, start: np.ndarray, h0: np.ndarray | None
+        self, old: _Output, start: np.ndarray, h0: np.ndarray | None, times: np.ndarray
     ) -> np.ndarray:
-        """Grow and write the output store in place (see the module docstring); returns
-        the final states."""
+        """Grow and write the output store ``old`` in place (see the module docstring),
+        with Zarr directly: the steps from the earliest start are in the loaded tail, so
+        the run is in memory; returns the final states."""
         series = np.arange(len(start))
-        t0, end = int(start.min()), self.array.sizes[self.time_dim]
+        t0, end, known = int(start.min()), len(times), old.time.shape[0]
         if t0 == end:  # no new step for any series
             return h0
-        result = self.run(series, start, h0)
-        kept = self._kept(old, series, start, t0, result)
-        group = _group(out, "r+")
-        mark_store(group, complete=False, writer="rnncore.incremental")
-        _resize_time(group, self.time_dim, end)
-        region = xr.Dataset({"output": kept.drop_vars(list(kept.coords))})
-        write = region.to_zarr(
-            out.target,
-            region={self.time_dim: slice(t0, end)},
-            mode="r+",
-            consolidated=False,
-            compute=False,
-            align_chunks=True,  # no storage chunk written by two tasks
-            **out.open_options,
-        )
-        _write_times(group[self.time_dim], self.array[self.time_dim].values[t0:], t0)
-        _, states = dask.compute(write, result["state"].data)
-        group["state"][...] = np.asarray(states)
-        mark_store(group, complete=True, attrs=result.attrs)
-        return np.asarray(states)
-
-    def _kept(
-        self, old: xr.Dataset, stored: np.ndarray, start: np.ndarray, t0: int, result: xr.Dataset
-    ) -> xr.DataArray:
-        """The new outputs from ``t0``, with the earlier outputs (from ``old``) kept at
-        each series' steps before its start; loads those earlier outputs only."""
-        output = result["output"]
-        if not (start > t0).any():
-            return output
-        stop = int(start.max())
-        earlier = self._old_output(old, stored, t0, stop).values.astype(output.dtype)
-        n = output.sizes[self.time_dim]
-        before = np.full(output.shape, np.nan, output.dtype)
-        before[:, : stop - t0] = earlier
-        mask = np.arange(t0, t0 + n)[None, :, None] >= start[:, None, None]
-        return output.copy(data=da.where(mask, output.data, before))
-
-    def _old_output(self, old: xr.Dataset, stored: np.ndarray, t0: int, t1: int) -> xr.DataArray:
-        """Steps ``t0:t1`` of the previous outputs of the series at ``stored``, lazily."""
-        output = old["output"].transpose(self.series_dim, self.time_dim, OUTPUT_DIM)
-        return output.isel({self.series_dim: stored, self.time_dim: slice(t0, t1)})
+        # a missing step leaves the states unchanged and gives NaN outputs: each series
+        # runs from its first step without one on (its steps before stay NaN: they were
+        # missing when the store was written too)
+        begin = _first_valid(self.source.since(t0), start, t0, self.time_dim, self.series_dim)
+        result = self.run(series, begin, h0)
+        new = np.asarray(result["output"].data)
+        # written from the first step whose outputs change, or the first new step; after
+        # a cut run (which may have written any of them), from the earliest start
+        t1 = t0 if old.recovered else min(end - new.shape[1], known)
+        output = np.full((len(series), end - t1, new.shape[2]), np.nan, new.dtype)
+        output[:, end - t1 - new.shape[1] :] = new
+        output = _kept(old, series, start, t1, output)
+        states = np.asarray(result["state"].data)
+        stamps = _encoded_times(old.time, times[known:])
+        mark_store(old.group, complete=False, writer="rnncore.incremental")
+        old.resize(end)
+        old.output[:, t1:end] = output
+        old.time[known:end] = stamps
+        old.arrays["state"][...] = states
+        mark_store(old.group, complete=True, attrs=result.attrs)
+        return states
 
     def _coords(self) -> dict[str, Any]:
         return {
@@ -431,68 +452,131 @@ class _Runner:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _previous_output(out: Any, store: StateStore, times: np.ndarray, time_dim: str) -> xr.Dataset:
-    """The output store matching ``store``, lazily. A run cut after it began to write the
-    outputs but before the state store (marked incomplete, or longer than the state
-    store says) is undone first: the time axis cut back (the next run rewrites the
-    steps after the earliest start; those before are the ones the cut run had)."""
+class _Output:
+    """The output store, opened with Zarr: its group, its arrays by name, and its
+    ``output`` and time coordinate (checked to be those of an output store)."""
+
+    def __init__(self, out: Any, time_dim: str, series_dim: str) -> None:
+        self.group = zarr.open_group(out.target, mode="r+", zarr_format=3, **out.open_options)
+        # every chunk written, all-NaN ones too (open_dataset checks they all are)
+        self.arrays = {
+            name: array.with_config({"write_empty_chunks": True})
+            for name, array in self.group.arrays()
+        }
+        self.time_dim, self.series_dim = time_dim, series_dim
+        dims = {
+            name: tuple(array.metadata.dimension_names or ()) for name, array in self.arrays.items()
+        }
+        expected = {
+            "output": (series_dim, time_dim, OUTPUT_DIM),
+            time_dim: (time_dim,),
+            series_dim: (series_dim,),
+        }
+        if any(dims.get(name) != value for name, value in expected.items()) or dims.get(
+            "state", ()
+        )[:1] != (series_dim,):
+            raise InputError(
+                f"{out.returned()} is not an output store of rnncore.incremental (expected "
+                f"arrays {expected} and 'state' ({series_dim}, ...); found {dims}); run in "
+                "full (--full, full=True) to start afresh"
+            )
+        self.output, self.time = self.arrays["output"], self.arrays[time_dim]
+        #: Whether a cut run's update was undone (:func:`_previous_output`).
+        self.recovered = False
+
+    def resize(self, steps: int) -> None:
+        """Grow or cut every array along time to ``steps``."""
+        for array in self.arrays.values():
+            dims = array.metadata.dimension_names or ()
+            if self.time_dim in dims:
+                shape = list(array.shape)
+                shape[dims.index(self.time_dim)] = steps
+                array.resize(tuple(shape))
+
+    def same_series(self, labels: np.ndarray) -> bool:
+        """Whether the store has the series ``labels``, in this order."""
+        stored = np.asarray(self.arrays[self.series_dim][...])
+        stored = stored.astype(object) if stored.dtype.kind == "T" else stored  # as xarray
+        return stored.shape == labels.shape and bool(np.array_equal(stored, labels))
+
+
+def _previous_output(
+    out: Any, store: StateStore, times: np.ndarray, time_dim: str, series_dim: str
+) -> _Output:
+    """The output store matching ``store``. A run cut after it began to write the outputs
+    but before the state store (marked incomplete, or longer than the state store
+    says) is undone first: the time axis cut back (the next run rewrites the steps
+    after the earliest start; those before are the ones the cut run had)."""
     steps = store.attrs.get("output_steps")
     if not out.exists():
         raise InputError(
             f"the state store has no output store at {out.returned()}; run in full "
             "(--full, full=True) to start afresh"
         )
-    group = _group(out, "r+")
-    if steps is not None and (INCOMPLETE in group.attrs or group[time_dim].shape[0] > steps):
-        _resize_time(group, time_dim, steps)
-        mark_store(group, complete=True)
-    if INCOMPLETE in group.attrs:
+    old = _Output(out, time_dim, series_dim)
+    if steps is not None and (INCOMPLETE in old.group.attrs or old.time.shape[0] > steps):
+        old.resize(steps)
+        mark_store(old.group, complete=True)
+        old.recovered = True
+    if INCOMPLETE in old.group.attrs:
         raise InputError(
             f"the output store {out.returned()} is marked {INCOMPLETE!r} and its state store "
             "does not say its length; run in full (--full, full=True)"
         )
-    # the markers were checked above; open_dataset's check of every chunk would list
-    # the whole store, which grows with the history
-    old = xr.open_zarr(out.target, consolidated=False, zarr_format=3, **out.open_options)
-    old_times = old[time_dim].values
-    first_matches = len(old_times) and len(times) and old_times[0] == times[0]
-    if steps != len(old_times) or not first_matches or len(times) < len(old_times):
+    n_old, first = old.time.shape[0], _decoded_times(old.time, old.time[:1])
+    first_matches = n_old and len(times) and first[0] == times[0]
+    if steps != n_old or not first_matches or len(times) < n_old:
         raise InputError(
-            f"the output store {out.returned()} ({len(old_times)} steps from "
-            f"{_iso(old_times[:1])}) does not match its state store ({steps} steps from "
-            f"{store.attrs.get('output_start')}) and the data ({len(times)} steps from "
-            f"{_iso(times[:1])}); run in full (--full, full=True) to start afresh"
+            f"the output store {out.returned()} ({n_old} steps from {_iso(first)}) does not "
+            f"match its state store ({steps} steps from {store.attrs.get('output_start')}) "
+            f"and the data ({len(times)} steps from {_iso(times[:1])}); run in full "
+            "(--full, full=True) to start afresh"
         )
     return old
 
 
-def _tail_loaded(
-    array: xr.DataArray, store: StateStore, times: np.ndarray, time_dim: str
-) -> xr.DataArray:
-    """``array`` with the steps the resumed series may read loaded once (Dask
-    ``persist``): from the start of the earliest checksum window on. The plan, the run,
-    and the new timestamps and checksums all read them; the history is not loaded."""
-    if not hasattr(array.data, "dask"):
-        return array
-    stands = store.stands_at[np.isin(store.stands_at, times)]
-    if not stands.size:
-        return array
-    first = min(int(np.searchsorted(times, stands.min())), len(times) - store.window)
-    lo = max(0, first - store.window + 1)
-    axis = array.get_axis_num(time_dim)
-    head = array.data[(slice(None),) * axis + (slice(0, lo),)]
-    tail = array.data[(slice(None),) * axis + (slice(lo, None),)].persist()
-    return array.copy(data=da.concatenate([head, tail], axis=axis))
+def _plan(
+    store: StateStore,
+    source: _Source,
+    times: np.ndarray,
+    fingerprint: str,
+    freq: str,
+    variables: tuple[str, ...],
+    series_dim: str,
+    regular: bool,
+) -> IncrementPlan:
+    """:func:`~rnncore.statestore.plan_increment` over the loaded tail (every stored
+    timestamp on the axis, and its window, is in it), its starts made steps of the
+    whole axis, which must be regular at ``freq`` too (checked unless ``regular``)."""
+    plan = plan_increment(
+        store,
+        source.tail,
+        fingerprint=fingerprint,
+        freq=freq,
+        variables=variables,
+        time_dim=source.time_dim,
+        series_dim=series_dim,
+    )
+    if not regular:
+        try:
+            check_regular(times, freq)
+        except ValueError as err:
+            raise InputError(f"the data's {source.time_dim!r} axis: {one_line(err)}") from err
+    start = np.where(plan.stored >= 0, plan.start + source.lo, 0)
+    return replace(plan, start=start, n_steps=len(times))
 
 
-def _resize_time(group: zarr.Group, time_dim: str, steps: int) -> None:
-    """Every array of ``group`` along ``time_dim`` grown or cut to ``steps``."""
-    for _, array in group.arrays():
-        dims = array.metadata.dimension_names or ()
-        if time_dim in dims:
-            shape = list(array.shape)
-            shape[dims.index(time_dim)] = steps
-            array.resize(tuple(shape))
+def _tail_start(store: StateStore, times: np.ndarray) -> int:
+    """The first step the resumed series may read: the start of the earliest checksum
+    window (of the stored timestamps, or of the new ones, at the latest ``window``
+    steps before the end); ``len(times)`` if no stored timestamp is on the axis."""
+    at = np.searchsorted(times, store.stands_at)  # the axis is sorted: no pass over it
+    on = at < len(times)
+    on[on] = times[at[on]] == store.stands_at[on]
+    if not on.any():
+        return len(times)
+    first = min(int(at[on].min()), len(times) - store.window)
+    return max(0, first - store.window + 1)
 
 
 def _stored_states(model: Model, store: StateStore, plan: IncrementPlan) -> np.ndarray | None:
@@ -517,43 +601,78 @@ def _named_states(model: Model, packed: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _stands_at(
-    array: xr.DataArray,
-    start: np.ndarray,
-    window: int,
-    times: np.ndarray,
-    time_dim: str,
-    series_dim: str,
+    source: _Source, start: np.ndarray, window: int, times: np.ndarray, series_dim: str
 ) -> np.ndarray:
     """Per series, where its new state stands: its last step without a missing value
     (from its start on, else where it stood), or ``window`` steps before the end if that
     is later; ``NaT`` if neither."""
     n = len(times)
     t0 = int(start.min()) if start.size else n
-    part = array.isel({time_dim: slice(t0, None)})
-    values = stacked_values(part, (str(array.name),), time_dim, series_dim)
+    part = source.since(t0)
+    values = stacked_values(part, (str(part.name),), source.time_dim, series_dim)
     last = np.asarray(dask.compute(last_valid_index(values))[0])
     last = np.where(last >= 0, last + t0, -1)
     index = np.maximum(np.maximum(last, start - 1), n - window)
     return np.where(index >= 0, times[np.maximum(index, 0)], _NAT)
 
 
-def _write_times(array: zarr.Array, times: np.ndarray, t0: int) -> None:
-    """Write the time coordinate from step ``t0`` on, encoded as the store encodes it
-    (xarray's region writes leave index coordinates out)."""
-    if "units" in array.attrs:
-        units, calendar = array.attrs["units"], array.attrs.get("calendar")
-        numbers, used, _ = encode_cf_datetime(times, units, calendar, array.dtype)
-        if not np.array_equal(decode_cf_datetime(numbers, units, calendar), times):
-            raise InputError(
-                f"the new timestamps cannot be stored in the output store's units {units!r} "
-                f"(they need {used!r}); run in full (--full, full=True)"
-            )
-        times = numbers
-    array[t0 : t0 + len(times)] = times
+def _first_valid(
+    part: xr.DataArray, start: np.ndarray, t0: int, time_dim: str, series_dim: str
+) -> np.ndarray:
+    """Per series, its first step without a missing value from its ``start`` on (the
+    length of the axis if none), in the data ``part`` from step ``t0``."""
+    values = np.asarray(stacked_values(part, (str(part.name),), time_dim, series_dim))
+    steps = np.arange(t0, t0 + values.shape[1])
+    valid = ~np.isnan(values).any(axis=2) & (steps[None, :] >= start[:, None])
+    return np.where(valid.any(axis=1), steps[valid.argmax(axis=1)], t0 + values.shape[1])
 
 
-def _group(out: Any, mode: str) -> zarr.Group:
-    return zarr.open_group(out.target, mode=mode, zarr_format=3, **out.open_options)
+def _checksums(
+    source: _Source, stands: np.ndarray, window: int, times: np.ndarray, series_dim: str
+) -> np.ndarray:
+    """:func:`~rnncore.statestore.trailing_checksums` of the windows ending at ``stands``,
+    read from the earliest window's start on (the loaded tail, after an incremental run)."""
+    known = stands[~np.isnat(stands)]
+    lo = max(0, int(np.searchsorted(times, known.min())) - window + 1) if known.size else 0
+    part = source.since(lo)
+    values = stacked_values(part, (str(part.name),), source.time_dim, series_dim)
+    return trailing_checksums(values, times[lo:], stands, window)
+
+
+def _kept(old: _Output, stored: np.ndarray, start: np.ndarray, t0: int, output: Any) -> Any:
+    """The new outputs ``output`` (``(series, time, channel)`` from step ``t0``, NumPy or
+    Dask), with the earlier outputs of the output store ``old`` (of its series at
+    ``stored``) kept at each series' steps before its start; reads those only."""
+    if not (start > t0).any():
+        return output
+    stop = int(start.max())
+    before = np.full(output.shape, np.nan, output.dtype)
+    before[:, : stop - t0] = old.output.oindex[stored, t0:stop]
+    mask = np.arange(t0, t0 + output.shape[1])[None, :, None] >= start[:, None, None]
+    return np.where(mask, output, before)
+
+
+def _encoded_times(array: zarr.Array, times: np.ndarray) -> np.ndarray:
+    """``times`` encoded as the time coordinate ``array`` of the output store encodes
+    them (xarray's CF encoding), to write there."""
+    if "units" not in array.attrs:
+        return times
+    units, calendar = array.attrs["units"], array.attrs.get("calendar")
+    numbers, used, _ = encode_cf_datetime(times, units, calendar, array.dtype)
+    if not np.array_equal(decode_cf_datetime(numbers, units, calendar), times):
+        raise InputError(
+            f"the new timestamps cannot be stored in the output store's units {units!r} "
+            f"(they need {used!r}); run in full (--full, full=True)"
+        )
+    return numbers
+
+
+def _decoded_times(array: zarr.Array, numbers: np.ndarray) -> np.ndarray:
+    """``numbers`` read from the time coordinate ``array``, decoded (inverse of
+    :func:`_encoded_times`)."""
+    if "units" not in array.attrs:
+        return np.asarray(numbers, "datetime64[ns]")
+    return decode_cf_datetime(numbers, array.attrs["units"], array.attrs.get("calendar"))
 
 
 def _iso(times: np.ndarray) -> str | None:

@@ -263,17 +263,19 @@ def write_state_store(
             **where.open_options,
         )
         for name, (value, dims, extra) in arrays.items():
-            array = group.create_array(
+            labels = value.dtype.kind == "U"  # written as variable-length strings
+            group.create_array(
                 name,
-                shape=value.shape,
-                dtype=str if value.dtype.kind == "U" else value.dtype,  # variable-length
+                data=value.astype(np.dtypes.StringDType()) if labels else value,
                 chunks=tuple(max(1, n) for n in value.shape),
+                # the one chunk in the array's directory ("c.0.0"): fewer directories to
+                # create, and to delete when the store is replaced
+                chunk_key_encoding={"name": "default", "separator": "."},
                 dimension_names=dims,
                 attributes=extra,
                 # every chunk is written (read_state_store checks they all are)
                 config={"write_empty_chunks": True},
             )
-            array[...] = value
         mark_store(group, complete=True)
 
     return write_store(where, write, overwrite=True)
@@ -312,12 +314,13 @@ def read_state_store(
             f"(layout version {_VERSION})"
         )
     try:
-        values = {name: _read(group, name) for name in (_SERIES, _STANDS, _CHECKSUM)}
-        stands = group[_STANDS].attrs
+        arrays = dict(group.arrays())  # their metadata read at once
+        values = {name: _read(arrays, name) for name in (_SERIES, _STANDS, _CHECKSUM)}
+        stands = arrays[_STANDS].attrs
         return StateStore(
             series=values[_SERIES],
             stands_at=decode_cf_datetime(values[_STANDS], stands["units"], stands.get("calendar")),
-            arrays={key: _read(group, name) for key, name in attrs["arrays"]},
+            arrays={key: _read(arrays, name) for key, name in attrs["arrays"]},
             fingerprint=attrs["fingerprint"],
             freq=attrs["freq"],
             variables=tuple(attrs["variables"]),
@@ -514,11 +517,11 @@ def _features(values: Any) -> Any:
     return values[..., None] if values.ndim == 2 else values
 
 
-def _read(group: zarr.Group, name: str) -> np.ndarray:
-    """The array ``name`` of ``group``, loaded; every chunk must be there (the writers
-    write them all, so a missing one is damage, not fill values)."""
-    array = group[name]
-    if not isinstance(array, zarr.Array) or array.nchunks_initialized < array.nchunks:
+def _read(arrays: Mapping[str, zarr.Array], name: str) -> np.ndarray:
+    """The array ``name`` of a store's ``arrays``, loaded; every chunk must be there (the
+    writers write them all, so a missing one is damage, not fill values)."""
+    array = arrays[name]
+    if array.nchunks_initialized < array.nchunks:
         raise ValueError(f"{name!r} is not a complete array")
     values = np.asarray(array[...])
     return values.astype(object) if values.dtype.kind == "T" else values  # labels as xarray

@@ -128,6 +128,20 @@ def test_a_run_with_no_new_steps_changes_nothing(tmp_path):
     check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
 
 
+def test_a_night_of_missing_steps_only(tmp_path):
+    """New steps all missing (and late ones still missing): the series' runs start at
+    their first value, none here; every chunk of the grown store is written all the same."""
+    model = Model.init("GRU", 1, [3], 1, dtype=np.float64)
+    y = truth(3, 3, np.float64).copy()
+    y[:, 2 * DAY :] = np.nan
+    y[1, 2 * DAY - 8 :] = np.nan
+    nightly(tmp_path, night(y, y.series.values, 2), model)
+    data = night(y, y.series.values, 3)
+    result = nightly(tmp_path, data, model)
+    assert result.in_place
+    check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
+
+
 def test_full_starts_afresh(tmp_path):
     model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
     data = night(truth(3, 3, np.float64), ["s00000", "s00001"], 3)
@@ -194,6 +208,16 @@ def test_a_foreign_store_is_refused(tmp_path, change, message):
         run_incremental(model, ds, output, state=state_path(output))
 
 
+def test_an_irregular_history_is_refused(tmp_path):
+    """The axis is checked whole, not only where the night reads it."""
+    model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
+    data = night(truth(2, 3, np.float64), ["s00000", "s00001"], 3)
+    run_incremental(model, data.isel(time=slice(0, 2 * DAY)), tmp_path / "run.zarr")
+    holed = data.drop_isel(time=[3])  # an hour missing from the axis, long before the night
+    with pytest.raises(InputError, match=r"the data's 'time' axis: .*not a regular 'h' axis"):
+        run_incremental(model, holed, tmp_path / "run.zarr", freq="h")
+
+
 def test_a_missing_output_store_is_refused(tmp_path):
     model = Model.init("MinGRU", 1, [3], 1, dtype=np.float64)
     data = night(truth(2, 2, np.float64), ["s00000", "s00001"], 2)
@@ -239,6 +263,24 @@ def test_a_run_cut_before_its_state_store_is_redone(tmp_path):
         result = nightly(tmp_path, data, model)
         assert result.incremental
         check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
+
+
+def test_a_cut_run_redone_on_data_that_lost_its_late_values(tmp_path):
+    """A run cut after writing the outputs of late values, redone on data without them:
+    the outputs it wrote there are rewritten (missing again: NaN)."""
+    model = Model.init("GRU", 1, [3], 1, dtype=np.float64)
+    y = truth(3, 3, np.float64)
+    late = y.copy()
+    late[1, 2 * DAY - 5 : 2 * DAY] = np.nan
+    nightly(tmp_path, night(late, y.series.values, 2), model)
+    state = state_path(tmp_path / "run.zarr")
+    shutil.copytree(state, tmp_path / "saved.zarr")
+    nightly(tmp_path, night(y, y.series.values, 3), model)  # the late values arrived
+    shutil.rmtree(state)  # ... but the state store was not written
+    shutil.copytree(tmp_path / "saved.zarr", state)
+    data = night(late, y.series.values, 3)  # and they are gone again
+    assert nightly(tmp_path, data, model).in_place
+    check_equal_to_full(model, data, tmp_path / "run.zarr", np.float64)
 
 
 @settings(max_examples=8)
