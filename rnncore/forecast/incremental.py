@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import dask.array as da
+import dask
 import numpy as np
 import xarray as xr
 
@@ -281,14 +281,16 @@ def _continue(
     from the ``prior`` state, the steps before ``since`` being the trailing window);
     fill their entries of ``parts``."""
     y, exog = part.y.data, None if part.exog is None else part.exog.data
+    if prior is not None:  # the trailing window and the new steps: small, in memory
+        y, exog = dask.compute(y, exog)
     panels = [(max(a, since), b) for a, b in part.panels if b > since]
     sums = series_sums(y, part.season, since=since, panels=panels)
     if prior is not None:
         sums[:_ADDITIVE] += prior["sums"].T
-    stats = series_stats(part.y, part.season, window=scale_window, sums=sums)
+    stats = series_stats(part.y.copy(data=y), part.season, window=scale_window, sums=sums)
     state = None if prior is None else prior["reservoir"]
     for a, b in panels:
-        state = run_panel(spec, y, a, b, state).state.compute()
+        state = run_panel(spec, part.y.data, a, b, state).state.compute()
     last = stats.last_observed.values  # in `part`, -1 for none; at or after `since`
     seen = last >= 0
     if prior is None:
@@ -315,7 +317,8 @@ def _continue(
     parts.robust_location[rows] = stats.location.values
     parts.robust_scale[rows] = stats.scale.values
     stands_at = np.full(rows.size, part.times[-1])
-    parts.checksums[rows] = trailing_checksums(_values(part), part.times, stands_at, window)
+    values = y[..., None] if exog is None else np.concatenate([y[..., None], exog], axis=2)
+    parts.checksums[rows] = trailing_checksums(values, part.times, stands_at, window)
 
 
 def _first_checked(store: StateStore, times: np.ndarray, window: int) -> int | None:
@@ -339,12 +342,3 @@ def _checked(history: History, variable: str) -> xr.Dataset:
     for name in history.exog_columns:
         columns[name] = history.exog.sel({EXOG_DIM: name}, drop=True)
     return xr.Dataset(columns)
-
-
-def _values(history: History) -> da.Array:
-    """The target and exogenous columns as one ``(series, time, 1 + columns)`` array
-    (lazy), as :func:`~rnncore.statestore.stacked_values` stacks :func:`_checked`."""
-    columns = [history.y.data[..., None]]
-    if history.exog is not None:
-        columns.append(history.exog.data)
-    return da.concatenate(columns, axis=2)

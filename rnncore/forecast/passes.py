@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import dask.array as da
@@ -450,19 +451,25 @@ def _origin_features(
 
 
 def origin_window(
-    y: da.Array, exog: da.Array | None, index: np.ndarray, n_lags: int
+    y: Any, exog: Any | None, index: np.ndarray, n_lags: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The lag windows ``(series, n_lags)`` of ``y`` ``(series, time)`` ending at steps
     ``index`` (NaN before the start), and the values of ``exog`` ``(series, time,
-    columns)`` there ``(series, columns)`` (``None`` without it), computed."""
+    columns)`` there ``(series, columns)`` (``None`` without it); NumPy or Dask
+    arrays, computed."""
     rows = np.arange(index.size)
     columns = index[:, None] + np.arange(1 - n_lags, 1)
     inside = columns >= 0
-    gathered = [y.vindex[rows[:, None], np.maximum(columns, 0)]]
+    gathered = [_gather(y, (rows[:, None], np.maximum(columns, 0)))]
     if exog is not None:
-        gathered.append(exog.vindex[rows, index])
+        gathered.append(_gather(exog, (rows, index)))
     computed = dask.compute(*gathered)
     return np.where(inside, computed[0], np.nan), None if exog is None else computed[1]
+
+
+def _gather(array: Any, index: tuple[np.ndarray, ...]) -> Any:
+    """``array[index]`` by NumPy's pointwise indexing, lazily for a Dask array."""
+    return array.vindex[index] if isinstance(array, da.Array) else array[index]
 
 
 def origin_features(
