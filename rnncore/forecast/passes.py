@@ -24,6 +24,7 @@ read once.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -252,12 +253,15 @@ def prepare(
     n_series, n_steps = y.sizes[series_dim], y.sizes[time_dim]
     width, steps, panels = _layout(n_series, n_steps, seasons[-1], chunk_rows, panel_rows)
     chunks = {series_dim: width, time_dim: steps}
-    y = y.transpose(series_dim, time_dim).astype(np.float64).chunk(chunks)
+    # Values in memory: blocks named afresh, not by hashing the values (Dask's default).
+    token = None if y.chunks is not None else uuid.uuid4().hex
+    y = y.transpose(series_dim, time_dim).astype(np.float64).chunk(chunks, token=token)
     columns = [_exog_columns(ds, name, y, series_dim, time_dim) for name in exog]
     exog_array = None
     if columns:
         exog_array = xr.concat(columns, dim=EXOG_DIM).transpose(series_dim, time_dim, EXOG_DIM)
-        exog_array = exog_array.chunk({**chunks, EXOG_DIM: -1})
+        token = None if exog_array.chunks is not None else uuid.uuid4().hex
+        exog_array = exog_array.chunk({**chunks, EXOG_DIM: -1}, token=token)
     return History(y, exog_array, times.astype("datetime64[ns]"), freq, seasons, panels)
 
 
