@@ -30,8 +30,12 @@ the target and exogenous columns, and the data's first timestamp.
 ``window`` steps before their state and the new steps; new series and those whose
 trailing window changed (a late correction) read their whole history from a fresh
 state; removed series are dropped from the next store. A history that starts
-elsewhere (trimmed, or extended back) recomputes every series. The forecast equals a
-full recompute up to rounding (float64: relative 1e-12).
+elsewhere (trimmed, or extended back) recomputes every series. The steps from the
+first trailing window on are read once, in memory (a window and a night's steps
+per series: small), for the plan and for the series resumed, whose sums, robust
+statistics, origins and checksums are then NumPy's work; their reservoir runs over
+their new steps only. The forecast equals a full recompute up to rounding (float64:
+relative 1e-12).
 """
 
 from __future__ import annotations
