@@ -261,7 +261,7 @@ def _robust(window: np.ndarray, min_count: int) -> np.ndarray:
         finite = np.flatnonzero(np.isfinite(location))  # else not used (series_stats)
         middle = _middle_deviations(ordered[finite], count[finite], location[finite])
         mad = _median(*middle, count[finite]) * _MAD_TO_SD
-        flat = ~(mad > 0)  # more than half the values equal, or an infinite one
+        flat = ~(mad > 0)  # more than half the values equal
         deviation = np.abs(values[finite[flat]] - location[finite[flat], None])
         mad[flat] = np.nanmean(deviation, axis=1) * _MEAN_AD_TO_SD
         out[rows, 0] = location
