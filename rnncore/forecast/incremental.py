@@ -30,8 +30,12 @@ the target and exogenous columns, and the data's first timestamp.
 ``window`` steps before their state and the new steps; new series and those whose
 trailing window changed (a late correction) read their whole history from a fresh
 state; removed series are dropped from the next store. A history that starts
-elsewhere (trimmed, or extended back) recomputes every series. The forecast equals a
-full recompute up to rounding (float64: relative 1e-12).
+elsewhere (trimmed, or extended back) recomputes every series. The steps from the
+first trailing window on are read once, in memory (a window and a night's steps
+per series: small), for the plan and for the series resumed, whose sums, robust
+statistics, origins and checksums are then NumPy's work; their reservoir runs over
+their new steps only. The forecast equals a full recompute up to rounding (float64:
+relative 1e-12).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import dask.array as da
+import dask
 import numpy as np
 import xarray as xr
 
@@ -157,11 +161,12 @@ def incremental_pass(
         found = _first_checked(store, history.times, window)
         checked = found or 0
         # Read once, in memory: the stored states' trailing windows and the new steps.
-        recent = ds.isel({time_dim: slice(checked, None)})
-        recent = recent if found is None else recent.load()
+        raw = ds.isel({time_dim: slice(checked, None)})
+        raw = raw if found is None else raw.load()
+        recent = prepare(raw) if found is None else _computed(prepare(raw))
         plan = plan_increment(
             store,
-            _checked(prepare(recent), variable),
+            _checked(recent, variable),
             fingerprint=fingerprint,
             freq=history.freq,
             variables=variables,
@@ -179,14 +184,23 @@ def incremental_pass(
     steps_read = 0
     for begin in np.unique(start):
         rows = np.flatnonzero(start == begin)
-        # Cold: the whole history; resumed: the trailing window, in the steps read above.
-        first = 0 if begin == 0 else max(0, int(begin) - window)
-        source, offset = (ds, 0) if begin == 0 else (recent, checked)
-        part = prepare(source.isel({series_dim: rows, time_dim: slice(first - offset, None)}))
-        prior = None if begin == 0 else _take(store, stored[rows])
-        since = int(begin) - first
-        _continue(part, spec, rows, since, window, scale_window, prior, parts)
-        steps_read += part.y.size
+        if begin == 0:  # cold: the whole history, read lazily
+            part = prepare(ds.isel({series_dim: rows}))
+            span = _Span(part.y.data, _data(part.exog), part.times, 0, part)
+            prior = None
+        else:  # resumed: the trailing window and the new steps, in memory (read above)
+            first = max(0, int(begin) - window) - checked
+            steps = None
+            if begin < n_steps:
+                steps = prepare(
+                    raw.isel({series_dim: rows, time_dim: slice(begin - checked, None)})
+                )
+            exog = None if recent.exog is None else recent.exog.data[rows, first:]
+            y, times = recent.y.data[rows, first:], recent.times[first:]
+            span = _Span(y, exog, times, int(begin) - checked - first, steps)
+            prior = _take(store, stored[rows])
+        _continue(span, spec, rows, history.season, window, scale_window, prior, parts)
+        steps_read += span.y.size
     stats = parts.stats(history)
     units = spec.reservoir.final_units(parts.state, stats.location.values, stats.scale.values)
     lags = apply_scaling(parts.lags, stats.location.values, stats.scale.values)
@@ -266,30 +280,43 @@ class _Parts:
         )
 
 
+@dataclass(frozen=True)
+class _Span:
+    """The values of some series over a stretch of steps: the trailing window before
+    their stored state and the steps after it (in memory), or their whole history
+    (lazy: a cold start)."""
+
+    y: Any  # (series, time), NumPy or Dask
+    exog: Any | None  # (series, time, columns)
+    times: np.ndarray
+    since: int  # the first step after the state
+    steps: History | None  # the steps from `since` on, prepared (None: there are none)
+
+
 def _continue(
-    part: History,
+    span: _Span,
     spec: FeatureSpec,
     rows: np.ndarray,
-    since: int,
+    season: int,
     window: int,
     scale_window: int,
     prior: dict[str, np.ndarray] | None,
     parts: _Parts,
 ) -> None:
-    """Run series ``rows``, prepared from some step on as ``part``, over its steps from
-    ``since`` (0 and ``prior`` ``None``: cold, from the first step of the data; else
-    from the ``prior`` state, the steps before ``since`` being the trailing window);
-    fill their entries of ``parts``."""
-    y, exog = part.y.data, None if part.exog is None else part.exog.data
-    panels = [(max(a, since), b) for a, b in part.panels if b > since]
-    sums = series_sums(y, part.season, since=since, panels=panels)
+    """Run series ``rows`` over the steps of ``span`` from its ``since`` on, from the
+    ``prior`` state (``None``: cold, from zeros); fill their entries of ``parts``."""
+    y, exog, since = span.y, span.exog, span.since
+    panels = () if span.steps is None else span.steps.panels
+    sums = series_sums(y, season, since=since, panels=[(a + since, b + since) for a, b in panels])
     if prior is not None:
         sums[:_ADDITIVE] += prior["sums"].T
-    stats = series_stats(part.y, part.season, window=scale_window, sums=sums)
+    stats = series_stats(
+        xr.DataArray(y, dims=("series", "time")), season, window=scale_window, sums=sums
+    )
     state = None if prior is None else prior["reservoir"]
     for a, b in panels:
-        state = run_panel(spec, y, a, b, state).state.compute()
-    last = stats.last_observed.values  # in `part`, -1 for none; at or after `since`
+        state = run_panel(spec, span.steps.y.data, a, b, state).state.compute()
+    last = stats.last_observed.values  # in `span`, -1 for none; at or after `since`
     seen = last >= 0
     if prior is None:
         kept_lags = np.full((rows.size, spec.n_lags), np.nan)
@@ -304,7 +331,7 @@ def _continue(
         kept_lags[seen] = lags
         if origin_exog is not None:
             kept_exog[seen] = origin_exog
-        kept_time[seen] = part.times[last[seen]]
+        kept_time[seen] = span.times[last[seen]]
     if parts.state.size == 0:
         parts.state = np.full((parts.lags.shape[0], *state.shape[1:]), np.nan)
     parts.state[rows] = state
@@ -314,8 +341,9 @@ def _continue(
     parts.origin_time[rows] = kept_time
     parts.robust_location[rows] = stats.location.values
     parts.robust_scale[rows] = stats.scale.values
-    stands_at = np.full(rows.size, part.times[-1])
-    parts.checksums[rows] = trailing_checksums(_values(part), part.times, stands_at, window)
+    stands_at = np.full(rows.size, span.times[-1])
+    values = y[..., None] if exog is None else np.concatenate([y[..., None], exog], axis=2)
+    parts.checksums[rows] = trailing_checksums(values, span.times, stands_at, window)
 
 
 def _first_checked(store: StateStore, times: np.ndarray, window: int) -> int | None:
@@ -325,6 +353,16 @@ def _first_checked(store: StateStore, times: np.ndarray, window: int) -> int | N
     found = index < times.size
     found[found] = times[index[found]] == store.stands_at[found]
     return max(0, int(index[found].min()) - window + 1) if found.any() else None
+
+
+def _computed(history: History) -> History:
+    """``history`` with its values in memory (NumPy)."""
+    y, exog = dask.compute(history.y, history.exog)
+    return replace(history, y=y, exog=exog)
+
+
+def _data(array: xr.DataArray | None) -> Any:
+    return None if array is None else array.data
 
 
 def _take(store: StateStore, index: np.ndarray) -> dict[str, np.ndarray]:
@@ -339,12 +377,3 @@ def _checked(history: History, variable: str) -> xr.Dataset:
     for name in history.exog_columns:
         columns[name] = history.exog.sel({EXOG_DIM: name}, drop=True)
     return xr.Dataset(columns)
-
-
-def _values(history: History) -> da.Array:
-    """The target and exogenous columns as one ``(series, time, 1 + columns)`` array
-    (lazy), as :func:`~rnncore.statestore.stacked_values` stacks :func:`_checked`."""
-    columns = [history.y.data[..., None]]
-    if history.exog is not None:
-        columns.append(history.exog.data)
-    return da.concatenate(columns, axis=2)

@@ -24,8 +24,10 @@ read once.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import dask.array as da
@@ -251,12 +253,15 @@ def prepare(
     n_series, n_steps = y.sizes[series_dim], y.sizes[time_dim]
     width, steps, panels = _layout(n_series, n_steps, seasons[-1], chunk_rows, panel_rows)
     chunks = {series_dim: width, time_dim: steps}
-    y = y.transpose(series_dim, time_dim).astype(np.float64).chunk(chunks)
+    # Values in memory: blocks named afresh, not by hashing the values (Dask's default).
+    token = None if y.chunks is not None else uuid.uuid4().hex
+    y = y.transpose(series_dim, time_dim).astype(np.float64).chunk(chunks, token=token)
     columns = [_exog_columns(ds, name, y, series_dim, time_dim) for name in exog]
     exog_array = None
     if columns:
         exog_array = xr.concat(columns, dim=EXOG_DIM).transpose(series_dim, time_dim, EXOG_DIM)
-        exog_array = exog_array.chunk({**chunks, EXOG_DIM: -1})
+        token = None if exog_array.chunks is not None else uuid.uuid4().hex
+        exog_array = exog_array.chunk({**chunks, EXOG_DIM: -1}, token=token)
     return History(y, exog_array, times.astype("datetime64[ns]"), freq, seasons, panels)
 
 
@@ -450,19 +455,25 @@ def _origin_features(
 
 
 def origin_window(
-    y: da.Array, exog: da.Array | None, index: np.ndarray, n_lags: int
+    y: Any, exog: Any | None, index: np.ndarray, n_lags: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The lag windows ``(series, n_lags)`` of ``y`` ``(series, time)`` ending at steps
     ``index`` (NaN before the start), and the values of ``exog`` ``(series, time,
-    columns)`` there ``(series, columns)`` (``None`` without it), computed."""
+    columns)`` there ``(series, columns)`` (``None`` without it); NumPy or Dask
+    arrays, computed."""
     rows = np.arange(index.size)
     columns = index[:, None] + np.arange(1 - n_lags, 1)
     inside = columns >= 0
-    gathered = [y.vindex[rows[:, None], np.maximum(columns, 0)]]
+    gathered = [_gather(y, (rows[:, None], np.maximum(columns, 0)))]
     if exog is not None:
-        gathered.append(exog.vindex[rows, index])
+        gathered.append(_gather(exog, (rows, index)))
     computed = dask.compute(*gathered)
     return np.where(inside, computed[0], np.nan), None if exog is None else computed[1]
+
+
+def _gather(array: Any, index: tuple[np.ndarray, ...]) -> Any:
+    """``array[index]`` by NumPy's pointwise indexing, lazily for a Dask array."""
+    return array.vindex[index] if isinstance(array, da.Array) else array[index]
 
 
 def origin_features(

@@ -98,8 +98,8 @@ def series_stats(
     [2.0, 0.0]
     """
     y = y.transpose(series_dim, time_dim)
-    data = y.data if isinstance(y.data, da.Array) else da.from_array(np.asarray(y.data))
-    data = data.astype(np.float64)
+    data = y.data if isinstance(y.data, da.Array) else np.asarray(y.data)
+    data = data.astype(np.float64, copy=False)
     n_steps = data.shape[1]
     window = n_steps if window is None else min(window, n_steps)
     min_count = min(season, window) if min_count is None else min_count
@@ -107,10 +107,7 @@ def series_stats(
         sums = series_sums(data, season, panels=panels)
     count, total, squares, diff_total, pairs, last = sums
     per_block = max(1, block_bytes // (8 * window))
-    tail = data[:, n_steps - window :].rechunk({0: per_block, 1: -1})
-    (robust,) = dask.compute(
-        tail.map_blocks(_robust, min_count, dtype=np.float64, chunks=(tail.chunks[0], (2,)))
-    )
+    robust = _robust_blocks(data[:, n_steps - window :], min_count, per_block)
     fallback = _mean_and_std(count, total, squares)
     usable = np.isfinite(robust[:, 0])
     coords = {name: c for name, c in y.coords.items() if c.dims == (series_dim,)}
@@ -127,7 +124,7 @@ def series_stats(
 
 
 def series_sums(
-    data: da.Array,
+    data: Any,
     season: int,
     *,
     since: int = 0,
@@ -138,7 +135,7 @@ def series_sums(
     Parameters
     ----------
     data
-        ``(series, time)`` values, NaN where missing.
+        ``(series, time)`` values, NaN where missing: NumPy (summed at once) or Dask.
     season
         The lag of the seasonal differences.
     since
@@ -205,45 +202,122 @@ def inverse_scale(scale: np.ndarray) -> np.ndarray:
     return np.where(positive, 1.0 / np.where(positive, scale, 1.0), scale * 0.0)
 
 
-def _sums(data: da.Array, start: int, stop: int, season: int) -> tuple[da.Array, ...]:
+def _sums(data: Any, start: int, stop: int, season: int) -> tuple[Any, ...]:
     """Per-series reductions of steps ``start:stop`` that combine over stretches of time.
 
     The number of observed values, their sum and sum of squares, the sum and number
     of the absolute seasonal differences of the pairs ending in the stretch (all
     added up over stretches), and the last observed step counted from 1 (0: none;
-    the latest over stretches).
+    the latest over stretches). NumPy ``data`` give NumPy arrays, Dask data lazy ones.
     """
     part = data[:, start:stop]
-    observed = da.isfinite(part)
-    values = da.where(observed, part, 0.0)
+    observed = np.isfinite(part)
+    values = np.where(observed, part, 0.0)
     first = min(max(start, season), stop)  # no pair ends in a stretch before the first season
     diff = abs(data[:, first:stop] - data[:, first - season : stop - season])
-    paired = da.isfinite(diff)
-    steps = da.arange(start + 1, stop + 1, chunks=(part.chunks[1],))
+    paired = np.isfinite(diff)
+    steps = np.arange(start + 1, stop + 1)
     return (
         observed.sum(axis=1),
         values.sum(axis=1),
         (values**2).sum(axis=1),
-        da.where(paired, diff, 0.0).sum(axis=1),
+        np.where(paired, diff, 0.0).sum(axis=1),
         paired.sum(axis=1),
-        da.where(observed, steps[None, :], 0).max(axis=1),
+        np.where(observed, steps, 0).max(axis=1),
+    )
+
+
+def _robust_blocks(tail: Any, min_count: int, per_block: int) -> np.ndarray:
+    """:func:`_robust` of the windows ``tail`` ``(series, window)``, ``per_block`` series
+    at a time: NumPy windows one block after another, Dask ones in parallel."""
+    if isinstance(tail, da.Array):
+        tail = tail.rechunk({0: per_block, 1: -1})
+        (robust,) = dask.compute(
+            tail.map_blocks(_robust, min_count, dtype=np.float64, chunks=(tail.chunks[0], (2,)))
+        )
+        return robust
+    starts = range(0, tail.shape[0], per_block)
+    return np.concatenate(
+        [np.empty((0, 2)), *(_robust(tail[i : i + per_block], min_count) for i in starts)]
     )
 
 
 def _robust(window: np.ndarray, min_count: int) -> np.ndarray:
     """Median and robust scale ``(series, 2)`` of windows ``(series, time)``; NaN for
-    windows with fewer than ``min_count`` values."""
+    windows with fewer than ``min_count`` values, and the scale NaN where the median is
+    infinite.
+
+    The numbers of ``numpy.nanmedian`` and ``numpy.nanmean``, bit for bit, with one sort
+    per row: the median is read off the sorted row, and the median absolute deviation
+    is selected from the deviations below and above it, each sequence already in order.
+    """
     out = np.full((window.shape[0], 2), np.nan)
     rows = np.flatnonzero(np.isfinite(window).sum(axis=1) >= max(min_count, 1))
     if rows.size:
         values = window[rows]
-        location = np.nanmedian(values, axis=1)
-        deviation = np.abs(values - location[:, None])
-        mad = np.nanmedian(deviation, axis=1) * _MAD_TO_SD
-        mean_ad = np.nanmean(deviation, axis=1) * _MEAN_AD_TO_SD
+        ordered = np.sort(values, axis=1)  # NaNs last
+        count = values.shape[1] - np.isnan(values).sum(axis=1)
+        location = _median(*_middle(ordered, count), count)
+        finite = np.flatnonzero(np.isfinite(location))  # else not used (series_stats)
+        middle = _middle_deviations(ordered[finite], count[finite], location[finite])
+        mad = _median(*middle, count[finite]) * _MAD_TO_SD
+        flat = ~(mad > 0)  # more than half the values equal
+        deviation = np.abs(values[finite[flat]] - location[finite[flat], None])
+        mad[flat] = np.nanmean(deviation, axis=1) * _MEAN_AD_TO_SD
         out[rows, 0] = location
-        out[rows, 1] = np.where(mad > 0, mad, mean_ad)
+        out[rows[finite], 1] = mad
     return out
+
+
+def _median(low: np.ndarray, high: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The median from a row's two middle values (:func:`_middle`): ``low`` for an odd
+    ``count``, else their mean (as :func:`numpy.median` takes it)."""
+    return np.where(count % 2 == 1, low, (low + high) / 2)
+
+
+def _middle(ordered: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values at positions ``(count - 1) // 2`` and ``count // 2`` of rows sorted
+    with their ``count`` values first."""
+    rows = np.arange(ordered.shape[0])
+    return ordered[rows, (count - 1) // 2], ordered[rows, count // 2]
+
+
+def _middle_deviations(
+    ordered: np.ndarray, count: np.ndarray, location: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_middle` of the absolute deviations ``|value - location|`` of sorted rows
+    (``count`` values first, finite ``location``), without sorting them.
+
+    The deviations of the values below ``location``, taken from it outwards, ascend,
+    and so do those of the values above it: the ``k``-th smallest of all takes the
+    ``a`` smallest of the first sequence and ``k + 1 - a`` of the second, ``a`` found by
+    bisection, every row at once.
+    """
+    rows, last = np.arange(ordered.shape[0]), ordered.shape[1] - 1
+    below = (ordered < location[:, None]).sum(axis=1)
+    above = count - below
+
+    def left(j: np.ndarray) -> np.ndarray:  # the j-th smallest deviation below
+        return np.abs(ordered[rows, np.clip(below - 1 - j, 0, last)] - location)
+
+    def right(j: np.ndarray) -> np.ndarray:  # the j-th smallest deviation above
+        return np.abs(ordered[rows, np.clip(below + j, 0, last)] - location)
+
+    taken = (count - 1) // 2 + 1  # the deviations up to the lower middle one
+    lo, hi = np.maximum(0, taken - above), np.minimum(taken, below)
+    while (open_ := lo < hi).any():
+        mid = (lo + hi) // 2
+        more = left(mid) < right(taken - mid - 1)  # the next one below is smaller
+        lo = np.where(open_ & more, mid + 1, lo)
+        hi = np.where(open_ & ~more, mid, hi)
+    rest = taken - lo
+    low = np.maximum(
+        np.where(lo > 0, left(lo - 1), -np.inf), np.where(rest > 0, right(rest - 1), -np.inf)
+    )
+    high = np.minimum(
+        np.where(lo < below, left(lo), np.inf), np.where(rest < above, right(rest), np.inf)
+    )
+    return low, high
 
 
 def _mean_and_std(

@@ -137,6 +137,22 @@ def test_gaps_and_series_that_stop(data, forecaster, tmp_path):
     assert {str(ds.series.values[3]), str(ds.series.values[5])} <= set(ended)
 
 
+def test_weeks_of_new_steps_in_panels_and_blocks(data, tmp_path):
+    """A store two weeks old: the new steps run in several panels of several blocks,
+    the series in several blocks; the forecast of a full recompute."""
+    ds, rtol = data
+    train = ds.isel(series=slice(0, N_SERIES), time=slice(0, FIT_STEPS))
+    model = Forecaster(**SETTINGS, chunk_rows=500, panel_rows=N_SERIES * 200).fit(train)
+    path = tmp_path / "state.zarr"
+    stale = FIT_STEPS - 14 * DAY
+    model.predict(ds.isel(series=slice(0, N_SERIES), time=slice(0, stale)), state_out=path)
+    tonight = ds.isel(series=slice(0, N_SERIES), time=slice(0, FIT_STEPS + DAY))
+    forecast = model.predict(tonight, state=path)
+    assert_same(forecast, model.predict(tonight), rtol)
+    assert forecast.attrs["series_resumed"] == N_SERIES
+    assert forecast.attrs["steps_new"] == N_SERIES * 15 * DAY
+
+
 def test_late_correction_is_recomputed(data, forecaster, tmp_path):
     ds, rtol = data
     path = tmp_path / "state.zarr"

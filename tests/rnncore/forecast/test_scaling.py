@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnncore.forecast.scaling import apply_scaling, series_stats, undo_scaling
 
@@ -90,3 +92,41 @@ def test_shorter_than_a_season_has_no_seasonal_pairs(n_steps):
     stats = series_stats(y, season=24)
     assert np.isnan(stats.seasonal_mae.values).all() == (n_steps <= 24)
     assert stats.n_observed.values.tolist() == [n_steps, n_steps]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf - inf, in both
+@settings(max_examples=60, deadline=None)
+@given(
+    n_steps=st.sampled_from([1, 2, 3, 7, 24, 599, 600, 601, 673]),
+    seed=st.integers(0, 2**32 - 1),
+    missing=st.floats(0.0, 0.95),
+    rounded=st.booleans(),
+    infinite=st.sampled_from([0.0, 0.1, 0.6]),
+    block_bytes=st.sampled_from([8, 2**20]),
+    lazy=st.booleans(),
+)
+def test_robust_statistics_are_numpys_nanmedian_exactly(
+    n_steps, seed, missing, rounded, infinite, block_bytes, lazy
+):
+    """The median and MAD are NumPy's ``nanmedian`` to the last bit (ties, gaps, both of
+    its algorithms: under and over 600 steps; infinite values, and medians), in blocks
+    or not, in memory or lazily."""
+    rng = np.random.default_rng(seed)
+    y = rng.lognormal(0.0, 2.0, (5, n_steps))
+    y = np.round(y) if rounded else y  # ties, and many a MAD of 0
+    y[rng.random(y.shape) < infinite] = np.inf
+    y[1, rng.random(n_steps) < infinite] = -np.inf
+    y[rng.random(y.shape) < missing] = np.nan
+    y[0] = np.nan
+    data = xr.DataArray(y, dims=("series", "time"))
+    data = data.chunk({"series": 2}) if lazy else data
+    stats = series_stats(data, season=1, min_count=1, block_bytes=block_bytes)
+    seen = np.isfinite(y).any(axis=1)  # the robust statistics count finite values
+    location = np.nanmedian(y[seen], axis=1)
+    deviation = np.abs(y[seen] - location[:, None])
+    mad = np.nanmedian(deviation, axis=1) * 1.482602218505602
+    scale = np.where(mad > 0, mad, np.nanmean(deviation, axis=1) * 1.2533141373155001)
+    robust = np.isfinite(location)  # an infinite median: the mean and standard deviation
+    np.testing.assert_array_equal(stats.location.values[seen][robust], location[robust])
+    np.testing.assert_array_equal(stats.scale.values[seen][robust], scale[robust])
+    assert np.isnan(stats.location.values[~seen]).all()
