@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import bottleneck
 import dask
 import dask.array as da
 import numpy as np
@@ -247,77 +248,22 @@ def _robust(window: np.ndarray, min_count: int) -> np.ndarray:
     windows with fewer than ``min_count`` values, and the scale NaN where the median is
     infinite.
 
-    The numbers of ``numpy.nanmedian`` and ``numpy.nanmean``, bit for bit, with one sort
-    per row: the median is read off the sorted row, and the median absolute deviation
-    is selected from the deviations below and above it, each sequence already in order.
+    The numbers of ``numpy.nanmedian`` and ``numpy.nanmean``, bit for bit, with
+    Bottleneck's ``nanmedian`` (a selection per row, not NumPy's partition of a copy).
     """
     out = np.full((window.shape[0], 2), np.nan)
     rows = np.flatnonzero(np.isfinite(window).sum(axis=1) >= max(min_count, 1))
     if rows.size:
         values = window[rows]
-        ordered = np.sort(values, axis=1)  # NaNs last
-        count = values.shape[1] - np.isnan(values).sum(axis=1)
-        location = _median(*_middle(ordered, count), count)
+        location = bottleneck.nanmedian(values, axis=1)
         finite = np.flatnonzero(np.isfinite(location))  # else not used (series_stats)
-        middle = _middle_deviations(ordered[finite], count[finite], location[finite])
-        mad = _median(*middle, count[finite]) * _MAD_TO_SD
+        deviation = np.abs(values[finite] - location[finite, None])
+        mad = bottleneck.nanmedian(deviation, axis=1) * _MAD_TO_SD
         flat = ~(mad > 0)  # more than half the values equal
-        deviation = np.abs(values[finite[flat]] - location[finite[flat], None])
-        mad[flat] = np.nanmean(deviation, axis=1) * _MEAN_AD_TO_SD
+        mad[flat] = np.nanmean(deviation[flat], axis=1) * _MEAN_AD_TO_SD
         out[rows, 0] = location
         out[rows[finite], 1] = mad
     return out
-
-
-def _median(low: np.ndarray, high: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The median from a row's two middle values (:func:`_middle`): ``low`` for an odd
-    ``count``, else their mean (as :func:`numpy.median` takes it)."""
-    return np.where(count % 2 == 1, low, (low + high) / 2)
-
-
-def _middle(ordered: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values at positions ``(count - 1) // 2`` and ``count // 2`` of rows sorted
-    with their ``count`` values first."""
-    rows = np.arange(ordered.shape[0])
-    return ordered[rows, (count - 1) // 2], ordered[rows, count // 2]
-
-
-def _middle_deviations(
-    ordered: np.ndarray, count: np.ndarray, location: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_middle` of the absolute deviations ``|value - location|`` of sorted rows
-    (``count`` values first, finite ``location``), without sorting them.
-
-    The deviations of the values below ``location``, taken from it outwards, ascend,
-    and so do those of the values above it: the ``k``-th smallest of all takes the
-    ``a`` smallest of the first sequence and ``k + 1 - a`` of the second, ``a`` found by
-    bisection, every row at once.
-    """
-    rows, last = np.arange(ordered.shape[0]), ordered.shape[1] - 1
-    below = (ordered < location[:, None]).sum(axis=1)
-    above = count - below
-
-    def left(j: np.ndarray) -> np.ndarray:  # the j-th smallest deviation below
-        return np.abs(ordered[rows, np.clip(below - 1 - j, 0, last)] - location)
-
-    def right(j: np.ndarray) -> np.ndarray:  # the j-th smallest deviation above
-        return np.abs(ordered[rows, np.clip(below + j, 0, last)] - location)
-
-    taken = (count - 1) // 2 + 1  # the deviations up to the lower middle one
-    lo, hi = np.maximum(0, taken - above), np.minimum(taken, below)
-    while (open_ := lo < hi).any():
-        mid = (lo + hi) // 2
-        more = left(mid) < right(taken - mid - 1)  # the next one below is smaller
-        lo = np.where(open_ & more, mid + 1, lo)
-        hi = np.where(open_ & ~more, mid, hi)
-    rest = taken - lo
-    low = np.maximum(
-        np.where(lo > 0, left(lo - 1), -np.inf), np.where(rest > 0, right(rest - 1), -np.inf)
-    )
-    high = np.minimum(
-        np.where(lo < below, left(lo), np.inf), np.where(rest < above, right(rest), np.inf)
-    )
-    return low, high
 
 
 def _mean_and_std(
