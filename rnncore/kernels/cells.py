@@ -670,6 +670,42 @@ def _add_rows_product(acc, rows, first, w):
                 acc[q, e] += rm * w[m, e]
 
 
+@numba.njit(**_INLINE)
+def _gates(kind, ux, uh, q, hc, s):
+    """Step series ``s`` from its projections ``ux[q]`` and ``uh[q]`` (``(blocks, H)`` each).
+
+    Leaves the gates' activations in ``ux[q]`` (LSTM: ``tanh`` of the new cell state
+    in ``uh[q, 0]``). One loop per gate and per update, each writing one array, so
+    that every loop vectorises.
+    """
+    hidden = hc.shape[2]
+    if kind == _ELMAN:
+        for j in range(hidden):
+            hc[0, s, j] = _tanh(ux[q, 0, j] + uh[q, 0, j])
+    elif kind == _GRU:
+        for k in range(2):  # r, z
+            for j in range(hidden):
+                ux[q, k, j] = _sigmoids(ux[q, k, j] + uh[q, k, j])[0]
+        for j in range(hidden):
+            ux[q, 2, j] = _tanh(ux[q, 2, j] + ux[q, 0, j] * uh[q, 2, j])
+        for j in range(hidden):
+            hc[0, s, j] = ux[q, 2, j] + ux[q, 1, j] * (hc[0, s, j] - ux[q, 2, j])
+    else:
+        for k in range(4):  # i, f, g, o
+            if k == 2:
+                for j in range(hidden):
+                    ux[q, k, j] = _tanh(ux[q, k, j] + uh[q, k, j])
+            else:
+                for j in range(hidden):
+                    ux[q, k, j] = _sigmoids(ux[q, k, j] + uh[q, k, j])[0]
+        for j in range(hidden):
+            hc[1, s, j] = ux[q, 1, j] * hc[1, s, j] + ux[q, 0, j] * ux[q, 2, j]
+        for j in range(hidden):
+            uh[q, 0, j] = _tanh(hc[1, s, j])
+        for j in range(hidden):
+            hc[0, s, j] = ux[q, 3, j] * uh[q, 0, j]
+
+
 @numba.njit(**_LEAF)
 def _nonlinear_step(
     kind, readout, x, t, first, w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y, tape
@@ -696,31 +732,9 @@ def _nonlinear_step(
             _record_state(tape, t, s, hc, kind)
         gap = _project(gx, q, w_ih, b_ih, x, t, s)
         if not gap:
-            if kind == _ELMAN:
-                for j in range(hidden):
-                    hc[0, s, j] = _tanh(ux[q, 0, j] + uh[q, 0, j])
-            elif kind == _GRU:
-                for j in range(hidden):
-                    r = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
-                    z = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
-                    cand = _tanh(ux[q, 2, j] + r * uh[q, 2, j])
-                    hc[0, s, j] = cand + z * (hc[0, s, j] - cand)
-                    ux[q, 0, j], ux[q, 1, j], ux[q, 2, j] = r, z, cand
-                if record:
-                    _record_gates(tape, t, s, gx[q], uh[q, 2], kind)
-            else:
-                for j in range(hidden):
-                    i = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
-                    f = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
-                    cell = _tanh(ux[q, 2, j] + uh[q, 2, j])
-                    o = _sigmoids(ux[q, 3, j] + uh[q, 3, j])[0]
-                    hc[1, s, j] = f * hc[1, s, j] + i * cell
-                    tanh_c = _tanh(hc[1, s, j])
-                    hc[0, s, j] = o * tanh_c
-                    ux[q, 0, j], ux[q, 1, j], ux[q, 2, j], ux[q, 3, j] = i, f, cell, o
-                    uh[q, 0, j] = tanh_c
-                if record:
-                    _record_gates(tape, t, s, gx[q], uh[q, 0], kind)
+            _gates(kind, ux, uh, q, hc, s)
+            if record and kind != _ELMAN:
+                _record_gates(tape, t, s, gx[q], uh[q, 2 if kind == _GRU else 0], kind)
         _write(y, t, s, gap, hc, 0, s, readout, ro_w, ro_b)
 
 
