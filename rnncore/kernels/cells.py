@@ -41,7 +41,16 @@ from ..arrays import empty_steps
 from . import KINDS
 from .interface import KernelSpec, ReadoutArrays
 
-__all__ = ["TAPE_BLOCKS", "emit", "run", "run_nonlinear", "summary", "supports", "transition"]
+__all__ = [
+    "SPARE_ROWS",
+    "TAPE_BLOCKS",
+    "emit",
+    "run",
+    "run_nonlinear",
+    "summary",
+    "supports",
+    "transition",
+]
 
 _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU, _LSTM = (
     KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru", "lstm")
@@ -635,25 +644,30 @@ def _record_gates(tape, t, s, gates, extra, kind):
         tape[t, s, offset + j] = extra[j]
 
 
+#: Spare rows an accumulator of :func:`_add_rows_product` has past the group's series.
+SPARE_ROWS = 3
+
+
 @numba.njit(**_LEAF)
 def _add_rows_product(acc, rows, first, w):
-    """``acc[q] += rows[first + q, :R] @ w`` for the group's ``len(acc) - 1`` series.
+    """``acc[q] += rows[first + q, :R] @ w`` for the group's ``len(acc) - SPARE_ROWS`` series.
 
-    ``w`` is ``(R, N)``. Eight rows of ``w`` and two series at a time, so that each
-    row of ``w`` is read once per pair of series and ``acc`` loaded and stored an
-    eighth as often; an odd group's last series is paired with itself, into ``acc``'s
-    spare last row. The recurrent product of the forward step and of its cotangent
-    (:mod:`rnncore.kernels.nonlinear_vjp`).
+    ``w`` is ``(R, N)``. Eight rows of ``w`` and four series at a time, so that each
+    row of ``w`` is read once per four series and ``acc`` loaded and stored an eighth
+    as often; past the group's last series, its last is taken again, into ``acc``'s
+    spare rows (:data:`SPARE_ROWS`). The recurrent product of the forward step and of
+    its cotangent (:mod:`rnncore.kernels.nonlinear_vjp`).
     """
-    group, n_rows, width = acc.shape[0] - 1, w.shape[0], w.shape[1]
+    group, n_rows, width = acc.shape[0] - SPARE_ROWS, w.shape[0], w.shape[1]
     blocked = n_rows - n_rows % 8
     for m in range(0, blocked, 8):
-        for q in range(0, group, 2):
+        for q in range(0, group, 4):
             a, b = rows[first + q], rows[first + min(q + 1, group - 1)]
-            a0, a1, a2, a3 = a[m], a[m + 1], a[m + 2], a[m + 3]
-            a4, a5, a6, a7 = a[m + 4], a[m + 5], a[m + 6], a[m + 7]
-            b0, b1, b2, b3 = b[m], b[m + 1], b[m + 2], b[m + 3]
-            b4, b5, b6, b7 = b[m + 4], b[m + 5], b[m + 6], b[m + 7]
+            c, d = rows[first + min(q + 2, group - 1)], rows[first + min(q + 3, group - 1)]
+            a0, a1, a2, a3, a4, a5, a6, a7 = _eight(a, m)
+            b0, b1, b2, b3, b4, b5, b6, b7 = _eight(b, m)
+            c0, c1, c2, c3, c4, c5, c6, c7 = _eight(c, m)
+            d0, d1, d2, d3, d4, d5, d6, d7 = _eight(d, m)
             for e in range(width):
                 w0, w1, w2, w3 = w[m, e], w[m + 1, e], w[m + 2, e], w[m + 3, e]
                 w4, w5, w6, w7 = w[m + 4, e], w[m + 5, e], w[m + 6, e], w[m + 7, e]
@@ -663,11 +677,23 @@ def _add_rows_product(acc, rows, first, w):
                 acc[q + 1, e] += ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)) + (
                     (b4 * w4 + b5 * w5) + (b6 * w6 + b7 * w7)
                 )
+                acc[q + 2, e] += ((c0 * w0 + c1 * w1) + (c2 * w2 + c3 * w3)) + (
+                    (c4 * w4 + c5 * w5) + (c6 * w6 + c7 * w7)
+                )
+                acc[q + 3, e] += ((d0 * w0 + d1 * w1) + (d2 * w2 + d3 * w3)) + (
+                    (d4 * w4 + d5 * w5) + (d6 * w6 + d7 * w7)
+                )
     for m in range(blocked, n_rows):
         for q in range(group):
             rm = rows[first + q, m]
             for e in range(width):
                 acc[q, e] += rm * w[m, e]
+
+
+@numba.njit(**_INLINE)
+def _eight(v, m):
+    """``v[m:m + 8]`` as eight scalars."""
+    return v[m], v[m + 1], v[m + 2], v[m + 3], v[m + 4], v[m + 5], v[m + 6], v[m + 7]
 
 
 @numba.njit(**_INLINE)
@@ -713,9 +739,9 @@ def _nonlinear_step(
     """Step series ``first`` to ``first + len(gx)`` through step ``t``.
 
     The state is ``h = hc[0]`` (and LSTM's ``c = hc[1]``); ``gx`` ``(group, blocks * H)``
-    and ``gh`` (one spare row more) receive the group's projections. The recurrent
-    product runs over the whole group eight inputs and two series at a time, so
-    that each row of ``w_hh`` is read once per step and pair of series. The gate
+    and ``gh`` (:data:`SPARE_ROWS` more) receive the group's projections. The recurrent
+    product runs over the whole group eight inputs and four series at a time, so
+    that each row of ``w_hh`` is read once per step and four series. The gate
     maths leaves the activations in ``gx``, which a non-empty ``tape`` records (see
     :func:`run_nonlinear`).
     """
@@ -744,7 +770,7 @@ def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc,
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
         gx = np.empty((last - first, b_ih.size), x.dtype)
-        gh = np.empty((last - first + 1, b_hh.size), x.dtype)  # a spare row (see the step)
+        gh = np.empty((last - first + SPARE_ROWS, b_hh.size), x.dtype)
         hc[:, first:last] = hc0[:, first:last]
         for t in range(steps):
             args = (w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y, tape)

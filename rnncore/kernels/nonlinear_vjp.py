@@ -42,7 +42,7 @@ import numpy as np
 from numba import prange
 
 from . import KINDS
-from .cells import TAPE_BLOCKS, _add_rows_product, _like, run_nonlinear
+from .cells import SPARE_ROWS, TAPE_BLOCKS, _add_rows_product, _like, run_nonlinear
 from .interface import KernelSpec
 
 __all__ = ["Tape", "backward", "forward", "supports"]
@@ -249,7 +249,7 @@ def _group_step(kind, missing, tape, d_hh, w_hh, gy, lam, t, first):
     the recurrent product.
     """
     start = _like(gy[0, 0, 0], 0.0)
-    for q in range(lam.shape[1] - 1):
+    for q in range(lam.shape[1] - SPARE_ROWS):
         s = first + q
         if missing[t, s]:
             for k in range(1, tape.shape[2]):
@@ -265,8 +265,8 @@ def _backward(kind, missing, tape, d_hh, w_hh, gy, lam):
     steps, batch = missing.shape
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
-        # the group's carried cotangents, with a spare row (see kernels.cells._add_rows_product)
-        own = np.zeros((2, last - first + 1, lam.shape[2]), lam.dtype)
+        # the group's carried cotangents, with spare rows (see kernels.cells._add_rows_product)
+        own = np.zeros((2, last - first + SPARE_ROWS, lam.shape[2]), lam.dtype)
         own[:, : last - first] = lam[:, first:last]
         for t in range(steps - 1, -1, -1):
             _group_step(kind, missing, tape, d_hh, w_hh, gy, own, t, first)
