@@ -58,11 +58,12 @@ _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU, _LSTM = (
 
 #: Blocks of ``H`` values per step that a recording run of a nonlinear cell keeps, by
 #: kind: the state before the step, then the gates' activations (GRU: also the
-#: recurrent part of the candidate's pre-activation, ``W_hn h + b_hn``; LSTM: also
-#: ``tanh`` of the new cell state; Elman: a spare block, where the backward pass
-#: writes its cotangents as it writes the others' over their gates).
+#: recurrent part of the candidate's pre-activation, ``W_hn h + b_hn``; Elman: a
+#: spare block, where the backward pass writes its cotangents as it writes the
+#: others' over their gates). LSTM's ``tanh`` of the new cell state is not kept: the
+#: backward pass recomputes it from the next step's ``c``.
 TAPE_BLOCKS = {"elman": ("h", "spare"), "gru": ("h", "r", "z", "n", "hn"),
-               "lstm": ("h", "c", "i", "f", "g", "o", "tanh_c")}  # fmt: skip
+               "lstm": ("h", "c", "i", "f", "g", "o")}  # fmt: skip
 
 # Steps per tile of a linear cell (its gates fit in the L1 cache), and series per
 # parallel task (a cache line of inputs and outputs).
@@ -634,14 +635,15 @@ def _record_state(tape, t, s, hc, kind):
 
 
 @numba.njit(**_INLINE)
-def _record_gates(tape, t, s, gates, extra, kind):
-    """Copy a step's gates ``gates`` and the ``extra`` block after them to ``tape[t, s]``."""
-    offset = (2 if kind == _LSTM else 1) * extra.size
+def _record_gates(tape, t, s, gates, hn, kind):
+    """Copy a step's gates ``gates`` (and GRU's ``hn`` after them) to ``tape[t, s]``."""
+    offset = (2 if kind == _LSTM else 1) * hn.size
     for e in range(gates.size):
         tape[t, s, offset + e] = gates[e]
-    offset += gates.size
-    for j in range(extra.size):
-        tape[t, s, offset + j] = extra[j]
+    if kind == _GRU:
+        offset += gates.size
+        for j in range(hn.size):
+            tape[t, s, offset + j] = hn[j]
 
 
 #: Spare rows an accumulator of :func:`_add_rows_product` has past the group's series.
@@ -760,7 +762,7 @@ def _nonlinear_step(
         if not gap:
             _gates(kind, ux, uh, q, hc, s)
             if record and kind != _ELMAN:
-                _record_gates(tape, t, s, gx[q], uh[q, 2 if kind == _GRU else 0], kind)
+                _record_gates(tape, t, s, gx[q], uh[q, 2], kind)
         _write(y, t, s, gap, hc, 0, s, readout, ro_w, ro_b)
 
 
