@@ -41,7 +41,16 @@ from ..arrays import empty_steps
 from . import KINDS
 from .interface import KernelSpec, ReadoutArrays
 
-__all__ = ["TAPE_BLOCKS", "emit", "run", "run_nonlinear", "summary", "supports", "transition"]
+__all__ = [
+    "SPARE_ROWS",
+    "TAPE_BLOCKS",
+    "emit",
+    "run",
+    "run_nonlinear",
+    "summary",
+    "supports",
+    "transition",
+]
 
 _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU, _LSTM = (
     KINDS[k] for k in ("mingru", "minlstm", "qrnn", "elman", "gru", "lstm")
@@ -49,11 +58,12 @@ _MINGRU, _MINLSTM, _QRNN, _ELMAN, _GRU, _LSTM = (
 
 #: Blocks of ``H`` values per step that a recording run of a nonlinear cell keeps, by
 #: kind: the state before the step, then the gates' activations (GRU: also the
-#: recurrent part of the candidate's pre-activation, ``W_hn h + b_hn``; LSTM: also
-#: ``tanh`` of the new cell state; Elman: a spare block, where the backward pass
-#: writes its cotangents as it writes the others' over their gates).
+#: recurrent part of the candidate's pre-activation, ``W_hn h + b_hn``; Elman: a
+#: spare block, where the backward pass writes its cotangents as it writes the
+#: others' over their gates). LSTM's ``tanh`` of the new cell state is not kept: the
+#: backward pass recomputes it from the next step's ``c``.
 TAPE_BLOCKS = {"elman": ("h", "spare"), "gru": ("h", "r", "z", "n", "hn"),
-               "lstm": ("h", "c", "i", "f", "g", "o", "tanh_c")}  # fmt: skip
+               "lstm": ("h", "c", "i", "f", "g", "o")}  # fmt: skip
 
 # Steps per tile of a linear cell (its gates fit in the L1 cache), and series per
 # parallel task (a cache line of inputs and outputs).
@@ -625,35 +635,41 @@ def _record_state(tape, t, s, hc, kind):
 
 
 @numba.njit(**_INLINE)
-def _record_gates(tape, t, s, gates, extra, kind):
-    """Copy a step's gates ``gates`` and the ``extra`` block after them to ``tape[t, s]``."""
-    offset = (2 if kind == _LSTM else 1) * extra.size
+def _record_gates(tape, t, s, gates, hn, kind):
+    """Copy a step's gates ``gates`` (and GRU's ``hn`` after them) to ``tape[t, s]``."""
+    offset = (2 if kind == _LSTM else 1) * hn.size
     for e in range(gates.size):
         tape[t, s, offset + e] = gates[e]
-    offset += gates.size
-    for j in range(extra.size):
-        tape[t, s, offset + j] = extra[j]
+    if kind == _GRU:
+        offset += gates.size
+        for j in range(hn.size):
+            tape[t, s, offset + j] = hn[j]
+
+
+#: Spare rows an accumulator of :func:`_add_rows_product` has past the group's series.
+SPARE_ROWS = 3
 
 
 @numba.njit(**_LEAF)
 def _add_rows_product(acc, rows, first, w):
-    """``acc[q] += rows[first + q, :R] @ w`` for the group's ``len(acc) - 1`` series.
+    """``acc[q] += rows[first + q, :R] @ w`` for the group's ``len(acc) - SPARE_ROWS`` series.
 
-    ``w`` is ``(R, N)``. Eight rows of ``w`` and two series at a time, so that each
-    row of ``w`` is read once per pair of series and ``acc`` loaded and stored an
-    eighth as often; an odd group's last series is paired with itself, into ``acc``'s
-    spare last row. The recurrent product of the forward step and of its cotangent
-    (:mod:`rnncore.kernels.nonlinear_vjp`).
+    ``w`` is ``(R, N)``. Eight rows of ``w`` and four series at a time, so that each
+    row of ``w`` is read once per four series and ``acc`` loaded and stored an eighth
+    as often; past the group's last series, its last is taken again, into ``acc``'s
+    spare rows (:data:`SPARE_ROWS`). The recurrent product of the forward step and of
+    its cotangent (:mod:`rnncore.kernels.nonlinear_vjp`).
     """
-    group, n_rows, width = acc.shape[0] - 1, w.shape[0], w.shape[1]
+    group, n_rows, width = acc.shape[0] - SPARE_ROWS, w.shape[0], w.shape[1]
     blocked = n_rows - n_rows % 8
     for m in range(0, blocked, 8):
-        for q in range(0, group, 2):
+        for q in range(0, group, 4):
             a, b = rows[first + q], rows[first + min(q + 1, group - 1)]
-            a0, a1, a2, a3 = a[m], a[m + 1], a[m + 2], a[m + 3]
-            a4, a5, a6, a7 = a[m + 4], a[m + 5], a[m + 6], a[m + 7]
-            b0, b1, b2, b3 = b[m], b[m + 1], b[m + 2], b[m + 3]
-            b4, b5, b6, b7 = b[m + 4], b[m + 5], b[m + 6], b[m + 7]
+            c, d = rows[first + min(q + 2, group - 1)], rows[first + min(q + 3, group - 1)]
+            a0, a1, a2, a3, a4, a5, a6, a7 = _eight(a, m)
+            b0, b1, b2, b3, b4, b5, b6, b7 = _eight(b, m)
+            c0, c1, c2, c3, c4, c5, c6, c7 = _eight(c, m)
+            d0, d1, d2, d3, d4, d5, d6, d7 = _eight(d, m)
             for e in range(width):
                 w0, w1, w2, w3 = w[m, e], w[m + 1, e], w[m + 2, e], w[m + 3, e]
                 w4, w5, w6, w7 = w[m + 4, e], w[m + 5, e], w[m + 6, e], w[m + 7, e]
@@ -663,11 +679,59 @@ def _add_rows_product(acc, rows, first, w):
                 acc[q + 1, e] += ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)) + (
                     (b4 * w4 + b5 * w5) + (b6 * w6 + b7 * w7)
                 )
+                acc[q + 2, e] += ((c0 * w0 + c1 * w1) + (c2 * w2 + c3 * w3)) + (
+                    (c4 * w4 + c5 * w5) + (c6 * w6 + c7 * w7)
+                )
+                acc[q + 3, e] += ((d0 * w0 + d1 * w1) + (d2 * w2 + d3 * w3)) + (
+                    (d4 * w4 + d5 * w5) + (d6 * w6 + d7 * w7)
+                )
     for m in range(blocked, n_rows):
         for q in range(group):
             rm = rows[first + q, m]
             for e in range(width):
                 acc[q, e] += rm * w[m, e]
+
+
+@numba.njit(**_INLINE)
+def _eight(v, m):
+    """``v[m:m + 8]`` as eight scalars."""
+    return v[m], v[m + 1], v[m + 2], v[m + 3], v[m + 4], v[m + 5], v[m + 6], v[m + 7]
+
+
+@numba.njit(**_INLINE)
+def _gates(kind, ux, uh, q, hc, s):
+    """Step series ``s`` from its projections ``ux[q]`` and ``uh[q]`` (``(blocks, H)`` each).
+
+    Leaves the gates' activations in ``ux[q]`` (LSTM: ``tanh`` of the new cell state
+    in ``uh[q, 0]``). One loop per gate and per update, each writing one array, so
+    that every loop vectorises.
+    """
+    hidden = hc.shape[2]
+    if kind == _ELMAN:
+        for j in range(hidden):
+            hc[0, s, j] = _tanh(ux[q, 0, j] + uh[q, 0, j])
+    elif kind == _GRU:
+        for k in range(2):  # r, z
+            for j in range(hidden):
+                ux[q, k, j] = _sigmoids(ux[q, k, j] + uh[q, k, j])[0]
+        for j in range(hidden):
+            ux[q, 2, j] = _tanh(ux[q, 2, j] + ux[q, 0, j] * uh[q, 2, j])
+        for j in range(hidden):
+            hc[0, s, j] = ux[q, 2, j] + ux[q, 1, j] * (hc[0, s, j] - ux[q, 2, j])
+    else:
+        for k in range(4):  # i, f, g, o
+            if k == 2:
+                for j in range(hidden):
+                    ux[q, k, j] = _tanh(ux[q, k, j] + uh[q, k, j])
+            else:
+                for j in range(hidden):
+                    ux[q, k, j] = _sigmoids(ux[q, k, j] + uh[q, k, j])[0]
+        for j in range(hidden):
+            hc[1, s, j] = ux[q, 1, j] * hc[1, s, j] + ux[q, 0, j] * ux[q, 2, j]
+        for j in range(hidden):
+            uh[q, 0, j] = _tanh(hc[1, s, j])
+        for j in range(hidden):
+            hc[0, s, j] = ux[q, 3, j] * uh[q, 0, j]
 
 
 @numba.njit(**_LEAF)
@@ -677,9 +741,9 @@ def _nonlinear_step(
     """Step series ``first`` to ``first + len(gx)`` through step ``t``.
 
     The state is ``h = hc[0]`` (and LSTM's ``c = hc[1]``); ``gx`` ``(group, blocks * H)``
-    and ``gh`` (one spare row more) receive the group's projections. The recurrent
-    product runs over the whole group eight inputs and two series at a time, so
-    that each row of ``w_hh`` is read once per step and pair of series. The gate
+    and ``gh`` (:data:`SPARE_ROWS` more) receive the group's projections. The recurrent
+    product runs over the whole group eight inputs and four series at a time, so
+    that each row of ``w_hh`` is read once per step and four series. The gate
     maths leaves the activations in ``gx``, which a non-empty ``tape`` records (see
     :func:`run_nonlinear`).
     """
@@ -696,31 +760,9 @@ def _nonlinear_step(
             _record_state(tape, t, s, hc, kind)
         gap = _project(gx, q, w_ih, b_ih, x, t, s)
         if not gap:
-            if kind == _ELMAN:
-                for j in range(hidden):
-                    hc[0, s, j] = _tanh(ux[q, 0, j] + uh[q, 0, j])
-            elif kind == _GRU:
-                for j in range(hidden):
-                    r = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
-                    z = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
-                    cand = _tanh(ux[q, 2, j] + r * uh[q, 2, j])
-                    hc[0, s, j] = cand + z * (hc[0, s, j] - cand)
-                    ux[q, 0, j], ux[q, 1, j], ux[q, 2, j] = r, z, cand
-                if record:
-                    _record_gates(tape, t, s, gx[q], uh[q, 2], kind)
-            else:
-                for j in range(hidden):
-                    i = _sigmoids(ux[q, 0, j] + uh[q, 0, j])[0]
-                    f = _sigmoids(ux[q, 1, j] + uh[q, 1, j])[0]
-                    cell = _tanh(ux[q, 2, j] + uh[q, 2, j])
-                    o = _sigmoids(ux[q, 3, j] + uh[q, 3, j])[0]
-                    hc[1, s, j] = f * hc[1, s, j] + i * cell
-                    tanh_c = _tanh(hc[1, s, j])
-                    hc[0, s, j] = o * tanh_c
-                    ux[q, 0, j], ux[q, 1, j], ux[q, 2, j], ux[q, 3, j] = i, f, cell, o
-                    uh[q, 0, j] = tanh_c
-                if record:
-                    _record_gates(tape, t, s, gx[q], uh[q, 0], kind)
+            _gates(kind, ux, uh, q, hc, s)
+            if record and kind != _ELMAN:
+                _record_gates(tape, t, s, gx[q], uh[q, 2], kind)
         _write(y, t, s, gap, hc, 0, s, readout, ro_w, ro_b)
 
 
@@ -730,7 +772,7 @@ def _nonlinear(kind, readout, x, w_ih, w_hh, b_ih, b_hh, hc0, ro_w, ro_b, y, hc,
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
         gx = np.empty((last - first, b_ih.size), x.dtype)
-        gh = np.empty((last - first + 1, b_hh.size), x.dtype)  # a spare row (see the step)
+        gh = np.empty((last - first + SPARE_ROWS, b_hh.size), x.dtype)
         hc[:, first:last] = hc0[:, first:last]
         for t in range(steps):
             args = (w_ih, w_hh, b_ih, b_hh, gx, gh, hc, ro_w, ro_b, y, tape)

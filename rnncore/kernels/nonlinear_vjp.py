@@ -18,7 +18,7 @@ vectorised array code, the tests hold this to); arithmetic is in the input's dty
 fusing a multiply and an add into one rounding and summing the recurrent product in
 any order.
 
-The tape is the pass's largest array (LSTM: ``7 * H`` numbers a step and series), and
+The tape is the pass's largest array (LSTM: ``6 * H`` numbers a step and series), and
 the first writes to freshly mapped memory cost the system about as much as the forward
 pass itself, and vary with the machine's state. :func:`backward` therefore hands its
 consumed tape's memory to the next :func:`forward` of the same shape and dtype (one
@@ -26,9 +26,10 @@ spare at a time, kept until replaced), so that a training loop writes over the s
 pages every step.
 
 numba's on-disk cache checks only the file of the function it caches: the kernels here
-compile in two helpers of :mod:`rnncore.kernels.cells` (``_like``, a cast, and
-``_add_rows_product``, the recurrent product the forward step shares), which must keep
-their meaning, or this module be touched with them.
+compile in three helpers of :mod:`rnncore.kernels.cells` (``_like``, a cast,
+``_tanh``, LSTM's recomputed ``tanh(c)``, and ``_add_rows_product``, the recurrent
+product the forward step shares), which must keep their meaning, or this module be
+touched with them.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ import numpy as np
 from numba import prange
 
 from . import KINDS
-from .cells import TAPE_BLOCKS, _add_rows_product, _like, run_nonlinear
+from .cells import SPARE_ROWS, TAPE_BLOCKS, _add_rows_product, _like, _tanh, run_nonlinear
 from .interface import KernelSpec
 
 __all__ = ["Tape", "backward", "forward", "supports"]
 
-_ELMAN, _GRU = KINDS["elman"], KINDS["gru"]
+_ELMAN, _GRU, _LSTM = KINDS["elman"], KINDS["gru"], KINDS["lstm"]
 
 # Series per parallel task, as the forward kernel's.
 _GROUP = 16
@@ -231,7 +232,7 @@ def _step_cotangents(kind, tape, t, s, gy, lam, q):
         for j in range(hidden):
             gh = lam[0, q, j] + gy[t, s, j]
             c, i, f = tape[t, s, 1, j], tape[t, s, 2, j], tape[t, s, 3, j]
-            g, o, tanh_c = tape[t, s, 4, j], tape[t, s, 5, j], tape[t, s, 6, j]
+            g, o, tanh_c = tape[t, s, 4, j], tape[t, s, 5, j], _tanh(tape[t + 1, s, 1, j])
             dc = lam[1, q, j] + gh * o * (one - tanh_c * tanh_c)
             tape[t, s, 2, j] = dc * g * i * (one - i)
             tape[t, s, 3, j] = dc * c * f * (one - f)
@@ -249,10 +250,10 @@ def _group_step(kind, missing, tape, d_hh, w_hh, gy, lam, t, first):
     the recurrent product.
     """
     start = _like(gy[0, 0, 0], 0.0)
-    for q in range(lam.shape[1] - 1):
+    for q in range(lam.shape[1] - SPARE_ROWS):
         s = first + q
-        if missing[t, s]:
-            for k in range(1, tape.shape[2]):
+        if missing[t, s]:  # no cotangent; LSTM's c stays, for the step before
+            for k in range(2 if kind == _LSTM else 1, tape.shape[2]):
                 for j in range(tape.shape[3]):
                     tape[t, s, k, j] = start
         else:
@@ -265,8 +266,8 @@ def _backward(kind, missing, tape, d_hh, w_hh, gy, lam):
     steps, batch = missing.shape
     for group in prange(-(-batch // _GROUP)):
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
-        # the group's carried cotangents, with a spare row (see kernels.cells._add_rows_product)
-        own = np.zeros((2, last - first + 1, lam.shape[2]), lam.dtype)
+        # the group's carried cotangents, with spare rows (see kernels.cells._add_rows_product)
+        own = np.zeros((2, last - first + SPARE_ROWS, lam.shape[2]), lam.dtype)
         own[:, : last - first] = lam[:, first:last]
         for t in range(steps - 1, -1, -1):
             _group_step(kind, missing, tape, d_hh, w_hh, gy, own, t, first)
