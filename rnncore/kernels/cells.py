@@ -193,18 +193,23 @@ def _scan_linear(
     y: np.ndarray | None = None,
     readout: ReadoutArrays | None = None,
     decay_product: np.ndarray | None = None,
+    starts: np.ndarray | None = None,
 ) -> None:
     """Run a linear cell's gates and scan over ``x`` (:func:`_linear`).
 
     The state runs from ``c0`` and ends in ``c``. Each step's outputs, or their
     ``readout``, go to ``y`` when given; ``decay_product`` ``(B, H)``, when given, is
-    multiplied by every step's decays (a summary's ``A``).
+    multiplied by every step's decays (a summary's ``A``); ``starts``
+    ``(ceil(T / TILE), B, H)``, when given, receives the state at the start of every
+    tile of ``_TILE`` steps (the tape of :mod:`rnncore.kernels.linear_vjp`).
     """
     steps, batch = x.shape[:2]
     if y is None:
         y = np.empty((steps, batch, 0), x.dtype)
     if decay_product is None:
         decay_product = np.ones((0, spec.hidden), x.dtype)
+    if starts is None:
+        starts = np.empty((0, batch, spec.hidden), x.dtype)
     _linear(
         *_gate_operands(spec, x),
         readout is not None,
@@ -213,6 +218,7 @@ def _scan_linear(
         y,
         c,
         decay_product,
+        starts,
     )
 
 
@@ -578,9 +584,10 @@ def _tile_scratch(x, projections, hidden):
 
 
 @numba.njit(parallel=True, **_JIT)
-def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, prod):
+def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, prod, starts):
     steps, batch = x.shape[:2]
     hidden = decay.size
+    record = starts.shape[0] > 0
     for group in prange(-(-batch // _GROUP)):
         u, ab, gaps = _tile_scratch(x, bias.size, hidden)
         first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
@@ -588,6 +595,8 @@ def _linear(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, prod):
         for start in range(0, steps, _TILE):
             gap = gaps[: min(_TILE, steps - start)]
             for s in range(first, last):
+                if record:
+                    starts[start // _TILE, s] = c[s]
                 _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap)
                 _scan_tile(kind, ab, gap, c, s, prod)
                 _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b)

@@ -4,9 +4,9 @@ The vector-Jacobian product of :class:`~rnncore.MinGRU`, :class:`~rnncore.MinLST
 :class:`~rnncore.QRNN` and :class:`~rnncore.DiagonalLinear` (with their ``g``
 variants), beside the reference path of :func:`rnncore.grad.cell_vjp`, in two kernels:
 
-- :func:`forward` runs the cell as :func:`rnncore.kernels.cells.run` does (its readout
-  fused in, if given) and keeps a *tape*: the state at the start of every tile of
-  ``_TILE`` steps (no hidden states stored);
+- :func:`forward` runs the cell with :func:`rnncore.kernels.cells.run`'s kernel (its
+  readout fused in, if given), keeping a *tape*: the state at the start of every tile
+  of ``_TILE`` steps (no hidden states stored);
 - :func:`linear_vjp` takes that tape (or runs :func:`forward` for it, writing no
   outputs). Each parallel task takes a group of series and walks the tiles
   backwards: recomputes a tile's projections and gates from ``x`` and its states
@@ -27,9 +27,9 @@ of one series in the inputs' dtype (sixteen terms), and those sums in float64.
 A step where any input feature is NaN is the identity: its output's cotangent is
 ignored, ``du`` and the input gradient are zero there and the adjoint passes through.
 
-Numba's on-disk cache checks only the file of the function it caches, while these
-kernels inline the gate maths of :mod:`rnncore.kernels.cells`; the kernels are
-therefore closures over a digest of that file, which numba's cache key includes.
+Numba's on-disk cache checks only the file of the function it caches, while the
+backward kernel inlines the gate maths of :mod:`rnncore.kernels.cells`; it is
+therefore a closure over a digest of that file, which numba's cache key includes.
 Its helpers here are not cached on their own: they are compiled into the kernel.
 """
 
@@ -54,18 +54,16 @@ from .cells import (
     _dot,
     _frozen,
     _gate_operands,
-    _gate_tile,
     _in_tail,
     _like,
     _normalised_gates,
     _normalised_tail_gates,
     _project,
     _readout_operands,
-    _scan_tile,
+    _scan_linear,
     _sigmoids,
     _tanh,
     _tile_scratch,
-    _write_tile,
 )
 from .interface import KernelSpec, ReadoutArrays
 
@@ -125,15 +123,8 @@ def _run(
     steps, batch = x.shape[:2]
     tape = np.empty((-(-steps // _TILE), batch, spec.hidden), x.dtype)
     c = np.empty((batch, spec.hidden), x.dtype)
-    _forward(
-        *_gate_operands(spec, x),
-        readout is not None,
-        _frozen(state.astype(x.dtype, copy=False)),
-        *_readout_operands(spec, x, readout),
-        y,
-        c,
-        tape,
-    )
+    c0 = state.astype(x.dtype, copy=False)
+    _scan_linear(spec, x, c0=c0, c=c, y=y, readout=readout, starts=tape)
     return c, tape
 
 
@@ -427,27 +418,8 @@ def _flush(sums, totals):
         sums[e] = 0
 
 
-def _kernels(cells_digest: str) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The forward and backward kernels, closures over ``cells_digest`` (numba's cache key)."""
-
-    @numba.njit(parallel=True, **_JIT)
-    def forward(kind, g, x, w, bias, decay, readout, c0, ro_w, ro_b, y, c, starts):
-        cells_digest  # noqa: B018 -- part of numba's cache key (see the module's docstring)
-        steps, batch = x.shape[:2]
-        hidden = decay.size
-        for group in prange(-(-batch // _GROUP)):
-            u, ab, gaps = _tile_scratch(x, bias.size, hidden)
-            none = np.empty((0, hidden), x.dtype)
-            first, last = group * _GROUP, min(batch, (group + 1) * _GROUP)
-            c[first:last] = c0[first:last]
-            for k in range(starts.shape[0]):
-                start = k * _TILE
-                gap = gaps[: min(_TILE, steps - start)]
-                for s in range(first, last):
-                    starts[k, s] = c[s]
-                    _gate_tile(kind, g, x, start, s, w, bias, decay, u, ab, gap)
-                    _scan_tile(kind, ab, gap, c, s, none)
-                    _write_tile(y, start, s, gap, ab, readout, ro_w, ro_b)
+def _kernels(cells_digest: str) -> Callable[..., None]:
+    """The backward kernel, a closure over ``cells_digest`` (numba's cache key)."""
 
     @numba.njit(parallel=True, **_JIT)
     def backward(kind, g, x, w, bias, decay, gy, starts, lam0, fused, du, grad_x, grad_w,
@@ -483,7 +455,7 @@ def _kernels(cells_digest: str) -> tuple[Callable[..., None], Callable[..., None
                     _flush(sums_rb, grad_rb[group])
             grad_h0[first:last] = lam
 
-    return forward, backward
+    return backward
 
 
-_forward, _backward = _kernels(hashlib.sha256(Path(cells.__file__).read_bytes()).hexdigest())
+_backward = _kernels(hashlib.sha256(Path(cells.__file__).read_bytes()).hexdigest())
