@@ -253,15 +253,12 @@ def prepare(
     n_series, n_steps = y.sizes[series_dim], y.sizes[time_dim]
     width, steps, panels = _layout(n_series, n_steps, seasons[-1], chunk_rows, panel_rows)
     chunks = {series_dim: width, time_dim: steps}
-    # Values in memory: blocks named afresh, not by hashing the values (Dask's default).
-    token = None if y.chunks is not None else uuid.uuid4().hex
-    y = y.transpose(series_dim, time_dim).astype(np.float64).chunk(chunks, token=token)
+    y = _chunk(y.transpose(series_dim, time_dim).astype(np.float64), chunks)
     columns = [_exog_columns(ds, name, y, series_dim, time_dim) for name in exog]
     exog_array = None
     if columns:
         exog_array = xr.concat(columns, dim=EXOG_DIM).transpose(series_dim, time_dim, EXOG_DIM)
-        token = None if exog_array.chunks is not None else uuid.uuid4().hex
-        exog_array = exog_array.chunk({**chunks, EXOG_DIM: -1}, token=token)
+        exog_array = _chunk(exog_array, {**chunks, EXOG_DIM: -1})
     return History(y, exog_array, times.astype("datetime64[ns]"), freq, seasons, panels)
 
 
@@ -469,6 +466,13 @@ def origin_window(
         gathered.append(_gather(exog, (rows, index)))
     computed = dask.compute(*gathered)
     return np.where(inside, computed[0], np.nan), None if exog is None else computed[1]
+
+
+def _chunk(array: xr.DataArray, chunks: dict[str, int]) -> xr.DataArray:
+    """``array`` in Dask chunks; values in memory get their blocks named afresh, not by
+    hashing the values (Dask's default, slow on a night's window)."""
+    token = None if array.chunks is not None else uuid.uuid4().hex
+    return array.chunk(chunks, token=token)
 
 
 def _gather(array: Any, index: tuple[np.ndarray, ...]) -> Any:
