@@ -323,65 +323,75 @@ def _output_cotangent(gy, t, s, ro, h, out, sums_ro, sums_rb):
 
 
 @numba.njit(**_PART)
-def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, ro, gh, sums_ro, sums_rb,
+def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, ro, gb, sums_ro, sums_rb,
                    sums_decay):  # fmt: skip
     """Carry the adjoint ``lam`` ``(H,)`` of series ``s`` back through a tile.
 
     Takes :func:`_forward_tile`'s ``d``, ``cs`` and ``gap``, and the cotangents ``gy``
     of the outputs (of the readout ``ro``'s, if it has rows: see
-    :func:`_output_cotangent`; ``gh`` ``(2, H)`` is scratch); writes ``du``
-    ``(n, blocks * H)`` (zero at missing steps) and adds the readout's gradients to
-    ``sums_ro`` and ``sums_rb`` and the decays' cotangents to ``sums_decay``
-    (DiagonalLinear's).
+    :func:`_output_cotangent`); writes ``du`` ``(n, blocks * H)`` (zero at missing
+    steps) and adds the readout's gradients to ``sums_ro`` and ``sums_rb`` and the
+    decays' cotangents to ``sums_decay`` (DiagonalLinear's). ``gb`` ``(_TILE + 1, H)``
+    is scratch: row ``i`` receives the cotangent of step ``i``'s input ``b``.
+
+    Three passes: the outputs' cotangents (forwards), the adjoint (backwards, one
+    loop a step), then ``du`` from them (forwards). Only the adjoint walks backwards:
+    loops over the hidden units within a backward walk vectorise poorly (the
+    compiler's overlap checks do not hoist), and each step's ``du`` needs no order.
     """
-    hidden = lam.size
+    n, hidden = gap.size, lam.size
     du = du.reshape(du.shape[0], -1, hidden)  # (n, blocks, H)
     a, d1, d2, d3, d4, d5 = d[0], d[1], d[2], d[3], d[4], d[5]
-    g, h = gh[0], gh[1]
-    for i in range(gap.size - 1, -1, -1):
-        if gap[i]:  # the identity: lam passes through
-            du[i] = 0
+    h = gb[_TILE]
+    for i in range(n):  # gb[i] = the outputs' part of b's cotangent
+        if gap[i]:
             continue
-        t = start + i
-        if kind == _QRNN:  # the cell's outputs y = o * c
+        if kind == _QRNN:  # the cell's outputs y = o * c: o's cotangent now, b's is g * o
             for j in range(hidden):
                 h[j] = cs[i + 1, j] * d3[i, j]
-            _output_cotangent(gy, t, s, ro, h, g, sums_ro, sums_rb)
-        else:
-            _output_cotangent(gy, t, s, ro, cs[i + 1], g, sums_ro, sums_rb)
-        # lam takes the output's cotangent; those of the decay (ga) and input (gb)
-        # follow, then the projections' from them.
-        if kind == _MINGRU:  # a = 1 - z, b = z * cand
-            for j in range(hidden):
-                gb = lam[j] + g[j]
-                ga = gb * cs[i, j]
-                z = d1[i, j]
-                du[i, 0, j] = z * a[i, j] * (gb * d2[i, j] - ga)
-                du[i, 1, j] = gb * z * d3[i, j]
-                lam[j] = gb * a[i, j]
-        elif kind == _MINLSTM:  # a = sigmoid(r), b = (1 - a) cand, r = log f - log i
-            for j in range(hidden):
-                gb = lam[j] + g[j]
-                dr = a[i, j] * d1[i, j] * (gb * cs[i, j] - gb * d2[i, j])
-                du[i, 0, j] = dr * d4[i, j]
-                du[i, 1, j] = -dr * d5[i, j]
-                du[i, 2, j] = gb * d1[i, j] * d3[i, j]
-                lam[j] = gb * a[i, j]
-        elif kind == _QRNN:  # a = f, b = (1 - f) tanh(uz); y = o * c
+            _output_cotangent(gy, start + i, s, ro, h, gb[i], sums_ro, sums_rb)
             for j in range(hidden):
                 o = d3[i, j]
-                du[i, 2, j] = g[j] * cs[i + 1, j] * o * (_like(o, 1.0) - o)
-                gb = lam[j] + g[j] * o
-                f, one_f, z = a[i, j], d1[i, j], d2[i, j]
-                du[i, 0, j] = gb * one_f * (_like(z, 1.0) - z * z)
-                du[i, 1, j] = f * one_f * (gb * cs[i, j] - gb * z)
-                lam[j] = gb * f
+                du[i, 2, j] = gb[i, j] * cs[i + 1, j] * o * (_like(o, 1.0) - o)
+            for j in range(hidden):
+                gb[i, j] *= d3[i, j]
+        else:
+            _output_cotangent(gy, start + i, s, ro, cs[i + 1], gb[i], sums_ro, sums_rb)
+    for i in range(n - 1, -1, -1):  # lam_i = gb_i a_i, gb_i += lam_{i+1}
+        if gap[i]:  # the identity: lam passes through
+            continue
+        for j in range(hidden):
+            gb[i, j] += lam[j]
+        for j in range(hidden):
+            lam[j] = gb[i, j] * a[i, j]
+    for i in range(n):  # du from b's cotangent and the decay's, gb * c
+        if gap[i]:
+            du[i] = 0
+        elif kind == _MINGRU:  # a = 1 - z, b = z * cand
+            for j in range(hidden):
+                du[i, 0, j] = d1[i, j] * a[i, j] * (gb[i, j] * d2[i, j] - gb[i, j] * cs[i, j])
+            for j in range(hidden):
+                du[i, 1, j] = gb[i, j] * d1[i, j] * d3[i, j]
+        elif kind == _MINLSTM:  # a = sigmoid(r), b = (1 - a) cand, r = log f - log i
+            for j in range(hidden):  # r's cotangent, in h
+                h[j] = a[i, j] * d1[i, j] * (gb[i, j] * cs[i, j] - gb[i, j] * d2[i, j])
+            for j in range(hidden):
+                du[i, 0, j] = h[j] * d4[i, j]
+            for j in range(hidden):
+                du[i, 1, j] = -h[j] * d5[i, j]
+            for j in range(hidden):
+                du[i, 2, j] = gb[i, j] * d1[i, j] * d3[i, j]
+        elif kind == _QRNN:  # a = f, b = (1 - f) tanh(uz)
+            for j in range(hidden):
+                z = d2[i, j]
+                du[i, 0, j] = gb[i, j] * d1[i, j] * (_like(z, 1.0) - z * z)
+            for j in range(hidden):
+                du[i, 1, j] = a[i, j] * d1[i, j] * (gb[i, j] * cs[i, j] - gb[i, j] * d2[i, j])
         else:  # a = decay, b = u
             for j in range(hidden):
-                gb = lam[j] + g[j]
-                sums_decay[j] += gb * cs[i, j]
-                du[i, 0, j] = gb
-                lam[j] = gb * a[i, j]
+                sums_decay[j] += gb[i, j] * cs[i, j]
+            for j in range(hidden):
+                du[i, 0, j] = gb[i, j]
 
 
 @numba.njit(**_PART)
@@ -433,7 +443,7 @@ def _kernels(cells_digest: str) -> Callable[..., None]:
             d = np.empty((7, _TILE, hidden), x.dtype)
             c, cs = np.empty(hidden, x.dtype), np.empty((_TILE + 1, hidden), x.dtype)
             dut = np.empty((_TILE, rows), x.dtype)
-            gh = np.empty((2, hidden), x.dtype)
+            gb = np.empty((_TILE + 1, hidden), x.dtype)
             # A tile's sums, in the inputs' dtype, added to the group's float64 totals.
             sums_b, sums_w = np.zeros(rows, x.dtype), np.zeros(grad_w.shape[1:], x.dtype)
             sums_decay = np.zeros(hidden, x.dtype)
@@ -445,7 +455,7 @@ def _kernels(cells_digest: str) -> Callable[..., None]:
                 for s in range(first, last):
                     cs[0] = starts[k, s]
                     _forward_tile(kind, g, x, start, s, w, bias, decay, u, d, c, cs, gap)
-                    _backward_tile(kind, gy, start, s, d, cs, gap, lam[s - first], dut, ro, gh,
+                    _backward_tile(kind, gy, start, s, d, cs, gap, lam[s - first], dut, ro, gb,
                                    sums_ro, sums_rb, sums_decay)  # fmt: skip
                     _pull_back_tile(fused, x, start, s, w, gap, dut, du, grad_x, sums_b, sums_w)
                     _flush(sums_b, grad_b[group])
