@@ -2,8 +2,8 @@
 # The GPU check: on a GPU machine with Python, CuPy, PyTorch and JAX but no network,
 # install the project's other dependencies from a local wheel folder, run the GPU tests
 # (exactness against the CPU float64 reference, chunk invariance, no synchronisation in
-# the hot path, the cell kernels, CuPy-backed Dask chunks on a mixed cluster, Zarr
-# output) and the GPU benchmark, which prints a table. Under 5 minutes.
+# the hot path, the cell kernels, gradients, CuPy-backed Dask chunks on a mixed cluster,
+# Zarr output) and the GPU benchmark, which prints a table. Under 5 minutes.
 # Usage: scripts/gpu_check.sh WHEEL_DIR [--quick]   (WHEEL_DIR from scripts/gpu_wheels.sh)
 set -euo pipefail
 wheels=${1:?usage: scripts/gpu_check.sh WHEEL_DIR [--quick]}

@@ -145,3 +145,91 @@ def test_mixed_cluster_runs_cupy_chunks_on_the_gpu_worker_only(rng):
         gpu = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
     assert {t["worker"] for t in stream.data if "rnncore-run" in str(t["key"])} == {gpu}
     assert rel_err(output, expected.output.values) < 1e-5
+
+
+# -- gradients: rnncore.grad on CuPy arrays (its reference path, written against xp) ----
+
+GRAD_TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def _flat(grads, names):
+    """The gradients ``names`` of ``grads`` on the host, as one float64 vector."""
+    return np.concatenate([np.asarray(_host(grads[k]), np.float64).ravel() for k in names])
+
+
+def _host(array):
+    return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else array
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_model_gradients_on_gpu_equal_cpu(rng, cell, dtype):
+    """``value_and_grad`` on CuPy arrays: CuPy gradients, the CPU's float64 ones."""
+    from rnncore.grad import value_and_grad
+
+    model = Model.init(cell, 2, [8, 8], output_size=1, dtype=np.float64)
+    x = rng.normal(size=(60, 16, 2))
+    x[rng.uniform(size=x.shape[:2]) < 0.1] = np.nan
+    target = rng.normal(size=(60, 16, 1))
+    loss, expected = value_and_grad(model, x, target)
+    gpu_loss, grads = value_and_grad(model, cupy.asarray(x, dtype), cupy.asarray(target, dtype))
+    assert sorted(grads) == sorted(expected)
+    assert all(isinstance(g, cupy.ndarray) and g.dtype == dtype for g in grads.values())
+    assert abs(float(gpu_loss) - loss) <= GRAD_TOL[dtype] * loss
+    assert rel_err(_flat(grads, expected), _flat(expected, expected)) < GRAD_TOL[dtype]
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_input_and_state_gradients_on_gpu_equal_cpu(rng, cell):
+    """``model_vjp`` from given initial states: the inputs' and states' gradients too."""
+    from rnncore.grad import model_vjp
+
+    model = Model.init(cell, 2, [8, 5], output_size=2, dtype=np.float64)
+    x = rng.normal(size=(40, 6, 2))
+    x[rng.uniform(size=x.shape[:2]) < 0.1] = np.nan
+    grad_y = rng.normal(size=(40, 6, 2))
+    pairs = cell == "LSTM"
+    h0 = [
+        tuple(rng.normal(size=(6, n)) for _ in range(2)) if pairs else rng.normal(size=(6, n))
+        for n in (8, 5)
+    ]
+    expected = model_vjp(model, x, grad_y, h0)
+    on_gpu = [tuple(map(cupy.asarray, h)) if pairs else cupy.asarray(h) for h in h0]
+    grads = model_vjp(model, cupy.asarray(x), cupy.asarray(grad_y), on_gpu)
+    assert isinstance(grads.x, cupy.ndarray)
+    assert rel_err(cupy.asnumpy(grads.x), expected.x) < 1e-10
+    for mine, theirs in zip(grads.h0, expected.h0, strict=True):
+        mine, theirs = (mine, theirs) if pairs else ((mine,), (theirs,))
+        for m, t in zip(mine, theirs, strict=True):
+            assert rel_err(cupy.asnumpy(m), t) < 1e-10
+    for name, value in expected.params.items():
+        assert rel_err(cupy.asnumpy(grads.params[name]), value) < 1e-10
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 13])
+def test_linear_scan_gradients_on_gpu_equal_cpu(rng, chunk):
+    from rnncore.grad import linear_scan_vjp
+
+    a, b = rng.uniform(0, 1, (100, 7)), rng.normal(size=(100, 7))
+    h0, grad_h = rng.normal(size=7), rng.normal(size=(100, 7))
+    expected = linear_scan_vjp(a, b, grad_h, h0)
+    on_gpu = linear_scan_vjp(*map(cupy.asarray, (a, b, grad_h, h0)), chunk=chunk)
+    for mine, theirs in zip(on_gpu, expected, strict=True):
+        assert isinstance(mine, cupy.ndarray)
+        assert rel_err(cupy.asnumpy(mine), theirs) < 1e-12
+
+
+def test_chunked_gradients_with_cupy_chunks(rng):
+    """``value_and_grad_chunked`` over Dask chunks held in CuPy: the in-memory gradients."""
+    dask_array = pytest.importorskip("dask.array")
+    from rnncore.grad import value_and_grad
+    from rnncore.grad.chunked import value_and_grad_chunked
+
+    model = Model.init("MinGRU", 1, [8, 8], output_size=1, dtype=np.float64)
+    x = rng.normal(size=(90, 12, 1))
+    target = rng.normal(size=(90, 12, 1))
+    loss, expected = value_and_grad(model, x, target)
+    chunks = dask_array.from_array(x, chunks=(17, 5, 1)).map_blocks(cupy.asarray)
+    gpu_loss, grads = value_and_grad_chunked(model, chunks, target)
+    assert abs(gpu_loss - loss) <= 1e-12 * loss
+    assert rel_err(_flat(grads, expected), _flat(expected, expected)) < 1e-10
