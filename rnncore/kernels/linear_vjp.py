@@ -11,8 +11,8 @@ variants), beside the reference path of :func:`rnncore.grad.cell_vjp`, in two ke
   outputs). Each parallel task takes a group of series and walks the tiles
   backwards: recomputes a tile's projections and gates from ``x`` and its states
   from the tile's first one, then carries the adjoint
-  ``lam_t = g_t + a_{t+1} lam_{t+1}`` back through it, turning the cotangents of the
-  decays and inputs into that of the projection ``u = x @ weight.T + bias`` at once,
+  ``lam_t = g_t + a_{t+1} lam_{t+1}`` back through it, turns the cotangents of the
+  decays and inputs into that of the projection ``u = x @ weight.T + bias``,
   and pulls ``du`` back to the weight, bias and inputs. With few input features this
   is done in the kernel too; with more, ``du`` is written out and the two products
   are left to BLAS.
