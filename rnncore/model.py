@@ -226,6 +226,37 @@ class Model:
             )
         return model
 
+    def feasible(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters nearest ``params`` that this model's cells accept.
+
+        An optimiser's step may leave the set a cell accepts (a DiagonalLinear decay
+        past 1): :func:`rnncore.train` brings each step back with this projection.
+
+        Parameters
+        ----------
+        params
+            Every parameter, keyed as :meth:`state_dict` keys them.
+
+        Returns
+        -------
+        dict
+            The same keys; each layer's values as its cell's ``feasible`` gives them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rnncore import Model
+        >>> model = Model.init("DiagonalLinear", 1, [2], 1, dtype=np.float64)
+        >>> params = {**model.state_dict(), "layers.0.decay": np.array([0.5, 1.5])}
+        >>> model.feasible(params)["layers.0.decay"] < 1
+        array([ True,  True])
+        """
+        out = dict(params)
+        for k, cell in enumerate(self.layers):
+            own = {name: params[f"layers.{k}.{name}"] for name in cell.state_dict()}
+            out |= {f"layers.{k}.{name}": v for name, v in cell.feasible(own).items()}
+        return out
+
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description (cell types, sizes, options)."""
         return {

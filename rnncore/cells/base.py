@@ -143,6 +143,13 @@ class Cell(ABC):
         """The parameters as plain NumPy arrays, by name."""
         return {k: v.copy() for k, v in self.params.items()}
 
+    def feasible(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters nearest ``state`` (keyed as :meth:`state_dict`) that the cell accepts.
+
+        The identity, unless a cell constrains its parameters (DiagonalLinear's decays).
+        """
+        return dict(state)
+
     def config(self) -> dict[str, Any]:
         """JSON-serialisable description: type, sizes and options."""
         return {

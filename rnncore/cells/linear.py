@@ -10,6 +10,7 @@ Each cell's gates depend on the input only, so a step is the affine map
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -244,6 +245,13 @@ class DiagonalLinear(LinearStateCell):
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {**super().param_shapes(), "decay": (self.hidden_size,)}
+
+    def feasible(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """``state`` with its decays clipped into ``(0, 1)``, to the nearest floats inside."""
+        decay = np.asarray(state["decay"])
+        one = decay.dtype.type(1)
+        inside = np.clip(decay, np.finfo(decay.dtype).tiny, np.nextafter(one, 0 * one))
+        return {**state, "decay": inside}
 
     def _check_params(self, params: Any) -> dict[str, np.ndarray]:
         checked = super()._check_params(params)

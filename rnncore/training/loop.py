@@ -321,6 +321,7 @@ def _epoch(
             grads, h0 = engine.step(current, xw, yw, h0, grad=has_targets, states=more)
             if grads is not None:
                 params, state = adam.update(params, grads, state)
+                params = model.feasible(params)
         bar.update()
     losses = _losses(model.with_state_dict(params), data, engine)
     bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})

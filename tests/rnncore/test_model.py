@@ -42,6 +42,29 @@ def test_with_state_dict_takes_what_state_dict_gives(name):
     assert all(np.array_equal(other.state_dict()[k], v) for k, v in halved.items())
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_feasible_brings_parameters_back_to_what_the_cells_accept(name, dtype):
+    model = Model.init(name, input_size=2, hidden_sizes=[4, 3], output_size=1, dtype=dtype)
+    params = {k: 3 * v for k, v in model.state_dict().items()}  # DiagonalLinear: decays > 1
+    for k in (0, 1):
+        if name == "DiagonalLinear":
+            params[f"layers.{k}.decay"][:2] = [0, -0.5]
+    feasible = model.feasible(params)
+    assert feasible.keys() == params.keys()
+    other = model.with_state_dict(feasible)  # accepted
+    for key, value in params.items():
+        if not key.endswith("decay"):
+            assert np.array_equal(feasible[key], value), key  # others untouched
+            continue
+        decay = other.state_dict()[key]
+        assert decay.dtype == dtype and ((decay > 0) & (decay < 1)).all()
+        assert np.array_equal(decay[2:], np.nextafter(dtype(1), dtype(0)) + 0 * decay[2:])
+        assert np.array_equal(decay[:2], np.full(2, np.finfo(dtype).tiny, dtype))
+    again = model.feasible(feasible)  # a projection: feasible parameters stay
+    assert all(np.array_equal(again[k], v) for k, v in feasible.items())
+
+
 def test_options_survive_save(tmp_path):
     model = Model([MinGRU.init(1, 4, activation="g")])
     loaded = Model.load(model.save(tmp_path / "g.safetensors"))
