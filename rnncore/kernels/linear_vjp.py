@@ -343,7 +343,7 @@ def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, ro, gb, sums_ro, sum
     du = du.reshape(du.shape[0], -1, hidden)  # (n, blocks, H)
     a, d1, d2, d3, d4, d5 = d[0], d[1], d[2], d[3], d[4], d[5]
     h = gb[_TILE]
-    for i in range(n):  # gb[i] = the outputs' part of b's cotangent
+    for i in range(n):  # gb[i] = the outputs' cotangent (QRNN's: before its output gate)
         if gap[i]:
             continue
         if kind == _QRNN:  # the cell's outputs y = o * c: o's cotangent now, b's is g * o
@@ -353,15 +353,17 @@ def _backward_tile(kind, gy, start, s, d, cs, gap, lam, du, ro, gb, sums_ro, sum
             for j in range(hidden):
                 o = d3[i, j]
                 du[i, 2, j] = gb[i, j] * cs[i + 1, j] * o * (_like(o, 1.0) - o)
-            for j in range(hidden):
-                gb[i, j] *= d3[i, j]
         else:
             _output_cotangent(gy, start + i, s, ro, cs[i + 1], gb[i], sums_ro, sums_rb)
     for i in range(n - 1, -1, -1):  # lam_i = gb_i a_i, gb_i += lam_{i+1}
         if gap[i]:  # the identity: lam passes through
             continue
-        for j in range(hidden):
-            gb[i, j] += lam[j]
+        if kind == _QRNN:  # b's part g * o, in one rounding with lam
+            for j in range(hidden):
+                gb[i, j] = gb[i, j] * d3[i, j] + lam[j]
+        else:
+            for j in range(hidden):
+                gb[i, j] += lam[j]
         for j in range(hidden):
             lam[j] = gb[i, j] * a[i, j]
     for i in range(n):  # du from b's cotangent and the decay's, gb * c

@@ -76,16 +76,23 @@ def flat(params):
     return np.concatenate([np.ravel(grad) for grad in params.values()]).astype(dtype)
 
 
+#: Gradients' tolerance: float32's is the issue's bar against PyTorch (a float32 chain
+#: of steps whose terms cancel, such as a one-unit ``h0`` gradient, keeps fewer digits
+#: than the forward pass's 1e-5); float64's is the forward pass's.
+GRAD_TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): TOL[np.dtype(np.float64)]}
+
+
 def assert_as_exact(fused, expected, exact, dtype):
-    """``fused`` within the dtype's tolerance of the reference path's ``expected``.
+    """``fused`` within the dtype's gradient tolerance of the reference path's ``expected``.
 
     Or, where that holds no more exact a value (float32 sums with cancellation, which
     the kernel adds up in float64 and the reference path in float32), no further from
     the float64 reference ``exact`` than the tolerance or twice the reference path.
     """
     assert fused.shape == expected.shape and fused.dtype == expected.dtype == dtype
-    if rel_err(fused, expected) >= TOL[np.dtype(dtype)]:
-        assert rel_err(fused, exact) < max(TOL[np.dtype(dtype)], 2 * rel_err(expected, exact))
+    tol = GRAD_TOL[np.dtype(dtype)]
+    if rel_err(fused, expected) >= tol:
+        assert rel_err(fused, exact) < max(tol, 2 * rel_err(expected, exact))
 
 
 @pytest.mark.parametrize("kind", KINDS)
