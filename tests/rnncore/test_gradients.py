@@ -444,6 +444,31 @@ def test_scan_vjp_reduces_broadcast_operands_and_takes_axis(rng):
         assert rel_err(mine, leaf.grad.numpy()) < 1e-12
 
 
+@settings(max_examples=60)
+@given(case=cases(), chunk=st.sampled_from([None, 1, 2, 5]), given_h=st.booleans())
+def test_scan_vjp_matches_torch(case, chunk, given_h):
+    """Fresh decays, inputs, ``h0`` and cotangents; no steps and one step included."""
+    dtype, rng = case["dtype"], np.random.default_rng(case["seed"])
+    shape = (case["steps"], case["batch"])
+    a = rng.uniform(0.2, 1.1, shape).astype(dtype)
+    b, grad_h = (rng.normal(size=shape).astype(dtype) for _ in range(2))
+    h0 = rng.normal(size=shape[1:]).astype(dtype) if case["with_h0"] else None
+    h = linear_scan(a, b, h0, chunk=chunk) if given_h else None
+    ours = linear_scan_vjp(a, b, grad_h, h0, h=h, chunk=chunk)
+    leaves = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (a, b)]
+    start = np.zeros(shape[1:]) if h0 is None else h0
+    leaves.append(torch.tensor(start, dtype=torch.float64, requires_grad=True))
+    at, bt, state = leaves
+    loss = (0 * state).sum()
+    for t in range(case["steps"]):
+        state = at[t] * state + bt[t]
+        loss = loss + (state * torch.tensor(grad_h[t], dtype=torch.float64)).sum()
+    expected = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+    for mine, theirs in zip(ours, expected, strict=True):
+        assert mine.dtype == dtype
+        assert rel_err(mine, theirs.numpy()) < TOL[dtype]
+
+
 def test_scan_vjp_of_no_steps_and_one_step():
     grad_a, grad_b, grad_h0 = linear_scan_vjp(np.ones((0, 2)), np.ones((0, 2)), np.ones((0, 2)))
     assert grad_a.shape == grad_b.shape == (0, 2)
