@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import rnncore
 from rnncore import Model, Readout, kernels, linear_scan
 from rnncore.grad import (
     adjoint_scan,
@@ -267,6 +268,24 @@ def test_value_and_grad_is_the_vjp_of_the_masked_mse(rng):
     expected = model_vjp(model, x, np.where(counted, 2 * (y - target), 0) / 9).params
     for name, grad in grads.items():
         assert rel_err(grad, expected[name]) < 1e-12
+
+
+def test_the_model_methods_are_the_functions(rng):
+    assert rnncore.value_and_grad is value_and_grad and rnncore.model_vjp is model_vjp
+    model = Model.init("GRU", 2, [3, 2], 1, seed=4, dtype=np.float64)
+    x, target = rng.normal(size=(7, 3, 2)), rng.normal(size=(7, 3, 1))
+    h0 = model(rng.normal(size=(2, 3, 2)))[1]
+    mask = rng.random((7, 3, 1)) < 0.6
+    loss, grads = model.value_and_grad(x, target, h0, mask)
+    expected_loss, expected = value_and_grad(model, x, target, h0, mask)
+    assert loss == expected_loss and list(grads) == list(expected)
+    assert all(np.array_equal(grads[k], expected[k]) for k in expected)
+    grad_finals = [rng.normal(size=(3, 3)), None]
+    mine = model.vjp(x, target, h0, grad_finals)
+    theirs = model_vjp(model, x, target, h0, grad_finals)
+    assert all(np.array_equal(mine.params[k], theirs.params[k]) for k in theirs.params)
+    assert np.array_equal(mine.x, theirs.x)
+    assert all(np.array_equal(a, b) for a, b in zip(mine.h0, theirs.h0, strict=True))
 
 
 # -- the fused backward pass of the nonlinear cells against the reference path --------
