@@ -162,6 +162,22 @@ def test_the_final_states_come_with_the_gradients(cell, method):
     assert all(rel_err(grads[k], expected[k]) < TOL[np.float64] for k in expected)
 
 
+@pytest.mark.parametrize(("cell", "method"), [("MinGRU", "prefix_scan"), ("LSTM", "sequential")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_steps_give_zero_gradients_and_the_initial_states(cell, method, dtype):
+    model, x, target, h0, _ = make_case(9, cell, 2, True, 0, 5, warm=True, gaps=False, masked=False)
+    model, h0 = cast(model, dtype), states_as(h0, dtype)
+    packed = pack_states(model, h0)
+    with dask.config.set(scheduler="synchronous"):
+        loss, grads, states = value_and_grad_chunked(
+            model, da.from_array(x.astype(dtype), chunks=(0, (2, 3), 2)), target.astype(dtype),
+            packed, method=method, final_states=True,
+        )  # fmt: skip
+    assert loss == 0.0 and list(grads) == list(model.state_dict())
+    assert all(g.dtype == dtype and not g.any() for g in grads.values())
+    np.testing.assert_array_equal(states, packed)  # NaN where a layer's state is narrower
+
+
 def test_no_value_counting_gives_zero_loss_and_gradients():
     model, x, target, _, _ = make_case(
         7, "GRU", 1, True, 4, 2, warm=False, gaps=False, masked=False
