@@ -44,6 +44,8 @@ _ENGINE = {
     "stitch": "scan",
     "ModelFileError": "serialization",
     "InputError": "errors",
+    "model_vjp": "grad",
+    "value_and_grad": "grad",
     "Adam": "training",
     "TrainResult": "training",
     "train": "training",
@@ -72,10 +74,12 @@ __all__ = [
     "compose",
     "forecast",
     "linear_scan",
+    "model_vjp",
     "run",
     "scan_summary",
     "stitch",
     "train",
+    "value_and_grad",
 ]
 
 if TYPE_CHECKING:
@@ -84,6 +88,7 @@ if TYPE_CHECKING:
     from .cells import CELLS, GRU, LSTM, QRNN, Cell, DiagonalLinear, Elman, MinGRU, MinLSTM
     from .chunked import ConvergenceError
     from .errors import InputError
+    from .grad import model_vjp, value_and_grad
     from .labelled import run
     from .model import Model
     from .readout import Readout

@@ -7,13 +7,16 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from .cells import CELLS, Cell, LinearStateCell, State, torch_layers
 from .readout import Readout
 from .serialization import ModelFileError, read_arrays, write_arrays
+
+if TYPE_CHECKING:
+    from .grad import ModelGradients
 
 __all__ = ["Model", "describe"]
 
@@ -166,6 +169,92 @@ class Model:
             y, state = cell.run(y, None if h0 is None else h0[k], readout)
             states.append(state)
         return y, states
+
+    # -- gradients -------------------------------------------------------------------
+
+    def value_and_grad(
+        self, x: Any, target: Any, h0: Sequence[State] | None = None, mask: Any = None
+    ) -> tuple[float, dict[str, Any]]:
+        """The masked mean squared error of the outputs and its parameter gradients.
+
+        :func:`rnncore.grad.value_and_grad` of this model: exact reverse mode through
+        the scan.
+
+        Parameters
+        ----------
+        x, h0
+            As for :meth:`__call__`.
+        target
+            ``(T, B, output_size)``; NaN marks a value to ignore.
+        mask
+            Boolean, broadcasting against ``target``: True where a value counts (all of
+            them if ``None``).
+
+        Returns
+        -------
+        loss
+            The mean squared error over the values that count.
+        grads
+            Its gradient with respect to every parameter, keyed as :meth:`state_dict`
+            keys them, in the dtype of ``x``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = Model.init("MinGRU", input_size=1, hidden_sizes=[4], output_size=1)
+        >>> x = np.sin(np.arange(20.0, dtype=np.float32)).reshape(10, 2, 1)
+        >>> loss, grads = model.value_and_grad(x[:-1], x[1:])
+        >>> loss > 0, grads["readout.weight"].shape
+        (True, (1, 4))
+        """
+        from .grad import value_and_grad  # rnncore.grad imports this module
+
+        return value_and_grad(self, x, target, h0, mask)
+
+    def vjp(
+        self,
+        x: Any,
+        grad_outputs: Any,
+        h0: Sequence[State] | None = None,
+        grad_final_states: Sequence[State] | None = None,
+    ) -> ModelGradients:
+        """Pull cotangents of the outputs and final states back: any loss on the outputs.
+
+        For a scalar ``L`` of ``y, states = model(x, h0)``, given ``grad_outputs =
+        dL/dy`` and ``grad_final_states = dL/dstates``: ``dL/dparams``, ``dL/dx`` and
+        ``dL/dh0`` (:func:`rnncore.grad.model_vjp` of this model).
+
+        Parameters
+        ----------
+        x, h0
+            As for :meth:`__call__`.
+        grad_outputs
+            ``(T, B, output_size)``; ignored at missing steps.
+        grad_final_states
+            One cotangent per layer (``None`` entries for zeros), or ``None`` for all
+            zeros.
+
+        Returns
+        -------
+        rnncore.grad.ModelGradients
+            ``params`` (keyed as :meth:`state_dict` keys them), ``x`` and ``h0``, in
+            the dtype of ``x``.
+
+        Examples
+        --------
+        The gradient of the mean absolute error, a loss of the outputs' own:
+
+        >>> import numpy as np
+        >>> model = Model.init("LSTM", input_size=1, hidden_sizes=[3], output_size=1)
+        >>> x = np.linspace(0, 1, 12, dtype=np.float32).reshape(6, 2, 1)
+        >>> y, _ = model(x)
+        >>> grads = model.vjp(x, np.sign(y - 2 * x) / y.size)
+        >>> grads.params["layers.0.weight_hh_l0"].shape, grads.x.shape, len(grads.h0)
+        ((12, 3), (6, 2, 1), 1)
+        """
+        from .grad import model_vjp  # rnncore.grad imports this module
+
+        return model_vjp(self, x, grad_outputs, h0, grad_final_states)
 
     # -- persistence ----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from dask.core import get_deps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncore import Model
+from rnncore import Model, Readout
 from rnncore.chunked import _Graph
 from rnncore.grad import value_and_grad
 from rnncore.grad.chunked import value_and_grad_chunked
@@ -19,13 +19,20 @@ from tests.rnncore.reference import rel_err
 
 LINEAR = ["MinGRU", "MinLSTM", "QRNN", "DiagonalLinear"]
 NONLINEAR = ["Elman", "GRU", "LSTM"]
-TOL = 1e-10  # float64, relative
+#: Relative, against the float64 in-memory gradient (of float32 arguments too).
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 
 @st.composite
-def chunking(draw, max_chunks=5, max_size=6):
-    """A partition into chunks, length-1, prime and uneven ones included."""
-    return tuple(draw(st.lists(st.integers(1, max_size), min_size=1, max_size=max_chunks)))
+def chunking(draw, max_chunks=5, max_size=6, empty=False):
+    """A partition into chunks, length-1, prime and uneven ones included.
+
+    With ``empty``, also no steps at all: one chunk of length 0.
+    """
+    sizes = draw(
+        st.lists(st.integers(1, max_size), min_size=0 if empty else 1, max_size=max_chunks)
+    )
+    return tuple(sizes) or (0,)
 
 
 def make_case(seed, cell, layers, readout, steps, series, *, warm, gaps, masked):
@@ -43,19 +50,53 @@ def make_case(seed, cell, layers, readout, steps, series, *, warm, gaps, masked)
     return model, x, target, h0, mask
 
 
-def check(model, x, target, h0, mask, time_chunks, series_chunks, method):
-    loss, grads = value_and_grad(model, x, target, h0, mask)
+def cast(model, dtype):
+    """``model`` with its parameters rounded to ``dtype``."""
+    layers = [
+        type(cell).from_state_dict(
+            {name: value.astype(dtype) for name, value in cell.state_dict().items()},
+            **cell.options,
+        )
+        for cell in model.layers
+    ]
+    readout = model.readout
+    if readout is not None:
+        readout = Readout(readout.weight.astype(dtype), readout.bias.astype(dtype))
+    return Model(layers, readout)
+
+
+def states_as(h0, dtype):
+    """Per-layer states (LSTM: pairs) in ``dtype``; ``None`` stays ``None``."""
+    if h0 is None:
+        return None
+    return [tuple(s.astype(dtype) for s in h) if isinstance(h, tuple) else h.astype(dtype)
+            for h in h0]  # fmt: skip
+
+
+def check(model, x, target, h0, mask, time_chunks, series_chunks, method, dtype=np.float64):
+    """The chunked gradient in ``dtype`` against the float64 in-memory one.
+
+    In float32, of the model and arguments rounded to float32; the reference is the
+    float64 gradient of those rounded values.
+    """
+    model, h0 = cast(model, dtype), states_as(h0, dtype)
+    x, target = x.astype(dtype), target.astype(dtype)
+    loss, grads = value_and_grad(
+        cast(model, np.float64), x.astype(np.float64), target.astype(np.float64),
+        states_as(h0, np.float64), mask,
+    )  # fmt: skip
     packed = None if h0 is None else pack_states(model, h0)
     data = da.from_array(x, chunks=(time_chunks, series_chunks, -1))
     with dask.config.set(scheduler="synchronous"):
         got_loss, got = value_and_grad_chunked(
             model, data, da.from_array(target), packed, mask, method=method
         )
+    tol = TOL[dtype]
     assert list(got) == list(grads)
-    assert abs(got_loss - loss) <= TOL * abs(loss)
+    assert abs(got_loss - loss) <= tol * abs(loss)
     for name, expected in grads.items():
-        assert isinstance(got[name], np.ndarray) and got[name].dtype == np.float64
-        assert rel_err(got[name], expected) < TOL, name
+        assert isinstance(got[name], np.ndarray) and got[name].dtype == dtype
+        assert rel_err(got[name], expected) < tol, name
     return got
 
 
@@ -81,28 +122,30 @@ def test_one_step_and_one_step_chunks(cell):
     check(*case, (1, 1, 1, 1), (2,), "auto")
 
 
-@settings(max_examples=30)  # about 4 s
+@settings(max_examples=40)  # about 4 s
 @given(
     cell=st.sampled_from([*LINEAR, *NONLINEAR]),
     layers=st.sampled_from([1, 2]),
     readout=st.booleans(),
-    time_chunks=chunking(),
+    time_chunks=chunking(empty=True),
     series_chunks=chunking(max_chunks=3, max_size=3),
     warm=st.booleans(),
     gaps=st.booleans(),
     masked=st.booleans(),
     scanned=st.booleans(),
+    dtype=st.sampled_from(list(TOL)),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_gradient_does_not_depend_on_the_chunking(
-    cell, layers, readout, time_chunks, series_chunks, warm, gaps, masked, scanned, seed
+    cell, layers, readout, time_chunks, series_chunks, warm, gaps, masked, scanned, dtype, seed
 ):
+    """Any chunking, no steps at all included, in float64 and float32."""
     steps, series = sum(time_chunks), sum(series_chunks)
     case = make_case(
         seed, cell, layers, readout, steps, series, warm=warm, gaps=gaps, masked=masked
     )
     method = "prefix_scan" if scanned and cell in LINEAR else "sequential"
-    check(*case, time_chunks, series_chunks, method)
+    check(*case, time_chunks, series_chunks, method, dtype)
 
 
 @pytest.mark.parametrize(("cell", "method"), [("MinGRU", "prefix_scan"), ("LSTM", "sequential")])
@@ -114,9 +157,25 @@ def test_the_final_states_come_with_the_gradients(cell, method):
             model, da.from_array(x, chunks=(2, 3, 2)), target, pack_states(model, h0),
             method=method, final_states=True,
         )  # fmt: skip
-    np.testing.assert_allclose(states, pack_states(model, model(x, h0)[1]), rtol=TOL)
-    assert abs(loss - expected_loss) <= TOL * expected_loss
-    assert all(rel_err(grads[k], expected[k]) < TOL for k in expected)
+    np.testing.assert_allclose(states, pack_states(model, model(x, h0)[1]), rtol=TOL[np.float64])
+    assert abs(loss - expected_loss) <= TOL[np.float64] * expected_loss
+    assert all(rel_err(grads[k], expected[k]) < TOL[np.float64] for k in expected)
+
+
+@pytest.mark.parametrize(("cell", "method"), [("MinGRU", "prefix_scan"), ("LSTM", "sequential")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_no_steps_give_zero_gradients_and_the_initial_states(cell, method, dtype):
+    model, x, target, h0, _ = make_case(9, cell, 2, True, 0, 5, warm=True, gaps=False, masked=False)
+    model, h0 = cast(model, dtype), states_as(h0, dtype)
+    packed = pack_states(model, h0)
+    with dask.config.set(scheduler="synchronous"):
+        loss, grads, states = value_and_grad_chunked(
+            model, da.from_array(x.astype(dtype), chunks=(0, (2, 3), 2)), target.astype(dtype),
+            packed, method=method, final_states=True,
+        )  # fmt: skip
+    assert loss == 0.0 and list(grads) == list(model.state_dict())
+    assert all(g.dtype == dtype and not g.any() for g in grads.values())
+    np.testing.assert_array_equal(states, packed)  # NaN where a layer's state is narrower
 
 
 def test_no_value_counting_gives_zero_loss_and_gradients():
@@ -140,28 +199,24 @@ def test_multiple_shooting_and_bad_targets_are_refused():
         value_and_grad_chunked(model, x, da.zeros((4, 2, 1)), method="prefix_scan")
 
 
-def test_on_a_local_cluster():
-    distributed = pytest.importorskip("distributed")
-    case = make_case(8, "MinLSTM", 2, True, 10, 6, warm=True, gaps=True, masked=True)
-    model, x, target, h0, mask = case
+@pytest.mark.parametrize("cell", [*LINEAR, *NONLINEAR])
+def test_on_a_local_cluster(client, cell):
+    """Every cell kind, by every exact method, on a cluster's workers."""
+    model, x, target, h0, mask = make_case(
+        8, cell, 2, True, 10, 6, warm=True, gaps=True, masked=True
+    )
     loss, grads = value_and_grad(model, x, target, h0, mask)
-    with (
-        distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
-        for method in ("prefix_scan", "sequential"):
-            got_loss, got = value_and_grad_chunked(
-                model,
-                da.from_array(x, chunks=(3, 2, 2)),
-                da.from_array(target, chunks=(5, 3, 2)),
-                pack_states(model, h0),
-                da.from_array(mask, chunks=(4, 6, 1)),
-                method=method,
-            )
-            assert abs(got_loss - loss) <= TOL * loss
-            assert all(rel_err(got[k], grads[k]) < TOL for k in grads)
+    for method in ("prefix_scan", "sequential") if cell in LINEAR else ("sequential",):
+        got_loss, got = value_and_grad_chunked(
+            model,
+            da.from_array(x, chunks=(3, 2, 2)),
+            da.from_array(target, chunks=(5, 3, 2)),
+            pack_states(model, h0),
+            da.from_array(mask, chunks=(4, 6, 1)),
+            method=method,
+        )
+        assert abs(got_loss - loss) <= TOL[np.float64] * loss, method
+        assert all(rel_err(got[k], grads[k]) < TOL[np.float64] for k in grads), method
 
 
 def graph_depth(monkeypatch, method, n_chunks):

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import rnncore
 from rnncore import Model, Readout, kernels, linear_scan
 from rnncore.grad import (
     adjoint_scan,
@@ -269,6 +270,24 @@ def test_value_and_grad_is_the_vjp_of_the_masked_mse(rng):
         assert rel_err(grad, expected[name]) < 1e-12
 
 
+def test_the_model_methods_are_the_functions(rng):
+    assert rnncore.value_and_grad is value_and_grad and rnncore.model_vjp is model_vjp
+    model = Model.init("GRU", 2, [3, 2], 1, seed=4, dtype=np.float64)
+    x, target = rng.normal(size=(7, 3, 2)), rng.normal(size=(7, 3, 1))
+    h0 = model(rng.normal(size=(2, 3, 2)))[1]
+    mask = rng.random((7, 3, 1)) < 0.6
+    loss, grads = model.value_and_grad(x, target, h0, mask)
+    expected_loss, expected = value_and_grad(model, x, target, h0, mask)
+    assert loss == expected_loss and list(grads) == list(expected)
+    assert all(np.array_equal(grads[k], expected[k]) for k in expected)
+    grad_finals = [rng.normal(size=(3, 3)), None]
+    mine = model.vjp(x, target, h0, grad_finals)
+    theirs = model_vjp(model, x, target, h0, grad_finals)
+    assert all(np.array_equal(mine.params[k], theirs.params[k]) for k in theirs.params)
+    assert np.array_equal(mine.x, theirs.x)
+    assert all(np.array_equal(a, b) for a, b in zip(mine.h0, theirs.h0, strict=True))
+
+
 # -- the fused backward pass of the nonlinear cells against the reference path --------
 
 #: float32 as against PyTorch: where a tanh saturates, ``1 - h**2`` from a float32 ``h``
@@ -442,6 +461,31 @@ def test_scan_vjp_reduces_broadcast_operands_and_takes_axis(rng):
     assert (grad_a.shape, grad_b.shape, grad_h0.shape) == (a.shape, b.shape, h0.shape)
     for mine, leaf in zip((grad_a, grad_b, grad_h0), (at, bt, h0t), strict=True):
         assert rel_err(mine, leaf.grad.numpy()) < 1e-12
+
+
+@settings(max_examples=60)
+@given(case=cases(), chunk=st.sampled_from([None, 1, 2, 5]), given_h=st.booleans())
+def test_scan_vjp_matches_torch(case, chunk, given_h):
+    """Fresh decays, inputs, ``h0`` and cotangents; no steps and one step included."""
+    dtype, rng = case["dtype"], np.random.default_rng(case["seed"])
+    shape = (case["steps"], case["batch"])
+    a = rng.uniform(0.2, 1.1, shape).astype(dtype)
+    b, grad_h = (rng.normal(size=shape).astype(dtype) for _ in range(2))
+    h0 = rng.normal(size=shape[1:]).astype(dtype) if case["with_h0"] else None
+    h = linear_scan(a, b, h0, chunk=chunk) if given_h else None
+    ours = linear_scan_vjp(a, b, grad_h, h0, h=h, chunk=chunk)
+    leaves = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (a, b)]
+    start = np.zeros(shape[1:]) if h0 is None else h0
+    leaves.append(torch.tensor(start, dtype=torch.float64, requires_grad=True))
+    at, bt, state = leaves
+    loss = (0 * state).sum()
+    for t in range(case["steps"]):
+        state = at[t] * state + bt[t]
+        loss = loss + (state * torch.tensor(grad_h[t], dtype=torch.float64)).sum()
+    expected = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+    for mine, theirs in zip(ours, expected, strict=True):
+        assert mine.dtype == dtype
+        assert rel_err(mine, theirs.numpy()) < TOL[dtype]
 
 
 def test_scan_vjp_of_no_steps_and_one_step():

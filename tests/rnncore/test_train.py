@@ -1,14 +1,17 @@
 """Training: Adam as PyTorch's, a validation loss that falls, exact resumes, clear refusals."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from rnncore import Adam, InputError, Model, ModelFileError, train
 from rnncore.grad import value_and_grad
+from rnncore.longformat import from_long
 from rnncore.serialization import read_arrays
 from rnncore.synthetic import generate
 from rnncore.training import AdamState
+from tests.rnncore.test_longformat import real
 
 
 def _sines(n_series=6, n_steps=40):
@@ -17,13 +20,27 @@ def _sines(n_series=6, n_steps=40):
     return xr.DataArray(np.sin(0.3 * t + phase), dims=("series", "time"), name="y")
 
 
+def _departures(validation=0.2):
+    """Monthly departures from Australia, 1976-2017: 5 real series of 498 steps.
+
+    Logged and normalised per series by the mean and deviation of the steps before the
+    last ``validation`` fraction (those a time split holds out).
+    """
+    frame = pd.read_csv(real("monthly"), parse_dates=["ds"])
+    frame = frame[frame.unique_id.str.startswith("departures_")]
+    y = np.log(from_long(frame, freq="MS").y)
+    seen = y.isel(time=slice(None, round((1 - validation) * y.sizes["time"])))
+    return (y - seen.mean("time")) / seen.std("time")
+
+
 def _model(hidden=4, **kwargs):
     return Model.init("MinGRU", 1, [hidden], 1, dtype=np.float64, **kwargs)
 
 
-def _fit(y, **kwargs):
+def _fit(y, target=None, model=None, **kwargs):
     options = {"epochs": 2, "batch_series": 4, "window": 15, "lr": 0.02, "progress": False}
-    return train(_model(), y, y.shift(time=-1), **(options | kwargs))
+    target = y.shift(time=-1) if target is None else target
+    return train(_model() if model is None else model, y, target, **(options | kwargs))
 
 
 # -- Adam ------------------------------------------------------------------------------
@@ -100,10 +117,77 @@ def test_validation_loss_falls_on_synthetic_series():
     assert result.model.fingerprint() != model.fingerprint()
 
 
+def test_validation_loss_falls_below_the_naive_forecast_on_real_series():
+    """One step ahead on real monthly series, validated on the last fifth of the steps.
+
+    The naive forecast repeats the last value: its loss over the same held-out steps is
+    the bar, and the trained model must end clearly below it.
+    """
+    y = _departures(0.2)
+    target = y.shift(time=-1)
+    held = slice(y.sizes["time"] - round(0.2 * y.sizes["time"]), None)
+    naive = float(((y - target) ** 2).isel(time=held).mean())  # NaN (the last step) skipped
+    model = Model.init("MinGRU", 1, [16], 1, dtype=np.float64, seed=0)
+    result = train(
+        model, y, target, epochs=10, batch_series=5, window=48, lr=0.02, validation=0.2,
+        split_by="time", progress=False,
+    )  # fmt: skip
+    losses = result.history.validation_loss.values
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert losses[-1] < 0.8 * naive, (losses[-1], naive)
+
+
 def test_a_time_split_validates_on_the_last_steps():
-    result = _fit(_sines(), split_by="time", validation=0.25, epochs=3)
+    """The first 30 of 40 steps train, the last 10 validate: losses recomputed by hand."""
+    y = _sines()
+    target = y.shift(time=-1)
+    result = _fit(y, split_by="time", validation=0.25, epochs=3)
     losses = result.history.validation_loss.values
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    outputs, _ = result.model(y.values.T[..., None])  # the whole sequences, (time, series, 1)
+    squares = (outputs[..., 0] - target.values.T) ** 2  # NaN at the last step: no target
+    assert result.history.train_loss[-1] == pytest.approx(squares[:30].mean(), rel=1e-12)
+    assert losses[-1] == pytest.approx(np.nanmean(squares[30:]), rel=1e-12)
+    # the held-out steps' targets take no part in training, only in the validation loss
+    other = _fit(y, target=target.where(target.time < 30, 5.0), split_by="time", validation=0.25,
+                 epochs=3)  # fmt: skip
+    assert other.model.fingerprint() == result.model.fingerprint()
+    assert other.history.validation_loss[-1] > 10 * losses[-1]
+
+
+def test_float32_training_stays_float32():
+    y = _sines().astype(np.float32)
+    model = Model.init("MinGRU", 1, [4], 1, dtype=np.float32)
+    result = _fit(y, model=model, epochs=3)
+    assert result.model.dtype == np.float32
+    assert all(value.dtype == np.float32 for value in result.model.state_dict().values())
+    history = result.history
+    assert history.validation_loss[-1] < history.validation_loss[0]
+    assert history.train_loss[-1] < history.train_loss[0]
+    # before any step: the float64 model's losses, to float32's rounding
+    wide = _fit(y.astype(np.float64), model=_model(), epochs=1).history
+    for name in ("train_loss", "validation_loss"):
+        assert float(history[name][0]) == pytest.approx(float(wide[name][0]), rel=1e-5), name
+
+
+def test_the_progress_bar_counts_epochs_and_batches(capsys):
+    _fit(_sines(), epochs=2, progress=True)
+    bar = capsys.readouterr().err
+    # 5 training series in batches of 4: 2 batches an epoch, 4 in all
+    assert "epoch 2/2" in bar and "4/4" in bar and "batch" in bar
+    assert "validation_loss=" in bar
+    _fit(_sines(), epochs=2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_training_keeps_decays_below_one():
+    model = Model.init("DiagonalLinear", 1, [4], 1, dtype=np.float64)
+    assert model.layers[0].params["decay"].max() > 0.999  # timescales up to 1000 steps
+    y = 2 + _sines()  # a level: the slowest unit's decay is pushed up
+    result = train(model, y, y.shift(time=-1), epochs=2, lr=1e-3, progress=False)
+    decay = result.model.layers[0].params["decay"]  # an Adam step passes 1: projected back
+    assert decay.max() < 1 and decay.max() == np.nextafter(1.0, 0.0)
 
 
 def test_without_validation_the_loss_is_nan():
@@ -149,8 +233,16 @@ def test_a_dataset_and_a_target_variable_name():
 # -- checkpoints -------------------------------------------------------------------------
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    y = _sines()
+@pytest.mark.parametrize(
+    ("data", "steps_per_epoch"),
+    [
+        (_sines, 2 * 3),  # 5 training series in batches of 4, 40 steps in windows of 15
+        (_departures, 1 * 34),  # 4 training series in one batch, 498 steps in windows of 15
+    ],
+    ids=["sines", "real"],
+)
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, data, steps_per_epoch):
+    y = data()
     whole = _fit(y, epochs=3, checkpoint=tmp_path / "whole.safetensors")
     path = tmp_path / "run.safetensors"
     first = _fit(y, epochs=1, checkpoint=path)
@@ -160,7 +252,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
         assert np.array_equal(resumed.model.state_dict()[key], value), key
     assert resumed.history.identical(whole.history)
     arrays, config = read_arrays(path, "checkpoint")
-    assert config["epoch"] == 3 and config["adam_step"] == 3 * 2 * 3
+    assert config["epoch"] == 3 and config["adam_step"] == 3 * steps_per_epoch
     assert {k.split(".")[0] for k in arrays} == {"params", "adam", "history"}
 
 

@@ -6,7 +6,6 @@ import dask.threaded
 import numpy as np
 import pytest
 import xarray as xr
-from distributed import Client, LocalCluster
 
 from rnncore import InputError, Model, train
 from rnncore.grad.chunked import value_and_grad_chunked
@@ -14,17 +13,6 @@ from rnncore.states import pack_states
 from tests.rnncore.reference import rel_err
 
 TOL = 1e-12  # float64, relative
-
-
-@pytest.fixture(scope="module")
-def client():
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def _data(n_series, n_steps, seed=0):
@@ -67,6 +55,14 @@ cluster = pytest.mark.slow  # a LocalCluster and a few dozen round trips to it
         # full-sequence gradients of all the training series: one step per epoch
         ("QRNN", "auto", (9, 37), {"series": 5, "time": 17}, {"batch_series": None}),
         ("Elman", "auto", (6, 23), {"series": 2, "time": 3}, {"split_by": "time"}),
+        # a decay per unit, up to 0.999: Adam's steps projected back below 1
+        (
+            "DiagonalLinear",
+            "prefix_scan",
+            (5, 26),
+            {"series": (2, 3), "time": (7, 2, 13, 4)},
+            {"window": 9, "split_by": "time"},
+        ),
     ],
 )
 def test_training_over_dask_equals_training_in_memory(client, cell, method, shape, chunks, options):
