@@ -10,12 +10,13 @@ from dask.core import get_deps
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnncore import Model, Readout
+from rnncore import Model
 from rnncore.chunked import _Graph
 from rnncore.grad import value_and_grad
 from rnncore.grad.chunked import value_and_grad_chunked
 from rnncore.states import pack_states
 from tests.rnncore.reference import rel_err
+from tests.rnncore.reference_path import in_dtype
 
 LINEAR = ["MinGRU", "MinLSTM", "QRNN", "DiagonalLinear"]
 NONLINEAR = ["Elman", "GRU", "LSTM"]
@@ -50,41 +51,14 @@ def make_case(seed, cell, layers, readout, steps, series, *, warm, gaps, masked)
     return model, x, target, h0, mask
 
 
-def cast(model, dtype):
-    """``model`` with its parameters rounded to ``dtype``."""
-    layers = [
-        type(cell).from_state_dict(
-            {name: value.astype(dtype) for name, value in cell.state_dict().items()},
-            **cell.options,
-        )
-        for cell in model.layers
-    ]
-    readout = model.readout
-    if readout is not None:
-        readout = Readout(readout.weight.astype(dtype), readout.bias.astype(dtype))
-    return Model(layers, readout)
-
-
-def states_as(h0, dtype):
-    """Per-layer states (LSTM: pairs) in ``dtype``; ``None`` stays ``None``."""
-    if h0 is None:
-        return None
-    return [tuple(s.astype(dtype) for s in h) if isinstance(h, tuple) else h.astype(dtype)
-            for h in h0]  # fmt: skip
-
-
 def check(model, x, target, h0, mask, time_chunks, series_chunks, method, dtype=np.float64):
     """The chunked gradient in ``dtype`` against the float64 in-memory one.
 
     In float32, of the model and arguments rounded to float32; the reference is the
     float64 gradient of those rounded values.
     """
-    model, h0 = cast(model, dtype), states_as(h0, dtype)
-    x, target = x.astype(dtype), target.astype(dtype)
-    loss, grads = value_and_grad(
-        cast(model, np.float64), x.astype(np.float64), target.astype(np.float64),
-        states_as(h0, np.float64), mask,
-    )  # fmt: skip
+    model, x, target, h0 = in_dtype(dtype, model, x, target, h0)
+    loss, grads = value_and_grad(*in_dtype(np.float64, model, x, target, h0), mask)
     packed = None if h0 is None else pack_states(model, h0)
     data = da.from_array(x, chunks=(time_chunks, series_chunks, -1))
     with dask.config.set(scheduler="synchronous"):
@@ -166,7 +140,7 @@ def test_the_final_states_come_with_the_gradients(cell, method):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_no_steps_give_zero_gradients_and_the_initial_states(cell, method, dtype):
     model, x, target, h0, _ = make_case(9, cell, 2, True, 0, 5, warm=True, gaps=False, masked=False)
-    model, h0 = cast(model, dtype), states_as(h0, dtype)
+    model, h0 = in_dtype(dtype, model, h0)
     packed = pack_states(model, h0)
     with dask.config.set(scheduler="synchronous"):
         loss, grads, states = value_and_grad_chunked(

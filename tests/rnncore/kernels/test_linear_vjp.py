@@ -5,6 +5,7 @@ The reference path is itself checked against PyTorch's autograd in
 fused kernel against PyTorch too).
 """
 
+import functools
 import types
 
 import numpy as np
@@ -19,7 +20,7 @@ from rnncore.grad.model import _layer_inputs
 from rnncore.kernels import linear_vjp
 from tests.rnncore.kernels.cases import gappy_inputs, random_state
 from tests.rnncore.reference import rel_err
-from tests.rnncore.reference_path import DTYPES, TOL, assert_close, reference
+from tests.rnncore.reference_path import DTYPES, TOL, assert_close, in_dtype, reference
 
 KINDS = ["MinGRU", "MinGRU-g", "MinLSTM", "MinLSTM-g", "QRNN", "DiagonalLinear"]
 # Few features take the kernel's own pull-back to the weight and inputs; more, BLAS's.
@@ -47,25 +48,8 @@ def both_paths(fn, *args):
     return fn(*args), reference(fn, *args)
 
 
-def in_float64(*args):
-    """``args`` in float64: arrays (and lists of them) cast, cells and models rebuilt."""
-    if len(args) != 1:
-        return tuple(in_float64(a) for a in args)
-    (a,) = args
-    if isinstance(a, list | tuple):
-        return type(a)(in_float64(v) for v in a)
-    if isinstance(a, np.ndarray):
-        return a.astype(np.float64)
-    if isinstance(a, Model):
-        layer = a.layers[0]
-        wide = Model.init(type(layer).__name__, a.input_size, [c.hidden_size for c in a.layers],
-                          a.output_size, dtype=np.float64, **layer.options)  # fmt: skip
-        return wide.with_state_dict(in_float64(a.state_dict()))
-    if isinstance(a, dict):
-        return {k: in_float64(v) for k, v in a.items()}
-    if a is None:
-        return None
-    return type(a).from_state_dict(in_float64(a.state_dict()), **a.options)
+#: ``args`` in float64: arrays cast, cells and models rebuilt.
+in_float64 = functools.partial(in_dtype, np.float64)
 
 
 def flat(params):
