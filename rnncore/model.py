@@ -341,9 +341,10 @@ class Model:
         array([ True,  True])
         """
         out = dict(params)
-        for k, cell in enumerate(self.layers):
-            own = {name: params[f"layers.{k}.{name}"] for name in cell.state_dict()}
-            out |= {f"layers.{k}.{name}": v for name, v in cell.feasible(own).items()}
+        for k, cell in enumerate(self.layers):  # by key prefix: no copies of the parameters
+            prefix = f"layers.{k}."
+            own = {key[len(prefix) :]: v for key, v in params.items() if key.startswith(prefix)}
+            out |= {prefix + name: v for name, v in cell.feasible(own).items()}
         return out
 
     def config(self) -> dict[str, Any]:
