@@ -23,6 +23,20 @@ def rel_err(actual, expected) -> float:
     return float(diff / scale) if scale > 0 else float(diff)
 
 
+def params_rel_err(mine, expected):
+    """:func:`rel_err` of the gradient with respect to all the parameters, one vector.
+
+    Norm-wise over the whole gradient, not per tensor: a float32 tensor whose entries
+    nearly cancel (a one-unit layer's bias, say) has a large error relative to itself
+    and a tiny one relative to the gradient, which is what a step of training uses.
+    """
+    assert list(mine) == list(expected)
+    return rel_err(
+        np.concatenate([np.ravel(mine[name]) for name in expected]),
+        np.concatenate([np.ravel(expected[name]) for name in expected]),
+    )
+
+
 def scan(a, b, h0=None):
     """``h_t = a_t * h_{t-1} + b_t`` along axis 0, one step at a time, in float64."""
     a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnncore import CELLS, Model, Readout, linear_scan, scan_summary
-from tests.rnncore.reference import rel_err, scan
+from tests.rnncore.reference import params_rel_err, rel_err, scan
 
 cupy = pytest.importorskip("cupy")
 cupyx = pytest.importorskip("cupyx")
@@ -152,13 +152,9 @@ def test_mixed_cluster_runs_cupy_chunks_on_the_gpu_worker_only(rng):
 GRAD_TOL = {np.float32: 1e-4, np.float64: 1e-10}
 
 
-def _flat(grads, names):
-    """The gradients ``names`` of ``grads`` on the host, as one float64 vector."""
-    return np.concatenate([np.asarray(_host(grads[k]), np.float64).ravel() for k in names])
-
-
-def _host(array):
-    return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else array
+def _on_host(grads):
+    """Gradients by name, as NumPy arrays."""
+    return {name: cupy.asnumpy(value) for name, value in grads.items()}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -176,7 +172,7 @@ def test_model_gradients_on_gpu_equal_cpu(rng, cell, dtype):
     assert sorted(grads) == sorted(expected)
     assert all(isinstance(g, cupy.ndarray) and g.dtype == dtype for g in grads.values())
     assert abs(float(gpu_loss) - loss) <= GRAD_TOL[dtype] * loss
-    assert rel_err(_flat(grads, expected), _flat(expected, expected)) < GRAD_TOL[dtype]
+    assert params_rel_err(_on_host(grads), expected) < GRAD_TOL[dtype]
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -232,4 +228,4 @@ def test_chunked_gradients_with_cupy_chunks(rng):
     chunks = dask_array.from_array(x, chunks=(17, 5, 1)).map_blocks(cupy.asarray)
     gpu_loss, grads = value_and_grad_chunked(model, chunks, target)
     assert abs(gpu_loss - loss) <= 1e-12 * loss
-    assert rel_err(_flat(grads, expected), _flat(expected, expected)) < 1e-10
+    assert params_rel_err(_on_host(grads), expected) < 1e-10

@@ -13,7 +13,7 @@ from rnncore.grad import (
     model_vjp,
     value_and_grad,
 )
-from tests.rnncore.reference import rel_err
+from tests.rnncore.reference import params_rel_err, rel_err
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -186,20 +186,6 @@ def test_model_vjp_matches_torch(kind, case):
     assert rel_err(ours.x, grad_x) < tol
     flat_h0 = [np.ravel(s) for state in ours.h0 for s in _parts(state)]
     assert rel_err(np.concatenate(flat_h0), np.concatenate([np.ravel(g) for g in grad_h0])) < tol
-
-
-def params_rel_err(mine, expected):
-    """:func:`rel_err` of the gradient with respect to all the parameters, one vector.
-
-    Norm-wise over the whole gradient, not per tensor: a float32 tensor whose entries
-    nearly cancel (a one-unit layer's bias, say) has a large error relative to itself
-    and a tiny one relative to the gradient, which is what a step of training uses.
-    """
-    assert list(mine) == list(expected)
-    return rel_err(
-        np.concatenate([np.ravel(mine[name]) for name in expected]),
-        np.concatenate([np.ravel(expected[name]) for name in expected]),
-    )
 
 
 def _parts(state):
